@@ -1,0 +1,199 @@
+"""One-call set-up: SDK providers from the standard ``OTEL_*`` variables, plus the Monitor.
+
+Usage::
+
+    monitor = stepwatch.configure(service_name="billing-engine")
+
+Configuration:
+
+- ``exporter``: ``"otlp"``, ``"console"`` or ``"none"``. ``None`` picks
+  ``"otlp"`` when any ``OTEL_EXPORTER_OTLP_*ENDPOINT`` variable is set, else
+  ``"none"`` (in-process only).
+- OTLP protocol: ``OTEL_EXPORTER_OTLP_TRACES_PROTOCOL`` /
+  ``OTEL_EXPORTER_OTLP_METRICS_PROTOCOL``, else ``OTEL_EXPORTER_OTLP_PROTOCOL``,
+  else ``http/protobuf`` (the specification's default). ``grpc`` is the other
+  supported value; an unknown value logs a warning and falls back.
+- Endpoints, headers, timeouts, compression, certificates and metric
+  temporality: read by the OTLP exporters themselves from their standard variables.
+- Resource: ``service_name`` (when given) over ``OTEL_SERVICE_NAME`` over
+  ``OTEL_RESOURCE_ATTRIBUTES``, as :meth:`Resource.create` merges them.
+- Sampler: ``OTEL_TRACES_SAMPLER`` / ``OTEL_TRACES_SAMPLER_ARG``, read by the
+  SDK's ``TracerProvider``.
+- Export interval: ``OTEL_METRIC_EXPORT_INTERVAL``, read by the SDK.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from typing import Any
+
+from opentelemetry import metrics, trace
+from opentelemetry.metrics import MeterProvider
+from opentelemetry.sdk.metrics import MeterProvider as SdkMeterProvider
+from opentelemetry.sdk.metrics.export import (
+    ConsoleMetricExporter,
+    MetricExporter,
+    MetricReader,
+    PeriodicExportingMetricReader,
+)
+from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
+from opentelemetry.trace import TracerProvider
+
+from stepwatch.monitor import Monitor
+
+__all__ = ["configure"]
+
+_logger = logging.getLogger(__name__)
+
+EXPORTERS = ("otlp", "console", "none")
+_PROTOCOLS = ("http/protobuf", "grpc")
+_DEFAULT_PROTOCOL = "http/protobuf"
+_ENDPOINT_VARIABLES = (
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+)
+
+
+def _choose_exporter(exporter: str | None) -> str:
+    if exporter is None:
+        return "otlp" if any(os.environ.get(name) for name in _ENDPOINT_VARIABLES) else "none"
+    if exporter not in EXPORTERS:
+        raise ValueError(f"exporter must be one of {EXPORTERS} or None, got {exporter!r}")
+    return exporter
+
+
+def _protocol(signal: str) -> str:
+    raw = (
+        os.environ.get(f"OTEL_EXPORTER_OTLP_{signal}_PROTOCOL")
+        or os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL")
+        or _DEFAULT_PROTOCOL
+    ).strip()
+    if raw not in _PROTOCOLS:
+        _logger.warning(
+            "stepwatch: unsupported OTLP protocol %r for %s; using %s",
+            raw,
+            signal.lower(),
+            _DEFAULT_PROTOCOL,
+        )
+        return _DEFAULT_PROTOCOL
+    return raw
+
+
+def _span_exporter(kind: str) -> SpanExporter:
+    if kind == "console":
+        return ConsoleSpanExporter()
+    if _protocol("TRACES") == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (  # noqa: PLC0415
+            OTLPSpanExporter as GrpcSpanExporter,
+        )
+
+        return GrpcSpanExporter()
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import (  # noqa: PLC0415
+        OTLPSpanExporter as HttpSpanExporter,
+    )
+
+    return HttpSpanExporter()
+
+
+def _metric_exporter(kind: str) -> MetricExporter:
+    if kind == "console":
+        return ConsoleMetricExporter()
+    if _protocol("METRICS") == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import (  # noqa: PLC0415
+            OTLPMetricExporter as GrpcMetricExporter,
+        )
+
+        return GrpcMetricExporter()
+    from opentelemetry.exporter.otlp.proto.http.metric_exporter import (  # noqa: PLC0415
+        OTLPMetricExporter as HttpMetricExporter,
+    )
+
+    return HttpMetricExporter()
+
+
+def configure(
+    *,
+    service_name: str | None = None,
+    exporter: str | None = None,
+    tracer_provider: TracerProvider | None = None,
+    meter_provider: MeterProvider | None = None,
+    rules: Any = None,
+    set_global: bool = True,
+) -> Monitor:
+    """Set up OpenTelemetry for an engine process and return its :class:`Monitor`.
+
+    Args:
+        service_name: ``service.name`` of the resource (wins over ``OTEL_SERVICE_NAME``).
+        exporter: ``"otlp"``, ``"console"``, ``"none"`` or ``None`` (``"otlp"``
+            when an ``OTEL_EXPORTER_OTLP_*ENDPOINT`` variable is set, else ``"none"``).
+        tracer_provider: Use this provider as it is instead of building one.
+        meter_provider: Use this provider as it is instead of building one.
+        rules: Alerting rules for the Monitor.
+        set_global: Install the Monitor for the decorators and, for providers
+            built here, set them as the global OpenTelemetry providers when
+            none is set yet.
+
+    Returns:
+        The Monitor (installed when ``set_global``). Call ``shutdown()`` at
+        exit to flush; providers built here are shut down with it.
+
+    Raises:
+        ValueError: an unknown ``exporter``.
+        TypeError: ``service_name`` is not a string.
+
+    .. versionadded:: 0.1.0
+    """
+    kind = _choose_exporter(exporter)
+    if service_name is not None and (not isinstance(service_name, str) or not service_name):
+        raise TypeError("service_name must be a non-empty string or None")
+    resource: Resource | None = None
+    owned: list[Callable[[], Any]] = []
+    span_exporters: list[SpanExporter] = []
+    metric_exporters: list[MetricExporter] = []
+
+    def get_resource() -> Resource:
+        nonlocal resource
+        if resource is None:
+            resource = Resource.create({SERVICE_NAME: service_name} if service_name else {})
+        return resource
+
+    built_tracer = tracer_provider is None
+    if tracer_provider is None:
+        sdk_tracer_provider = SdkTracerProvider(resource=get_resource())
+        if kind != "none":
+            span_exporters.append(_span_exporter(kind))
+            sdk_tracer_provider.add_span_processor(BatchSpanProcessor(span_exporters[-1]))
+        owned.append(sdk_tracer_provider.shutdown)
+        tracer_provider = sdk_tracer_provider
+
+    built_meter = meter_provider is None
+    if meter_provider is None:
+        readers: list[MetricReader] = []
+        if kind != "none":
+            metric_exporters.append(_metric_exporter(kind))
+            readers.append(PeriodicExportingMetricReader(metric_exporters[-1]))
+        sdk_meter_provider = SdkMeterProvider(resource=get_resource(), metric_readers=readers)
+        owned.append(sdk_meter_provider.shutdown)
+        meter_provider = sdk_meter_provider
+
+    monitor = Monitor(tracer_provider=tracer_provider, meter_provider=meter_provider, rules=rules)
+    monitor._owned_shutdowns.extend(owned)
+    monitor.exporters = (*span_exporters, *metric_exporters)
+    if set_global:
+        if built_tracer and isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
+            trace.set_tracer_provider(tracer_provider)
+        if built_meter and _global_meter_provider_unset():
+            metrics.set_meter_provider(meter_provider)
+        monitor.install()
+    return monitor
+
+
+def _global_meter_provider_unset() -> bool:
+    from opentelemetry.metrics._internal import _ProxyMeterProvider  # noqa: PLC0415
+
+    return isinstance(metrics.get_meter_provider(), _ProxyMeterProvider)

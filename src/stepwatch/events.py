@@ -1,0 +1,397 @@
+"""The lifecycle event bus: a bounded history and subscribers that never block the engine.
+
+Usage::
+
+    monitor.events(execution_id="n-42")               # history, oldest first
+    sub = monitor.subscribe(print, event_type="execution.failed")
+    monitor.unsubscribe(sub)
+
+Publishing is O(subscribers) on the engine's thread: the event is appended to
+the history ring buffer and to each matching subscriber's bounded queue. Delivery
+happens elsewhere: a sync callback gets a daemon thread of its own; an async
+callback runs as a task on the event loop that was running when it subscribed
+(or on a private loop thread when none was). A slow subscriber therefore
+delays nobody but itself; when it falls behind by more than its queue's size
+the oldest undelivered events are dropped and counted in
+:attr:`Subscription.dropped`.
+
+Limits (constructor arguments of :class:`EventBus`):
+
+- ``max_history``: events kept for :meth:`EventBus.events` (default 10,000).
+- ``max_queue``: undelivered events per subscriber (default 1,000).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import itertools
+import logging
+import threading
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import Any, NamedTuple
+
+from stepwatch._models import iso, json_ready
+from stepwatch.semconv import EventType
+
+__all__ = ["EventBus", "ExecutionEvent", "Subscription"]
+
+_logger = logging.getLogger(__name__)
+
+DEFAULT_MAX_HISTORY = 10_000
+DEFAULT_MAX_QUEUE = 1_000
+
+
+class ExecutionEvent(NamedTuple):
+    """One lifecycle event (immutable).
+
+    Attributes:
+        seq: Monotonic sequence number (unique per Monitor; for SSE resume).
+        type: The :class:`~stepwatch.EventType`.
+        timestamp: Epoch seconds from the Monitor's clock.
+        execution_id: The execution it concerns, or ``None`` (health, alerts).
+        data: JSON-ready details (names, outcome, durations...). Treat as read-only:
+            the same dict reaches every subscriber.
+
+    A named tuple rather than a dataclass: one is built per step start and
+    end on the engine's thread, and a tuple is the cheapest immutable record.
+
+    .. versionadded:: 0.1.0
+    """
+
+    seq: int
+    type: EventType
+    timestamp: float
+    execution_id: str | None
+    data: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return JSON-ready values (ISO 8601 timestamp, the type as a string)."""
+        return {
+            "seq": self.seq,
+            "type": self.type.value,
+            "timestamp": iso(self.timestamp),
+            "execution_id": self.execution_id,
+            "data": json_ready(self.data),
+        }
+
+
+Callback = Callable[[ExecutionEvent], Any]
+
+
+class Subscription:
+    """A live subscription; pass it to ``unsubscribe`` to stop delivery at once.
+
+    Attributes:
+        name: The callback's qualified name (used in logs).
+        execution_id: Filter, or ``None`` for all executions.
+        event_type: Filter, or ``None`` for all types.
+        dropped: Events dropped because the subscriber fell behind.
+        failures: Calls of the callback that raised.
+        delivered: Events handed to the callback.
+
+    .. versionadded:: 0.1.0
+    """
+
+    def __init__(
+        self,
+        callback: Callback,
+        execution_id: str | None,
+        event_type: EventType | None,
+        max_queue: int,
+    ) -> None:
+        self.callback = callback
+        self.name = getattr(callback, "__qualname__", None) or repr(callback)
+        self.execution_id = execution_id
+        self.event_type = event_type
+        self.dropped = 0
+        self.failures = 0
+        self.delivered = 0
+        self.active = True
+        self._queue: deque[ExecutionEvent] = deque()
+        self._max_queue = max_queue
+        self._cond = threading.Condition(threading.Lock())
+        self._waiting = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wake: asyncio.Event | None = None
+        self._wake_pending = False
+        self.is_async = inspect.iscoroutinefunction(callback) or inspect.iscoroutinefunction(
+            getattr(callback, "__call__", None)  # noqa: B004 - async callable objects
+        )
+
+    def matches(self, event: ExecutionEvent) -> bool:
+        """Whether this subscription wants ``event``."""
+        return (self.execution_id is None or self.execution_id == event.execution_id) and (
+            self.event_type is None or self.event_type is event.type
+        )
+
+    @property
+    def pending(self) -> int:
+        """Events queued but not delivered yet."""
+        return len(self._queue)
+
+    # ------------------------------------------------------------- producer side
+    def offer(self, event: ExecutionEvent) -> None:
+        """Queue ``event``; drop the oldest when full. Called on the engine's thread."""
+        with self._cond:
+            if not self.active:
+                return
+            if len(self._queue) >= self._max_queue:
+                self._queue.popleft()
+                self.dropped += 1
+            self._queue.append(event)
+            if self._loop is not None:
+                if not self._wake_pending:
+                    self._wake_pending = True
+                    self._schedule_wake()
+            elif self._waiting:
+                self._cond.notify()
+
+    def _schedule_wake(self) -> None:
+        loop, wake = self._loop, self._wake
+        if loop is None or wake is None:
+            return
+        try:
+            loop.call_soon_threadsafe(wake.set)
+        except RuntimeError:  # the loop is closed: nothing will consume any more
+            self.active = False
+
+    def close(self) -> None:
+        """Stop delivery now and discard what is queued."""
+        with self._cond:
+            self.active = False
+            self._queue.clear()
+            self._cond.notify_all()
+        if self._loop is not None and self._wake is not None:
+            try:
+                self._loop.call_soon_threadsafe(self._wake.set)
+            except RuntimeError:
+                pass
+
+    # ------------------------------------------------------------- consumer side
+    def _take(self) -> ExecutionEvent | None:
+        with self._cond:
+            if self.active and self._queue:
+                return self._queue.popleft()
+            return None
+
+    def _failed(self) -> None:
+        self.failures += 1
+        _logger.warning("stepwatch: event subscriber %s raised", self.name, exc_info=True)
+
+    def run_thread(self) -> None:
+        """Deliver to a sync callback until closed (the subscriber's own thread)."""
+        while True:
+            with self._cond:
+                while self.active and not self._queue:
+                    self._waiting = True
+                    self._cond.wait()
+                    self._waiting = False
+                if not self.active:
+                    return
+                event = self._queue.popleft()
+            try:
+                self.callback(event)
+                self.delivered += 1
+            except Exception:
+                self._failed()
+
+    async def run_task(self) -> None:
+        """Deliver to an async callback until closed (a task on the subscriber's loop)."""
+        wake = self._wake
+        assert wake is not None
+        while self.active:
+            await wake.wait()
+            with self._cond:
+                wake.clear()
+                self._wake_pending = False
+            while (event := self._take()) is not None:
+                try:
+                    result = self.callback(event)
+                    if isinstance(result, Awaitable):
+                        await result
+                    self.delivered += 1
+                except Exception:
+                    self._failed()
+
+    def __repr__(self) -> str:
+        return (
+            f"<stepwatch.Subscription {self.name} execution_id={self.execution_id!r} "
+            f"event_type={self.event_type!r} dropped={self.dropped}>"
+        )
+
+
+class EventBus:
+    """Bounded event history plus non-blocking fan-out to subscribers.
+
+    Args:
+        clock: Zero-argument callable returning epoch seconds.
+        max_history: Events kept in the history ring buffer.
+        max_queue: Undelivered events kept per subscriber.
+
+    .. versionadded:: 0.1.0
+    """
+
+    def __init__(
+        self,
+        clock: Callable[[], float],
+        *,
+        max_history: int = DEFAULT_MAX_HISTORY,
+        max_queue: int = DEFAULT_MAX_QUEUE,
+    ) -> None:
+        if max_history < 1 or max_queue < 1:
+            raise ValueError("max_history and max_queue must be >= 1")
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._history: deque[ExecutionEvent] = deque(maxlen=max_history)
+        self._seq = itertools.count(1)
+        self._subscribers: tuple[Subscription, ...] = ()
+        self._max_queue = max_queue
+        self._private_loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def max_history(self) -> int:
+        """How many events the history keeps."""
+        return self._history.maxlen or 0
+
+    def __len__(self) -> int:
+        return len(self._history)
+
+    def publish(
+        self,
+        event_type: EventType,
+        execution_id: str | None,
+        data: dict[str, Any],
+        timestamp: float | None = None,
+    ) -> ExecutionEvent:
+        """Record an event and queue it for matching subscribers. O(subscribers)."""
+        with self._lock:
+            event = ExecutionEvent(
+                next(self._seq),
+                event_type,
+                self._clock() if timestamp is None else timestamp,
+                execution_id,
+                data,
+            )
+            self._history.append(event)
+        for subscription in self._subscribers:
+            if subscription.matches(event):
+                subscription.offer(event)
+        return event
+
+    def events(
+        self,
+        *,
+        execution_id: str | None = None,
+        event_type: EventType | str | None = None,
+        since: int | None = None,
+        limit: int | None = None,
+    ) -> list[ExecutionEvent]:
+        """Return matching events from the history, oldest first.
+
+        Args:
+            execution_id: Only this execution's events.
+            event_type: Only this type (an :class:`EventType` or its value).
+            since: Only events with ``seq`` greater than this.
+            limit: At most this many, the most recent ones.
+
+        Raises:
+            ValueError: an unknown ``event_type`` or a negative ``limit``.
+        """
+        wanted = None if event_type is None else EventType(event_type)
+        if limit is not None and limit < 0:
+            raise ValueError(f"limit must be >= 0, got {limit}")
+        with self._lock:
+            history = list(self._history)
+        result = [
+            event
+            for event in history
+            if (since is None or event.seq > since)
+            and (execution_id is None or event.execution_id == execution_id)
+            and (wanted is None or event.type is wanted)
+        ]
+        if limit is not None:
+            result = result[len(result) - limit :] if limit else []
+        return result
+
+    def subscribe(
+        self,
+        callback: Callback,
+        *,
+        execution_id: str | None = None,
+        event_type: EventType | str | None = None,
+    ) -> Subscription:
+        """Deliver future matching events to ``callback`` (sync or async), off the engine's thread.
+
+        Raises:
+            TypeError: ``callback`` is not callable.
+            ValueError: an unknown ``event_type``.
+        """
+        if not callable(callback):
+            raise TypeError(f"callback must be callable, got {type(callback).__name__}")
+        wanted = None if event_type is None else EventType(event_type)
+        subscription = Subscription(callback, execution_id, wanted, self._max_queue)
+        if subscription.is_async:
+            self._start_task(subscription)
+        else:
+            threading.Thread(
+                target=subscription.run_thread,
+                name=f"stepwatch-subscriber-{subscription.name}",
+                daemon=True,
+            ).start()
+        with self._lock:
+            self._subscribers = (*self._subscribers, subscription)
+        return subscription
+
+    def unsubscribe(self, subscription: Subscription) -> None:
+        """Stop delivery to ``subscription`` at once (queued events are discarded)."""
+        subscription.close()
+        with self._lock:
+            self._subscribers = tuple(s for s in self._subscribers if s is not subscription)
+
+    @property
+    def subscriptions(self) -> tuple[Subscription, ...]:
+        """The live subscriptions."""
+        return self._subscribers
+
+    def _start_task(self, subscription: Subscription) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = self._loop_thread()
+        subscription._loop = loop
+        ready = threading.Event()
+
+        def create() -> None:
+            subscription._wake = asyncio.Event()
+            loop.create_task(subscription.run_task())
+            ready.set()
+
+        if loop is self._private_loop:
+            loop.call_soon_threadsafe(create)
+            ready.wait(timeout=5.0)
+        else:
+            create()
+
+    def _loop_thread(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            if self._private_loop is None:
+                loop = asyncio.new_event_loop()
+                threading.Thread(
+                    target=loop.run_forever, name="stepwatch-async-subscribers", daemon=True
+                ).start()
+                self._private_loop = loop
+            return self._private_loop
+
+    def close(self) -> None:
+        """Unsubscribe everyone and stop the private loop, if any."""
+        for subscription in self._subscribers:
+            self.unsubscribe(subscription)
+        loop = self._private_loop
+        if loop is not None:
+            self._private_loop = None
+            try:
+                loop.call_soon_threadsafe(loop.stop)
+            except RuntimeError:
+                pass

@@ -1,0 +1,1564 @@
+"""The instrument layer: ``execution`` and ``step`` decorators, context managers and handles.
+
+Usage::
+
+    @stepwatch.execution("deploy", total_steps=3, sla=30.0,
+                         execution_id=lambda plan: plan.id)
+    def deploy(plan): ...
+
+    @stepwatch.step("fetch", step_type="http")
+    async def fetch(url): ...
+
+    with stepwatch.execution("nightly", execution_id="n-42") as ex:
+        with ex.step("validate", step_type="check") as st:
+            st.progress(done=3, total=10)
+
+Each call opens a span (``execution {name}`` or ``step {name}``), records the
+duration histograms and keeps the in-process Monitor informed. The kind of
+wrapper (function, coroutine, generator, async generator) is chosen once, at
+decoration time. The host's return values and exceptions pass through
+unchanged; stepwatch's own failures are logged once, counted and dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import inspect
+import math
+import uuid
+from collections import deque
+from collections.abc import AsyncGenerator, Callable, Generator, Mapping, MutableMapping
+from contextvars import ContextVar, Token
+from threading import Lock
+from types import TracebackType
+from typing import Any, Final, Generic, TypeVar, cast, overload
+
+import wrapt
+from opentelemetry import context as otel_context
+from opentelemetry import propagate, trace
+from opentelemetry.context import Context
+from opentelemetry.trace import INVALID_SPAN, Span, SpanKind, Status, StatusCode
+
+from stepwatch import _attributes as attrs
+from stepwatch import _telemetry, semconv
+from stepwatch._safety import report
+from stepwatch.progress import ExecutionProgress, StepProgress, pace_eta
+from stepwatch.semconv import ExecutionState, Outcome
+
+__all__ = [
+    "Execution",
+    "ExecutionScope",
+    "Step",
+    "StepScope",
+    "classify",
+    "current_execution",
+    "current_step",
+    "enqueue",
+    "execution",
+    "step",
+]
+
+_T = TypeVar("_T")
+_F = TypeVar("_F", bound=Callable[..., Any])
+_H = TypeVar("_H", "Execution", "Step")
+
+_EXECUTION_KEY: Final = otel_context.create_key("stepwatch-execution")
+_STEP_KEY: Final = otel_context.create_key("stepwatch-step")
+_SUPPRESS_KEY: Final = otel_context._SUPPRESS_INSTRUMENTATION_KEY
+
+_CANCELLATIONS: Final = (
+    asyncio.CancelledError,
+    concurrent.futures.CancelledError,
+    KeyboardInterrupt,
+    SystemExit,
+    GeneratorExit,
+)
+
+MAX_STEPS_KEPT: Final = 256
+"""How many of an execution's most recent steps its progress lists (counts stay exact)."""
+PROGRESS_EVENT_INTERVAL: Final = 1.0
+"""Minimum seconds between two ``step.progress`` span events of one step."""
+MAX_PROGRESS_EVENTS: Final = 64
+"""Most ``step.progress`` span events one step span carries."""
+_MAX_CACHED_ATTRIBUTE_SETS: Final = 4096
+
+
+# ------------------------------------------------------------------ classification
+def classify(exc: BaseException | None) -> Outcome:
+    """Map how a call ended to an :class:`~stepwatch.Outcome`.
+
+    Args:
+        exc: The exception the call raised, or ``None`` for a return.
+
+    Returns:
+        ``SUCCESS`` for ``None``; ``TIMEOUT`` for ``TimeoutError`` (asyncio's
+        and concurrent.futures' are the same class since Python 3.11);
+        ``CANCELLATION`` for asyncio and concurrent.futures cancellations,
+        ``KeyboardInterrupt``, ``SystemExit`` and ``GeneratorExit``;
+        ``FAILURE`` for anything else.
+
+    .. versionadded:: 0.1.0
+    """
+    if exc is None:
+        return Outcome.SUCCESS
+    if isinstance(exc, TimeoutError):
+        return Outcome.TIMEOUT
+    if isinstance(exc, _CANCELLATIONS):
+        return Outcome.CANCELLATION
+    return Outcome.FAILURE
+
+
+def _error_type(exc: BaseException) -> str:
+    cls = type(exc)
+    module = cls.__module__
+    if module in ("builtins", "__main__"):
+        return cls.__qualname__
+    return f"{module}.{cls.__qualname__}"
+
+
+class _AttributeSets:
+    """Interned metric attribute dicts for one fixed key list (values ``None`` are left out).
+
+    Metric attribute values come from bounded sets (names, types, outcomes),
+    so reusing one dict per combination saves building it on every record.
+    Past ``_MAX_CACHED_ATTRIBUTE_SETS`` combinations, dicts are built fresh.
+    """
+
+    __slots__ = ("_cache", "_keys")
+
+    def __init__(self, *keys: str) -> None:
+        self._keys = keys
+        self._cache: dict[tuple[str | None, ...], dict[str, str]] = {}
+
+    def get(self, *values: str | None) -> dict[str, str]:
+        cached = self._cache.get(values)
+        if cached is None:
+            cached = {k: v for k, v in zip(self._keys, values, strict=True) if v is not None}
+            if len(self._cache) < _MAX_CACHED_ATTRIBUTE_SETS:
+                self._cache[values] = cached
+        return cached
+
+
+_TASK_ATTRIBUTES: Final = _AttributeSets(
+    semconv.WORKFLOW_DEFINITION_NAME,
+    semconv.WORKFLOW_TASK_TYPE,
+    semconv.WORKFLOW_TASK_OUTCOME,
+    semconv.ERROR_TYPE,
+)
+_EXECUTION_ATTRIBUTES: Final = _AttributeSets(
+    semconv.WORKFLOW_DEFINITION_NAME,
+    semconv.WORKFLOW_EXECUTION_STATE,
+    semconv.WORKFLOW_EXECUTION_OUTCOME,
+    semconv.ERROR_TYPE,
+)
+_ACTIVE_ATTRIBUTES: Final = _AttributeSets(
+    semconv.WORKFLOW_DEFINITION_NAME, semconv.WORKFLOW_EXECUTION_STATE
+)
+_SLA_ATTRIBUTES: Final = _AttributeSets(semconv.WORKFLOW_DEFINITION_NAME)
+_APPROVAL_ATTRIBUTES: Final = _AttributeSets(
+    semconv.WORKFLOW_DEFINITION_NAME, semconv.WORKFLOW_APPROVAL_OUTCOME
+)
+_PENDING: Final = ExecutionState.PENDING.value
+_EXECUTING: Final = ExecutionState.EXECUTING.value
+
+
+def _ns(seconds: float) -> int:
+    return int(seconds * 1e9)
+
+
+# ------------------------------------------------------------------------ handles
+class _Run:
+    """State shared by execution and step handles: span, context, outcome."""
+
+    __slots__ = (
+        "_ctx",
+        "_ended",
+        "_explicit",
+        "_reason",
+        "_recording",
+        "_started_at",
+        "_tel",
+        "_updated_at",
+        "ended_at",
+        "outcome",
+        "span",
+    )
+
+    span: Span
+    _tel: _telemetry.Telemetry
+    _ctx: Context
+    _started_at: float
+    _updated_at: float
+    _recording: bool
+    _ended: bool
+    _explicit: Outcome | None
+    _reason: str | None
+    outcome: Outcome | None
+    ended_at: float | None
+
+    def _init_run(self, tel: _telemetry.Telemetry, now: float, recording: bool) -> None:
+        self._tel = tel
+        self._started_at = now
+        self._updated_at = now
+        self._recording = recording
+        self._ended = False
+        self._explicit = None
+        self._reason = None
+        self.outcome = None
+        self.ended_at = None
+        self.span = INVALID_SPAN
+
+    # Context: attached only while the host's code runs under this handle.
+    def _activate(self) -> Token[Context] | None:
+        if not self._recording:
+            return None
+        try:
+            return otel_context.attach(self._ctx)
+        except Exception:
+            report("context.attach", "stepwatch: could not attach context", exc_info=True)
+            return None
+
+    def _deactivate(self, token: Token[Context] | None) -> None:
+        if token is not None:
+            try:
+                otel_context.detach(token)
+            except Exception:
+                report("context.detach", "stepwatch: could not detach context", exc_info=True)
+
+    def _close(self, token: Token[Context] | None, exc: BaseException | None) -> None:
+        self._deactivate(token)
+        if self._recording and not self._ended:
+            try:
+                self._finish(exc)
+            except Exception:
+                report(f"{self._kind}.finish", "stepwatch: failed to end %s", self, exc_info=True)
+
+    _kind = "run"
+
+    def _finish(self, exc: BaseException | None) -> None:
+        raise NotImplementedError
+
+    def _usable(self, method: str) -> bool:
+        """Whether a runtime method may act now; reports calls after the end."""
+        if not self._recording:
+            return False
+        if self._ended:
+            report(
+                f"{self._kind}.{method}.ended",
+                "stepwatch: %s.%s() called after it ended; ignored",
+                self._kind,
+                method,
+            )
+            return False
+        return True
+
+    def _resolve_outcome(self, exc: BaseException | None) -> tuple[Outcome, str | None]:
+        if exc is not None:
+            outcome = classify(exc)
+            if outcome in (Outcome.FAILURE, Outcome.TIMEOUT):
+                return outcome, _error_type(exc)
+            return outcome, None
+        if self._explicit is None:
+            return Outcome.SUCCESS, None
+        if self._explicit in (Outcome.FAILURE, Outcome.TIMEOUT):
+            return self._explicit, semconv.ERROR_TYPE_OTHER
+        return self._explicit, None
+
+    def _set_explicit(self, outcome: Outcome, reason: object, method: str) -> None:
+        if not self._usable(method):
+            return
+        try:
+            self._explicit = outcome
+            self._reason = None if reason is None else attrs.text(reason)
+        except Exception:
+            report(f"{self._kind}.{method}", "stepwatch: %s() failed", method, exc_info=True)
+
+    def _end_span(
+        self,
+        exc: BaseException | None,
+        outcome: Outcome,
+        error_type: str | None,
+        end_ns: int,
+        reason_key: str,
+    ) -> None:
+        span = self.span
+        if not span.is_recording():
+            return
+        if error_type is not None:
+            span.set_attribute(semconv.ERROR_TYPE, error_type)
+        if self._reason is not None:
+            span.set_attribute(reason_key, self._reason)
+        if exc is not None and outcome in (Outcome.FAILURE, Outcome.TIMEOUT):
+            span.record_exception(exc, timestamp=end_ns)
+            span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+        elif outcome in (Outcome.FAILURE, Outcome.TIMEOUT):
+            span.set_status(Status(StatusCode.ERROR, self._reason or outcome.value))
+
+
+class Step(_Run):
+    """Handle of one running step: progress, skip, and its span.
+
+    Attributes:
+        name: The step name.
+        step_type: The step type, or ``None``.
+        span: The step's span (a non-recording span when sampled out).
+        execution: The enclosing :class:`Execution`, or ``None`` for a
+            step outside any execution.
+
+    Obtained by entering :func:`stepwatch.step` or :meth:`Execution.step`,
+    or from :func:`stepwatch.current_step`. Every method is safe to call at
+    any time: bad values and calls after the step ended are logged once and
+    ignored, never raised.
+
+    .. versionadded:: 0.1.0
+    """
+
+    __slots__ = (
+        "_emitted",
+        "_last_emit",
+        "done",
+        "execution",
+        "fraction",
+        "message",
+        "name",
+        "step_type",
+        "total",
+    )
+    _kind = "step"
+
+    name: str
+    step_type: str | None
+    execution: Execution | None
+    fraction: float | None
+    done: int | None
+    total: int | None
+    message: str | None
+    _last_emit: float | None
+    _emitted: int
+
+    @classmethod
+    def _start(
+        cls,
+        spec: StepScope,
+        tel: _telemetry.Telemetry,
+        parent_ctx: Context,
+        execution: Execution | None,
+    ) -> Step:
+        now = tel.clock()
+        self = cls.__new__(cls)
+        self._init_run(tel, now, recording=True)
+        self.name = spec.name or "step"
+        self.step_type = spec.step_type
+        self.execution = execution
+        self.fraction = None
+        self.done = None
+        self.total = None
+        self.message = None
+        self._last_emit = None
+        self._emitted = 0
+        span = tel.tracer.start_span(
+            spec.span_name, context=parent_ctx, attributes=spec.span_attributes, start_time=_ns(now)
+        )
+        self.span = span
+        ctx = trace.set_span_in_context(span, parent_ctx)
+        self._ctx = otel_context.set_value(_STEP_KEY, self, ctx)
+        if execution is not None:
+            execution._step_started(self)
+        observer = tel.observer
+        if observer is not None:
+            observer.step_started(self)
+        return self
+
+    @classmethod
+    def _disabled(cls, name: str | None, step_type: str | None) -> Step:
+        self = cls.__new__(cls)
+        self._init_run(_telemetry.current(), 0.0, recording=False)
+        self.name = name or "step"
+        self.step_type = step_type
+        self.execution = None
+        self.fraction = self.done = self.total = None
+        self.message = None
+        self._last_emit = None
+        self._emitted = 0
+        return self
+
+    @property
+    def started_at(self) -> float:
+        """When the step started (epoch seconds, Monitor clock)."""
+        return self._started_at
+
+    def _finish(self, exc: BaseException | None) -> None:
+        self._ended = True
+        tel = self._tel
+        now = tel.clock()
+        outcome, error_type = self._resolve_outcome(exc)
+        self.outcome = outcome
+        self.ended_at = now
+        self._updated_at = now
+        end_ns = _ns(now)
+        span = self.span
+        if span.is_recording():
+            span.set_attribute(semconv.WORKFLOW_TASK_OUTCOME, outcome.value)
+            self._end_span(exc, outcome, error_type, end_ns, semconv.WORKFLOW_TASK_OUTCOME_REASON)
+        span.end(end_time=end_ns)
+        execution = self.execution
+        tel.task_duration.record(
+            max(now - self._started_at, 0.0),
+            _TASK_ATTRIBUTES.get(
+                execution.name if execution else None, self.step_type, outcome.value, error_type
+            ),
+        )
+        if execution is not None:
+            execution._step_ended(self, outcome)
+        observer = tel.observer
+        if observer is not None:
+            observer.step_ended(self)
+
+    def progress(
+        self,
+        fraction: float | None = None,
+        *,
+        done: int | None = None,
+        total: int | None = None,
+        message: str | None = None,
+    ) -> None:
+        """Report how far along this step is.
+
+        Args:
+            fraction: Progress in [0, 1].
+            done: Units done (an int >= 0); with ``total``, sets the fraction.
+            total: Units in all (an int >= ``done``).
+            message: A short free-form status (cut at 1,024 characters).
+
+        The latest value is always visible in the Monitor's progress; the
+        ``step.progress`` span event is throttled to one per
+        :data:`PROGRESS_EVENT_INTERVAL` seconds (and at most
+        :data:`MAX_PROGRESS_EVENTS` per span), always keeping completion.
+        Invalid values are logged once and dropped; never raises.
+        """
+        if not self._usable("progress"):
+            return
+        try:
+            value = _progress_fraction(fraction, done, total)
+            if value is _INVALID:
+                report(
+                    "step.progress.invalid",
+                    "stepwatch: invalid step progress (fraction=%r, done=%r, total=%r); "
+                    "fraction must be in [0, 1], done and total ints with 0 <= done <= total",
+                    fraction,
+                    done,
+                    total,
+                )
+                return
+            tel = self._tel
+            now = tel.clock()
+            if value is not None:
+                self.fraction = value  # type: ignore[assignment]
+            if done is not None:
+                self.done = done
+            if total is not None:
+                self.total = total
+            if message is not None:
+                self.message = attrs.text(message)
+            self._updated_at = now
+            emit = (
+                self._last_emit is None
+                or now - self._last_emit >= PROGRESS_EVENT_INTERVAL
+                or self.fraction == 1.0
+            ) and self._emitted < MAX_PROGRESS_EVENTS
+            if emit:
+                self._last_emit = now
+                self._emitted += 1
+                if self.span.is_recording():
+                    self.span.add_event(
+                        semconv.EventType.STEP_PROGRESS.value,
+                        self._progress_attributes(),
+                        timestamp=_ns(now),
+                    )
+            if self.execution is not None:
+                self.execution._touch(now)
+            observer = tel.observer
+            if observer is not None:
+                observer.step_progressed(self, emit)
+        except Exception:
+            report("step.progress", "stepwatch: step progress failed", exc_info=True)
+
+    def _progress_attributes(self) -> dict[str, Any]:
+        result: dict[str, Any] = {}
+        if self.fraction is not None:
+            result[semconv.WORKFLOW_TASK_PROGRESS] = self.fraction
+        if self.done is not None:
+            result[semconv.WORKFLOW_TASK_PROGRESS_DONE] = self.done
+        if self.total is not None:
+            result[semconv.WORKFLOW_TASK_PROGRESS_TOTAL] = self.total
+        if self.message is not None:
+            result[semconv.WORKFLOW_TASK_PROGRESS_MESSAGE] = self.message
+        return result
+
+    def skip(self, reason: str | None = None) -> None:
+        """End this step as skipped (outcome ``skip``) when it returns normally.
+
+        An exception raised afterwards still wins and sets its own outcome.
+        """
+        self._set_explicit(Outcome.SKIP, reason, "skip")
+
+    def snapshot(self) -> StepProgress:
+        """Return this step's progress as a :class:`~stepwatch.StepProgress`."""
+        ended = self.ended_at
+        return StepProgress(
+            name=self.name,
+            step_type=self.step_type,
+            state=self.outcome.value if self.outcome is not None else "running",
+            started_at=self._started_at,
+            ended_at=ended,
+            duration=None if ended is None else max(ended - self._started_at, 0.0),
+            fraction=self.fraction,
+            message=self.message,
+        )
+
+    def __repr__(self) -> str:
+        return f"<stepwatch.Step {self.name!r} type={self.step_type!r}>"
+
+
+_INVALID: Final = object()
+
+
+def _progress_fraction(fraction: object, done: object, total: object) -> object:
+    """Validate a progress report; return the fraction, ``None`` or ``_INVALID``."""
+    for count in (done, total):
+        if count is not None and (isinstance(count, bool) or not isinstance(count, int)):
+            return _INVALID
+        if isinstance(count, int) and count < 0:
+            return _INVALID
+    value: float | None = None
+    if fraction is not None:
+        if isinstance(fraction, bool) or not isinstance(fraction, int | float):
+            return _INVALID
+        if not 0.0 <= fraction <= 1.0:  # also rejects NaN
+            return _INVALID
+        value = float(fraction)
+    if isinstance(done, int) and isinstance(total, int):
+        if done > total:
+            return _INVALID
+        if value is None:
+            value = done / total if total else 1.0
+    return value
+
+
+class Execution(_Run):
+    """Handle of one running execution: steps, progress, approvals, explicit outcomes.
+
+    Attributes:
+        id: The execution id.
+        name: The execution (definition) name.
+        span: The execution's span (non-recording when sampled out).
+
+    Obtained by entering :func:`stepwatch.execution` or from
+    :func:`stepwatch.current_execution`. Every method is safe to call at any
+    time: bad values and calls after the execution ended are logged once
+    and ignored, never raised.
+
+    .. versionadded:: 0.1.0
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "_approval_at",
+        "_completed",
+        "_current",
+        "_failed",
+        "_lock",
+        "_running",
+        "_steps",
+        "id",
+        "name",
+        "queue_wait",
+        "sla",
+        "sla_violated",
+        "total_steps",
+    )
+    _kind = "execution"
+
+    id: str
+    name: str
+    total_steps: int | None
+    sla: float | None
+    sla_violated: bool
+    queue_wait: float | None
+    _lock: Lock
+    _completed: int
+    _failed: int
+    _running: int
+    _steps: deque[Step]
+    _current: Step | None
+    _approval_at: float | None
+
+    def _init_execution(
+        self,
+        tel: _telemetry.Telemetry,
+        now: float,
+        recording: bool,
+        name: str,
+        execution_id: str,
+    ) -> None:
+        self._init_run(tel, now, recording)
+        self.id = execution_id
+        self.name = name
+        self.total_steps = None
+        self.sla = None
+        self.sla_violated = False
+        self.queue_wait = None
+        self._lock = Lock()
+        self._completed = 0
+        self._failed = 0
+        self._running = 0
+        self._steps = deque(maxlen=MAX_STEPS_KEPT)
+        self._current = None
+        self._approval_at = None
+
+    @classmethod
+    def _start(
+        cls,
+        spec: ExecutionScope,
+        tel: _telemetry.Telemetry,
+        parent_ctx: Context,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> Execution:
+        name = spec.name or "execution"
+        carrier = _resolve(spec.carrier, args, kwargs, "carrier")
+        if carrier is not None and not isinstance(carrier, Mapping):
+            report("execution.carrier", "stepwatch: carrier is not a mapping; ignored")
+            carrier = None
+        execution_id = _resolve(spec.execution_id, args, kwargs, "execution_id")
+        if execution_id is not None and not isinstance(execution_id, str):
+            execution_id = str(execution_id)
+        if not execution_id and carrier is not None:
+            execution_id = carrier.get(semconv.CARRIER_EXECUTION_ID) or None
+        self = cls.__new__(cls)
+        now = tel.clock()
+        self._init_execution(tel, now, True, name, execution_id or uuid.uuid4().hex)
+        total = _resolve(spec.total_steps, args, kwargs, "total_steps")
+        if total is not None and (
+            isinstance(total, bool) or not isinstance(total, int) or total < 0
+        ):
+            report("execution.total_steps", "stepwatch: total_steps %r is not an int >= 0", total)
+            total = None
+        self.total_steps = total
+        self.sla = spec.sla
+
+        parent = parent_ctx
+        enqueued_at: float | None = None
+        if carrier is not None:
+            parent, enqueued_at = _extract(carrier, parent_ctx)
+        span_attributes: dict[str, Any] = {
+            **spec.attributes,
+            semconv.WORKFLOW_DEFINITION_NAME: name,
+            semconv.WORKFLOW_EXECUTION_ID: self.id,
+        }
+        if total is not None:
+            span_attributes[semconv.WORKFLOW_EXECUTION_STEPS_TOTAL] = total
+        if spec.sla is not None:
+            span_attributes[semconv.WORKFLOW_EXECUTION_SLA] = spec.sla
+        span = tel.tracer.start_span(
+            spec.span_name, context=parent, attributes=span_attributes, start_time=_ns(now)
+        )
+        self.span = span
+        self._ctx = otel_context.set_value(
+            _EXECUTION_KEY, self, trace.set_span_in_context(span, parent)
+        )
+        started_attributes: dict[str, Any] = {}
+        if enqueued_at is not None:
+            wait = max(now - enqueued_at, 0.0)
+            self.queue_wait = wait
+            started_attributes[semconv.WORKFLOW_EXECUTION_QUEUE_WAIT] = wait
+            pending = _ACTIVE_ATTRIBUTES.get(name, _PENDING)
+            tel.execution_duration.record(wait, pending)
+            tel.execution_active.add(-1, pending)
+        if span.is_recording():
+            span.add_event(
+                semconv.EventType.EXECUTION_STARTED.value, started_attributes, timestamp=_ns(now)
+            )
+        tel.execution_active.add(1, self._executing_attributes())
+        observer = tel.observer
+        if observer is not None:
+            observer.execution_started(self)
+        return self
+
+    @classmethod
+    def _disabled(cls, name: str | None, execution_id: str | None) -> Execution:
+        self = cls.__new__(cls)
+        self._init_execution(
+            _telemetry.current(), 0.0, False, name or "execution", execution_id or uuid.uuid4().hex
+        )
+        return self
+
+    def _executing_attributes(self) -> dict[str, str]:
+        return _ACTIVE_ATTRIBUTES.get(self.name, _EXECUTING)
+
+    @property
+    def started_at(self) -> float:
+        """When the execution started running (epoch seconds, Monitor clock)."""
+        return self._started_at
+
+    @property
+    def updated_at(self) -> float:
+        """When anything about this execution last changed (epoch seconds)."""
+        return self._updated_at
+
+    # Step bookkeeping (called by Step, under the execution's lock).
+    def _step_started(self, step: Step) -> None:
+        with self._lock:
+            self._running += 1
+            self._steps.append(step)
+            self._current = step
+            self._updated_at = step._started_at
+
+    def _step_ended(self, step: Step, outcome: Outcome) -> None:
+        with self._lock:
+            self._running -= 1
+            if outcome in (Outcome.SUCCESS, Outcome.SKIP):
+                self._completed += 1
+            else:
+                self._failed += 1
+            if self._current is step:
+                self._current = None
+            if step.ended_at is not None:
+                self._updated_at = step.ended_at
+
+    def _touch(self, now: float) -> None:
+        self._updated_at = now
+
+    def counts(self) -> tuple[int, int, int]:
+        """Return ``(completed, failed, running)`` step counts, read consistently."""
+        with self._lock:
+            return self._completed, self._failed, self._running
+
+    def _finish(self, exc: BaseException | None) -> None:
+        self._ended = True
+        tel = self._tel
+        now = tel.clock()
+        outcome, error_type = self._resolve_outcome(exc)
+        self.outcome = outcome
+        self.ended_at = now
+        self._updated_at = now
+        duration = max(now - self._started_at, 0.0)
+        end_ns = _ns(now)
+        completed, failed, _ = self.counts()
+        span = self.span
+        sla = self.sla
+        self.sla_violated = sla is not None and duration > sla
+        if span.is_recording():
+            span.set_attributes(
+                {
+                    semconv.WORKFLOW_EXECUTION_OUTCOME: outcome.value,
+                    semconv.WORKFLOW_EXECUTION_STEPS_COMPLETED: completed,
+                    semconv.WORKFLOW_EXECUTION_STEPS_FAILED: failed,
+                }
+            )
+            if self.total_steps is not None:
+                span.set_attribute(semconv.WORKFLOW_EXECUTION_STEPS_TOTAL, self.total_steps)
+            self._end_span(
+                exc, outcome, error_type, end_ns, semconv.WORKFLOW_EXECUTION_OUTCOME_REASON
+            )
+            end_attributes: dict[str, Any] = {semconv.WORKFLOW_EXECUTION_OUTCOME: outcome.value}
+            if self._reason is not None:
+                end_attributes[semconv.WORKFLOW_EXECUTION_OUTCOME_REASON] = self._reason
+            span.add_event(
+                semconv.EXECUTION_END_EVENTS[outcome].value, end_attributes, timestamp=end_ns
+            )
+            if self.sla_violated:
+                span.add_event(
+                    semconv.EventType.SLA_VIOLATED.value,
+                    {
+                        semconv.WORKFLOW_EXECUTION_SLA: sla,
+                        semconv.WORKFLOW_EXECUTION_DURATION: duration,
+                    },
+                    timestamp=end_ns,
+                )
+        span.end(end_time=end_ns)
+        tel.execution_duration.record(
+            duration,
+            _EXECUTION_ATTRIBUTES.get(self.name, _EXECUTING, outcome.value, error_type),
+        )
+        tel.execution_active.add(-1, self._executing_attributes())
+        if self.sla_violated:
+            tel.sla_violations.add(
+                1, _SLA_ATTRIBUTES.get(self.name)
+            )
+        observer = tel.observer
+        if observer is not None:
+            observer.execution_ended(self)
+
+    # ---------------------------------------------------------------- public API
+    def step(self, name: str, *, step_type: str | None = None) -> StepScope:
+        """Return a step scope whose steps belong to this execution.
+
+        Usable as a sync or async context manager (and decorator). The step's
+        span is a child of this execution's span even when entered in a
+        thread that did not inherit the execution's context.
+
+        Raises:
+            TypeError, ValueError: ``name`` or ``step_type`` is not a non-empty string.
+        """
+        scope = StepScope(name, step_type=step_type)
+        scope._execution = self
+        return scope
+
+    def set_total_steps(self, total: int) -> None:
+        """Declare (or correct) how many steps this execution has. Never raises."""
+        if not self._usable("set_total_steps"):
+            return
+        if isinstance(total, bool) or not isinstance(total, int) or total < 0:
+            report(
+                "execution.set_total_steps.invalid",
+                "stepwatch: set_total_steps(%r) ignored: must be an int >= 0",
+                total,
+            )
+            return
+        self.total_steps = total
+        self._updated_at = self._tel.clock()
+        try:
+            self.span.set_attribute(semconv.WORKFLOW_EXECUTION_STEPS_TOTAL, total)
+        except Exception:
+            report("execution.set_total_steps", "stepwatch: set_total_steps failed", exc_info=True)
+
+    def progress(self) -> ExecutionProgress:
+        """Return this execution's progress now (as ``monitor.progress(id)`` would)."""
+        now = self._tel.clock() if self._recording else self._started_at
+        observer = self._tel.observer
+        eta: float | None = None
+        try:
+            if observer is not None:
+                eta = observer.eta(self, now)
+            elif self.total_steps is not None:
+                completed, failed, _ = self.counts()
+                eta = pace_eta(now - self._started_at, completed + failed, self.total_steps)
+        except Exception:
+            report("execution.eta", "stepwatch: ETA estimate failed", exc_info=True)
+        return self.snapshot(eta)
+
+    def snapshot(self, eta: float | None = None) -> ExecutionProgress:
+        """Return progress now with the given ETA (0 after success, None after other ends)."""
+        with self._lock:
+            completed, failed, running = self._completed, self._failed, self._running
+            steps = list(self._steps)
+            current = self._current
+        total = self.total_steps
+        finished = completed + failed
+        outcome = self.outcome
+        running_fraction = sum(
+            s.fraction for s in steps if s.outcome is None and s.fraction is not None
+        )
+        percent: float | None = None
+        pending: int | None = None
+        if outcome is Outcome.SUCCESS:
+            percent = 100.0
+        elif total:
+            percent = min(100.0, 100.0 * (finished + running_fraction) / total)
+        elif total == 0:
+            percent = 100.0 if outcome is not None else 0.0
+        if total is not None:
+            pending = max(total - finished - running, 0)
+        if outcome is not None:
+            eta = 0.0 if outcome is Outcome.SUCCESS else None
+        return ExecutionProgress(
+            execution_id=self.id,
+            name=self.name,
+            state=outcome.value if outcome is not None else ExecutionState.EXECUTING.value,
+            total_steps=total,
+            completed_steps=completed,
+            failed_steps=failed,
+            running_steps=running,
+            pending_steps=pending,
+            percent=percent,
+            current_step=current.name if current is not None else None,
+            started_at=self._started_at,
+            updated_at=self._updated_at,
+            eta_seconds=eta,
+            steps=[s.snapshot() for s in steps],
+        )
+
+    def event(self, name: str, **attributes: Any) -> None:
+        """Add a custom event to the execution's span. Never raises."""
+        if not self._usable("event"):
+            return
+        if not isinstance(name, str) or not name:
+            report(
+                "execution.event.name", "stepwatch: event name %r is not a non-empty string", name
+            )
+            return
+        try:
+            clean = attrs.clean_attributes(attributes, "execution.event")
+            self.span.add_event(name, clean, timestamp=_ns(self._tel.clock()))
+        except Exception:
+            report("execution.event", "stepwatch: event() failed", exc_info=True)
+
+    def request_approval(self, *, approver: str | None = None, **attributes: Any) -> None:
+        """Record that the execution now waits for a human approval. Never raises."""
+        if not self._usable("request_approval"):
+            return
+        try:
+            now = self._tel.clock()
+            self._approval_at = now
+            data = attrs.clean_attributes(attributes, "execution.request_approval")
+            if approver is not None:
+                data[semconv.WORKFLOW_APPROVAL_APPROVER] = attrs.text(approver)
+            self._approval_event(semconv.EventType.APPROVAL_REQUESTED, data, now)
+        except Exception:
+            report(
+                "execution.request_approval", "stepwatch: request_approval failed", exc_info=True
+            )
+
+    def approve(self, *, by: str | None = None) -> None:
+        """Record the approval of the pending request and its wait. Never raises."""
+        self._resolve_approval(semconv.ApprovalOutcome.APPROVED, by, None, "approve")
+
+    def reject(self, *, by: str | None = None, reason: str | None = None) -> None:
+        """Record the rejection of the pending request and its wait. Never raises.
+
+        The execution's outcome is the engine's decision: call :meth:`fail`
+        or raise if a rejection ends the run.
+        """
+        self._resolve_approval(semconv.ApprovalOutcome.REJECTED, by, reason, "reject")
+
+    def _resolve_approval(
+        self, outcome: semconv.ApprovalOutcome, by: object, reason: object, method: str
+    ) -> None:
+        if not self._usable(method):
+            return
+        try:
+            requested_at = self._approval_at
+            if requested_at is None:
+                report(
+                    f"execution.{method}.unrequested",
+                    "stepwatch: %s() without a pending request_approval(); ignored",
+                    method,
+                )
+                return
+            self._approval_at = None
+            tel = self._tel
+            now = tel.clock()
+            tel.approval_duration.record(
+                max(now - requested_at, 0.0),
+                _APPROVAL_ATTRIBUTES.get(self.name, outcome.value),
+            )
+            data: dict[str, Any] = {semconv.WORKFLOW_APPROVAL_OUTCOME: outcome.value}
+            if by is not None:
+                data[semconv.WORKFLOW_APPROVAL_BY] = attrs.text(by)
+            if reason is not None:
+                data[semconv.WORKFLOW_APPROVAL_REASON] = attrs.text(reason)
+            event_type = (
+                semconv.EventType.APPROVAL_APPROVED
+                if outcome is semconv.ApprovalOutcome.APPROVED
+                else semconv.EventType.APPROVAL_REJECTED
+            )
+            self._approval_event(event_type, data, now)
+        except Exception:
+            report(f"execution.{method}", "stepwatch: %s() failed", method, exc_info=True)
+
+    def _approval_event(
+        self, event_type: semconv.EventType, data: dict[str, Any], now: float
+    ) -> None:
+        self._updated_at = now
+        if self.span.is_recording():
+            self.span.add_event(event_type.value, data, timestamp=_ns(now))
+        observer = self._tel.observer
+        if observer is not None:
+            # Bus data uses short keys: "workflow.approval.by" -> "by".
+            short = {key.rsplit(".", 1)[-1]: value for key, value in data.items()}
+            observer.lifecycle(event_type, self.id, {"name": self.name, **short})
+
+    def fail(self, reason: str) -> None:
+        """End as ``failure`` when the execution returns normally (no raise needed)."""
+        self._set_explicit(Outcome.FAILURE, reason, "fail")
+
+    def cancel(self, reason: str) -> None:
+        """End as ``cancellation`` when the execution returns normally."""
+        self._set_explicit(Outcome.CANCELLATION, reason, "cancel")
+
+    def timeout(self, reason: str) -> None:
+        """End as ``timeout`` when the execution returns normally."""
+        self._set_explicit(Outcome.TIMEOUT, reason, "timeout")
+
+    def __repr__(self) -> str:
+        return f"<stepwatch.Execution {self.name!r} id={self.id!r}>"
+
+
+def _resolve(value: object, args: tuple[Any, ...], kwargs: dict[str, Any], argument: str) -> Any:
+    """Call a per-call argument callable with the host's arguments; guarded."""
+    if not callable(value):
+        return value
+    try:
+        return value(*args, **kwargs)
+    except Exception:
+        report(
+            f"execution.{argument}",
+            "stepwatch: the %s callable raised; ignored",
+            argument,
+            exc_info=True,
+        )
+        return None
+
+
+def _extract(carrier: Mapping[str, Any], parent: Context) -> tuple[Context, float | None]:
+    """Continue the trace from an :func:`enqueue` carrier and read its enqueue time."""
+    try:
+        ctx = propagate.extract(carrier, context=parent)
+    except Exception:
+        report("carrier.extract", "stepwatch: could not extract trace context", exc_info=True)
+        ctx = parent
+    enqueued_at: float | None = None
+    raw = carrier.get(semconv.CARRIER_ENQUEUED_AT)
+    if raw is not None:
+        try:
+            enqueued_at = float(raw)
+            if not math.isfinite(enqueued_at):
+                enqueued_at = None
+        except (TypeError, ValueError):
+            report("carrier.enqueued_at", "stepwatch: carrier has an invalid enqueue time %r", raw)
+    return ctx, enqueued_at
+
+
+# ------------------------------------------------------------------------- scopes
+_Entry = tuple[Any, Token[Context] | None]
+
+
+class _Scope(Generic[_H]):
+    """Decorator and (async) context manager; per-call state lives in the handle."""
+
+    name: str | None
+    span_name: str
+    _entries: ContextVar[tuple[_Entry, ...]]
+
+    def _begin(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> _H | None:
+        raise NotImplementedError
+
+    def _disabled(self) -> _H:
+        raise NotImplementedError
+
+    def _named(self, name: str) -> _Scope[_H]:
+        raise NotImplementedError
+
+    # ---------------------------------------------------------------- decorator
+    def __call__(self, wrapped: _T) -> _T:
+        func: Any = wrapped
+        if isinstance(wrapped, classmethod | staticmethod):
+            func = wrapped.__func__
+        if not callable(func):
+            raise TypeError(f"stepwatch decorators wrap functions, got {type(wrapped).__name__}")
+        scope = (
+            self
+            if self.name is not None
+            else self._named(
+                getattr(func, "__qualname__", None) or getattr(func, "__name__", None) or repr(func)
+            )
+        )
+        begin = scope._begin
+        wrapper: Callable[..., Any]
+        if inspect.isasyncgenfunction(func):
+            wrapper = _async_generator_wrapper(begin)
+        elif inspect.iscoroutinefunction(func):
+            wrapper = _coroutine_wrapper(begin)
+        elif inspect.isgeneratorfunction(func):
+            wrapper = _generator_wrapper(begin)
+        else:
+            wrapper = _function_wrapper(begin)
+        decorated: Any = wrapt.FunctionWrapper(cast(Any, wrapped), wrapper)
+        return cast(_T, decorated)
+
+    # ---------------------------------------------------------- context manager
+    def _enter(self) -> _H:
+        handle = self._begin((), {})
+        if handle is None:
+            handle, token = self._disabled(), None
+        else:
+            token = handle._activate()
+        self._entries.set((*self._entries.get(), (handle, token)))
+        return handle
+
+    def _exit(self, exc: BaseException | None) -> None:
+        entries = self._entries.get()
+        if not entries:
+            report("scope.exit", "stepwatch: scope exited more often than entered")
+            return
+        handle, token = entries[-1]
+        self._entries.set(entries[:-1])
+        handle._close(token, exc)
+
+    def __enter__(self) -> _H:
+        return self._enter()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._exit(exc)
+
+    async def __aenter__(self) -> _H:
+        return self._enter()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._exit(exc)
+
+
+class ExecutionScope(_Scope[Execution]):
+    """What :func:`stepwatch.execution` returns: a decorator and a (sync or async) context manager.
+
+    Entering yields an :class:`Execution`. Per-call state lives in that
+    handle, so one scope may be used by many threads and tasks at once.
+
+    .. versionadded:: 0.1.0
+    """
+
+    def __init__(
+        self,
+        name: str | None = None,
+        *,
+        execution_id: str | Callable[..., str] | None = None,
+        total_steps: int | Callable[..., int] | None = None,
+        sla: float | None = None,
+        attributes: Mapping[str, Any] | None = None,
+        carrier: Mapping[str, str] | Callable[..., Mapping[str, str]] | None = None,
+    ) -> None:
+        self.name = attrs.check_name(name, "name")
+        if isinstance(execution_id, str):
+            attrs.check_name(execution_id, "execution_id")
+        self.execution_id = attrs.check_callable_or(
+            execution_id, "execution_id", (str,), "a string"
+        )
+        self.total_steps = attrs.check_count(total_steps, "total_steps")
+        self.sla = attrs.check_seconds(sla, "sla")
+        self.attributes = attrs.setup_attributes(attributes)
+        self.carrier = attrs.check_callable_or(carrier, "carrier", (Mapping,), "a mapping")
+        self.span_name = semconv.SPAN_EXECUTION.format(name=self.name or "execution")
+        self._entries = ContextVar("stepwatch.execution.entries", default=())
+
+    def _named(self, name: str) -> ExecutionScope:
+        return ExecutionScope(
+            name,
+            execution_id=self.execution_id,  # type: ignore[arg-type]
+            total_steps=self.total_steps,
+            sla=self.sla,
+            attributes=self.attributes,
+            carrier=self.carrier,  # type: ignore[arg-type]
+        )
+
+    def _begin(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Execution | None:
+        tel = _telemetry.current()
+        ctx = otel_context.get_current()
+        if ctx.get(_SUPPRESS_KEY):
+            return None
+        try:
+            return Execution._start(self, tel, ctx, args, kwargs)
+        except Exception:
+            report(
+                "execution.start",
+                "stepwatch: failed to start execution %r",
+                self.name,
+                exc_info=True,
+            )
+            return None
+
+    def _disabled(self) -> Execution:
+        execution_id = self.execution_id if isinstance(self.execution_id, str) else None
+        return Execution._disabled(self.name, execution_id)
+
+    def __repr__(self) -> str:
+        return f"<stepwatch.ExecutionScope {self.name!r}>"
+
+
+class StepScope(_Scope[Step]):
+    """What :func:`stepwatch.step` returns: a decorator and a (sync or async) context manager.
+
+    Entering yields a :class:`Step`. The step's parent is the execution in
+    the current context (or the one :meth:`Execution.step` was called on).
+
+    .. versionadded:: 0.1.0
+    """
+
+    def __init__(
+        self,
+        name: str | None = None,
+        *,
+        step_type: str | None = None,
+        attributes: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.name = attrs.check_name(name, "name")
+        self.step_type = attrs.check_name(step_type, "step_type")
+        self.attributes = attrs.setup_attributes(attributes)
+        self.span_name = semconv.SPAN_STEP.format(name=self.name or "step")
+        self.span_attributes: dict[str, Any] = {
+            **self.attributes,
+            semconv.WORKFLOW_TASK_NAME: self.name or "step",
+        }
+        if self.step_type is not None:
+            self.span_attributes[semconv.WORKFLOW_TASK_TYPE] = self.step_type
+        self._execution: Execution | None = None
+        self._entries = ContextVar("stepwatch.step.entries", default=())
+
+    def _named(self, name: str) -> StepScope:
+        scope = StepScope(name, step_type=self.step_type, attributes=self.attributes)
+        scope._execution = self._execution
+        return scope
+
+    def _begin(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Step | None:
+        tel = _telemetry.current()
+        ctx = otel_context.get_current()
+        if ctx.get(_SUPPRESS_KEY):
+            return None
+        try:
+            execution = self._execution
+            current: Any = ctx.get(_EXECUTION_KEY)
+            if execution is None:
+                execution = current
+            elif current is not execution:
+                ctx = execution._ctx if execution._recording else ctx
+            return Step._start(self, tel, ctx, execution)
+        except Exception:
+            report("step.start", "stepwatch: failed to start step %r", self.name, exc_info=True)
+            return None
+
+    def _disabled(self) -> Step:
+        return Step._disabled(self.name, self.step_type)
+
+    def __repr__(self) -> str:
+        return f"<stepwatch.StepScope {self.name!r} type={self.step_type!r}>"
+
+
+# ----------------------------------------------------------------------- wrappers
+# One per kind of callable, chosen at decoration time. Each has wrapt's
+# signature and calls ``wrapped(*args, **kwargs)``; the host's exception is
+# re-raised with a bare ``raise`` after stepwatch's guarded bookkeeping.
+_Begin = Callable[[tuple[Any, ...], dict[str, Any]], "Execution | Step | None"]
+
+
+def _function_wrapper(begin: _Begin) -> Callable[..., Any]:
+    def wrapper(wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any) -> Any:
+        run = begin(args, kwargs)
+        if run is None:
+            return wrapped(*args, **kwargs)
+        token = run._activate()
+        try:
+            result = wrapped(*args, **kwargs)
+        except BaseException as exc:
+            run._close(token, exc)
+            raise
+        run._close(token, None)
+        return result
+
+    return wrapper
+
+
+def _coroutine_wrapper(begin: _Begin) -> Callable[..., Any]:
+    async def wrapper(wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any) -> Any:
+        run = begin(args, kwargs)
+        if run is None:
+            return await wrapped(*args, **kwargs)
+        token = run._activate()
+        try:
+            result = await wrapped(*args, **kwargs)
+        except BaseException as exc:
+            run._close(token, exc)
+            raise
+        run._close(token, None)
+        return result
+
+    return wrapper
+
+
+def _generator_wrapper(begin: _Begin) -> Callable[..., Any]:
+    def wrapper(
+        wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any
+    ) -> Generator[Any, Any, Any]:
+        generator = wrapped(*args, **kwargs)
+        run = begin(args, kwargs)
+        if run is None:
+            return (yield from generator)
+        # Drive the generator by hand so the context is attached only while
+        # its body runs: a suspended or abandoned generator leaks nothing.
+        to_send: Any = None
+        to_throw: BaseException | None = None
+        while True:
+            token = run._activate()
+            try:
+                item = generator.send(to_send) if to_throw is None else generator.throw(to_throw)
+            except StopIteration as stop:
+                run._close(token, None)
+                return stop.value
+            except BaseException as exc:
+                run._close(token, exc)
+                raise
+            run._deactivate(token)
+            try:
+                to_send = yield item
+                to_throw = None
+            except GeneratorExit as closing:
+                token = run._activate()
+                try:
+                    generator.close()
+                except BaseException as exc:
+                    run._close(token, exc)
+                    raise
+                run._close(token, closing)
+                raise
+            except BaseException as exc:
+                to_send, to_throw = None, exc
+
+    return wrapper
+
+
+def _async_generator_wrapper(begin: _Begin) -> Callable[..., Any]:
+    async def wrapper(
+        wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any
+    ) -> AsyncGenerator[Any, Any]:
+        generator = wrapped(*args, **kwargs)
+        run = begin(args, kwargs)
+        if run is None:
+            async for item in generator:
+                yield item
+            return
+        to_send: Any = None
+        to_throw: BaseException | None = None
+        while True:
+            token = run._activate()
+            try:
+                if to_throw is None:
+                    item = await generator.asend(to_send)
+                else:
+                    item = await generator.athrow(to_throw)
+            except StopAsyncIteration:
+                run._close(token, None)
+                return
+            except BaseException as exc:
+                run._close(token, exc)
+                raise
+            run._deactivate(token)
+            try:
+                to_send = yield item
+                to_throw = None
+            except GeneratorExit as closing:
+                token = run._activate()
+                try:
+                    await generator.aclose()
+                except BaseException as exc:
+                    run._close(token, exc)
+                    raise
+                run._close(token, closing)
+                raise
+            except BaseException as exc:
+                to_send, to_throw = None, exc
+
+    return wrapper
+
+
+# ----------------------------------------------------------------- public entry
+@overload
+def execution(name: _F, /) -> _F: ...
+@overload
+def execution(
+    name: str | None = None,
+    *,
+    execution_id: str | Callable[..., str] | None = None,
+    total_steps: int | Callable[..., int] | None = None,
+    sla: float | None = None,
+    attributes: Mapping[str, Any] | None = None,
+    carrier: Mapping[str, str] | Callable[..., Mapping[str, str]] | None = None,
+) -> ExecutionScope: ...
+def execution(
+    name: Any = None,
+    *,
+    execution_id: str | Callable[..., str] | None = None,
+    total_steps: int | Callable[..., int] | None = None,
+    sla: float | None = None,
+    attributes: Mapping[str, Any] | None = None,
+    carrier: Mapping[str, str] | Callable[..., Mapping[str, str]] | None = None,
+) -> Any:
+    """Instrument an execution: a decorator (bare or called) and a sync/async context manager.
+
+    Args:
+        name: The execution (definition) name; defaults to the decorated
+            function's ``__qualname__``.
+        execution_id: A string, or a callable taking the decorated function's
+            arguments (without ``self``/``cls``) and returning the id. Default:
+            the carrier's id, else a new unique id per call.
+        total_steps: An int >= 0 or a callable like ``execution_id``; enables
+            ``percent`` and ETA.
+        sla: Seconds; an execution that runs longer counts as an SLA violation.
+        attributes: Static attributes for the execution span (not metrics).
+        carrier: The dict :func:`enqueue` returned (or a callable returning
+            it): continues that trace and records the queue wait.
+
+    Returns:
+        An :class:`ExecutionScope`; entering it yields an :class:`Execution`.
+        Used bare (``@stepwatch.execution``), the decorated function.
+
+    Raises:
+        TypeError, ValueError: a bad argument, named in the message, at set-up.
+
+    .. versionadded:: 0.1.0
+    """
+    if callable(name) or isinstance(name, classmethod | staticmethod):
+        return ExecutionScope()(name)
+    return ExecutionScope(
+        name,
+        execution_id=execution_id,
+        total_steps=total_steps,
+        sla=sla,
+        attributes=attributes,
+        carrier=carrier,
+    )
+
+
+@overload
+def step(name: _F, /) -> _F: ...
+@overload
+def step(
+    name: str | None = None,
+    *,
+    step_type: str | None = None,
+    attributes: Mapping[str, Any] | None = None,
+) -> StepScope: ...
+def step(
+    name: Any = None,
+    *,
+    step_type: str | None = None,
+    attributes: Mapping[str, Any] | None = None,
+) -> Any:
+    """Instrument a step: a decorator (bare or called) and a sync/async context manager.
+
+    Args:
+        name: The step name; defaults to the decorated function's ``__qualname__``.
+        step_type: A low-cardinality kind (``"http"``, ``"check"``...); the one
+            step dimension on metrics.
+        attributes: Static attributes for the step span (not metrics).
+
+    Returns:
+        A :class:`StepScope`; entering it yields a :class:`Step`. Used bare
+        (``@stepwatch.step``), the decorated function.
+
+    Raises:
+        TypeError, ValueError: a bad argument, named in the message, at set-up.
+
+    .. versionadded:: 0.1.0
+    """
+    if callable(name) or isinstance(name, classmethod | staticmethod):
+        return StepScope()(name)
+    return StepScope(name, step_type=step_type, attributes=attributes)
+
+
+def current_execution() -> Execution | None:
+    """Return the :class:`Execution` of the current context, or ``None``.
+
+    .. versionadded:: 0.1.0
+    """
+    value = otel_context.get_value(_EXECUTION_KEY)
+    return value if isinstance(value, Execution) else None
+
+
+def current_step() -> Step | None:
+    """Return the :class:`Step` of the current context, or ``None``.
+
+    .. versionadded:: 0.1.0
+    """
+    value = otel_context.get_value(_STEP_KEY)
+    return value if isinstance(value, Step) else None
+
+
+def enqueue(
+    name: str,
+    *,
+    execution_id: str,
+    carrier: MutableMapping[str, str] | None = None,
+    queue: str = "default",
+) -> dict[str, str]:
+    """Record that an execution was queued and return a carrier to start it with.
+
+    Records ``execution.created`` and ``execution.queued`` (on a short
+    PRODUCER span ``enqueue {name}`` and in the Monitor), counts the
+    execution as pending in ``workflow.execution.active``, and writes the W3C
+    trace context, the enqueue time, the id, the name and the queue into the
+    carrier. Pass the carrier to ``stepwatch.execution(..., carrier=...)`` in
+    any process to continue the trace and record the queue wait.
+
+    Args:
+        name: The execution (definition) name.
+        execution_id: The id the execution will run under.
+        carrier: A dict to write into (e.g. message headers); default a new one.
+        queue: The queue's name (span attribute only, not a metric dimension).
+
+    Returns:
+        A plain ``dict[str, str]`` (the given carrier's contents plus stepwatch's
+        entries). Never raises: invalid input is logged once and the carrier
+        returned as far as it could be filled.
+
+    .. versionadded:: 0.1.0
+    """
+    result: dict[str, str] = {}
+    try:
+        if carrier is not None:
+            result.update(carrier)
+    except Exception:
+        report("enqueue.carrier", "stepwatch: enqueue carrier is not a mapping; ignored")
+    if (
+        not isinstance(name, str)
+        or not name
+        or not isinstance(execution_id, str)
+        or not execution_id
+    ):
+        report(
+            "enqueue.invalid",
+            "stepwatch: enqueue(%r, execution_id=%r) ignored: both must be non-empty strings",
+            name,
+            execution_id,
+        )
+        return result
+    queue_name = queue if isinstance(queue, str) and queue else "default"
+    try:
+        tel = _telemetry.current()
+        now = tel.clock()
+        result[semconv.CARRIER_ENQUEUED_AT] = repr(now)
+        result[semconv.CARRIER_EXECUTION_ID] = execution_id
+        result[semconv.CARRIER_NAME] = name
+        result[semconv.CARRIER_QUEUE] = queue_name
+        if otel_context.get_value(_SUPPRESS_KEY):
+            return result
+        at = _ns(now)
+        span = tel.tracer.start_span(
+            semconv.SPAN_ENQUEUE.format(name=name),
+            kind=SpanKind.PRODUCER,
+            attributes={
+                semconv.WORKFLOW_DEFINITION_NAME: name,
+                semconv.WORKFLOW_EXECUTION_ID: execution_id,
+                semconv.WORKFLOW_EXECUTION_QUEUE: queue_name,
+            },
+            start_time=at,
+        )
+        if span.is_recording():
+            span.add_event(semconv.EventType.EXECUTION_CREATED.value, timestamp=at)
+            span.add_event(semconv.EventType.EXECUTION_QUEUED.value, timestamp=at)
+        propagate.inject(result, context=trace.set_span_in_context(span))
+        span.end(end_time=at)
+        tel.execution_active.add(
+            1,
+            _ACTIVE_ATTRIBUTES.get(name, _PENDING),
+        )
+        observer = tel.observer
+        if observer is not None:
+            observer.enqueued(name, execution_id, queue_name, now)
+    except Exception:
+        report("enqueue", "stepwatch: enqueue failed", exc_info=True)
+    if carrier is not None:
+        try:
+            carrier.update(result)
+        except Exception:
+            report("enqueue.carrier.update", "stepwatch: could not write into the given carrier")
+    return result

@@ -1,0 +1,269 @@
+"""Every telemetry name stepwatch emits: span names, attributes, metrics, events, enums.
+
+This module is the single home of stepwatch's names; no other module spells a
+telemetry string. The names follow the draft OpenTelemetry workflow
+conventions (semantic-conventions issue #1688, PR #2387) where those name a
+thing, and extend the same ``workflow.*`` tree where they do not. Failures use
+the standard ``error.type`` attribute from :mod:`opentelemetry.semconv`.
+
+Cardinality rule: execution ids, step names, reasons and approvers appear on
+spans and events only. Metric attributes are limited to the bounded sets
+listed in :data:`EXECUTION_METRIC_ATTRIBUTES` and friends.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Final
+
+from opentelemetry.semconv.attributes.error_attributes import ERROR_TYPE
+
+__all__ = [
+    "APPROVAL_METRIC_ATTRIBUTES",
+    "CARRIER_ENQUEUED_AT",
+    "CARRIER_EXECUTION_ID",
+    "CARRIER_NAME",
+    "CARRIER_QUEUE",
+    "ERROR_TYPE",
+    "ERROR_TYPE_OTHER",
+    "EXECUTION_METRIC_ATTRIBUTES",
+    "INSTRUMENTATION_SCOPE",
+    "METRICS",
+    "SPAN_ENQUEUE",
+    "SPAN_EXECUTION",
+    "SPAN_STEP",
+    "STEP_METRIC_ATTRIBUTES",
+    "AlertState",
+    "ApprovalOutcome",
+    "EventType",
+    "ExecutionState",
+    "HealthStatus",
+    "MetricSpec",
+    "Outcome",
+    "Severity",
+]
+
+INSTRUMENTATION_SCOPE: Final = "stepwatch"
+"""The instrumentation scope name of every tracer and meter stepwatch gets."""
+
+# --------------------------------------------------------------------------- spans
+SPAN_EXECUTION: Final = "execution {name}"
+"""Span name template of an execution (kind INTERNAL, or CONSUMER when continued
+from an :func:`stepwatch.enqueue` carrier)."""
+SPAN_STEP: Final = "step {name}"
+"""Span name template of a step (kind INTERNAL)."""
+SPAN_ENQUEUE: Final = "enqueue {name}"
+"""Span name template of the short PRODUCER span :func:`stepwatch.enqueue` records.
+
+The contract is silent on it; the producer span is what messaging conventions
+do, and it is what lets an execution in another process join the producer's
+trace even when nothing else was active when the work was queued."""
+
+# ---------------------------------------------------------------------- attributes
+WORKFLOW_DEFINITION_NAME: Final = "workflow.definition.name"
+WORKFLOW_EXECUTION_ID: Final = "workflow.execution.id"
+WORKFLOW_EXECUTION_OUTCOME: Final = "workflow.execution.outcome"
+WORKFLOW_EXECUTION_STATE: Final = "workflow.execution.state"
+WORKFLOW_EXECUTION_STEPS_TOTAL: Final = "workflow.execution.steps.total"
+WORKFLOW_EXECUTION_STEPS_COMPLETED: Final = "workflow.execution.steps.completed"
+WORKFLOW_EXECUTION_STEPS_FAILED: Final = "workflow.execution.steps.failed"
+WORKFLOW_EXECUTION_QUEUE: Final = "workflow.execution.queue"
+WORKFLOW_EXECUTION_SLA: Final = "workflow.execution.sla"
+WORKFLOW_EXECUTION_DURATION: Final = "workflow.execution.duration"
+WORKFLOW_EXECUTION_QUEUE_WAIT: Final = "workflow.execution.queue_wait"
+WORKFLOW_EXECUTION_OUTCOME_REASON: Final = "workflow.execution.outcome.reason"
+
+WORKFLOW_TASK_NAME: Final = "workflow.task.name"
+WORKFLOW_TASK_TYPE: Final = "workflow.task.type"
+WORKFLOW_TASK_OUTCOME: Final = "workflow.task.outcome"
+WORKFLOW_TASK_OUTCOME_REASON: Final = "workflow.task.outcome.reason"
+WORKFLOW_TASK_PROGRESS: Final = "workflow.task.progress"
+WORKFLOW_TASK_PROGRESS_DONE: Final = "workflow.task.progress.done"
+WORKFLOW_TASK_PROGRESS_TOTAL: Final = "workflow.task.progress.total"
+WORKFLOW_TASK_PROGRESS_MESSAGE: Final = "workflow.task.progress.message"
+
+WORKFLOW_APPROVAL_OUTCOME: Final = "workflow.approval.outcome"
+WORKFLOW_APPROVAL_APPROVER: Final = "workflow.approval.approver"
+WORKFLOW_APPROVAL_BY: Final = "workflow.approval.by"
+WORKFLOW_APPROVAL_REASON: Final = "workflow.approval.reason"
+
+ERROR_TYPE_OTHER: Final = "_OTHER"
+"""``error.type`` of an outcome set explicitly (``fail``/``timeout``) without an exception."""
+
+# ---------------------------------------------------------------- carrier entries
+# W3C ``traceparent``/``tracestate`` are written by the global propagator; these
+# ride beside them so the consumer can measure the queue wait.
+CARRIER_ENQUEUED_AT: Final = "stepwatch-enqueued-at"
+CARRIER_EXECUTION_ID: Final = "stepwatch-execution-id"
+CARRIER_NAME: Final = "stepwatch-definition-name"
+CARRIER_QUEUE: Final = "stepwatch-queue"
+
+
+# ------------------------------------------------------------------------- enums
+class Outcome(enum.StrEnum):
+    """How an execution, step or approval-gated run ended: one taxonomy for all signals.
+
+    A return is ``SUCCESS``; ``TimeoutError`` is ``TIMEOUT``; cancellations
+    (``asyncio.CancelledError``, ``concurrent.futures.CancelledError``,
+    ``KeyboardInterrupt``, ``SystemExit``, ``GeneratorExit``) are
+    ``CANCELLATION``; any other exception is ``FAILURE``. ``SKIP`` is only ever
+    set explicitly with :meth:`stepwatch.Step.skip`.
+
+    .. versionadded:: 0.1.0
+    """
+
+    SUCCESS = "success"
+    FAILURE = "failure"
+    TIMEOUT = "timeout"
+    CANCELLATION = "cancellation"
+    SKIP = "skip"
+
+
+class ExecutionState(enum.StrEnum):
+    """``workflow.execution.state``: waiting in a queue, or running."""
+
+    PENDING = "pending"
+    EXECUTING = "executing"
+
+
+class ApprovalOutcome(enum.StrEnum):
+    """``workflow.approval.outcome`` of a finished approval wait."""
+
+    APPROVED = "approved"
+    REJECTED = "rejected"
+
+
+class EventType(enum.StrEnum):
+    """Lifecycle event types: in the in-process history, to subscribers, and on spans.
+
+    .. versionadded:: 0.1.0
+    """
+
+    EXECUTION_CREATED = "execution.created"
+    EXECUTION_QUEUED = "execution.queued"
+    EXECUTION_STARTED = "execution.started"
+    EXECUTION_COMPLETED = "execution.completed"
+    EXECUTION_FAILED = "execution.failed"
+    EXECUTION_CANCELLED = "execution.cancelled"
+    EXECUTION_TIMEOUT = "execution.timeout"
+    STEP_STARTED = "step.started"
+    STEP_COMPLETED = "step.completed"
+    STEP_FAILED = "step.failed"
+    STEP_PROGRESS = "step.progress"
+    APPROVAL_REQUESTED = "approval.requested"
+    APPROVAL_APPROVED = "approval.approved"
+    APPROVAL_REJECTED = "approval.rejected"
+    SLA_VIOLATED = "sla.violated"
+    HEALTH_CHANGED = "health.changed"
+    ALERT_FIRED = "alert.fired"
+    ALERT_RESOLVED = "alert.resolved"
+
+
+EXECUTION_END_EVENTS: Final[dict[Outcome, EventType]] = {
+    Outcome.SUCCESS: EventType.EXECUTION_COMPLETED,
+    Outcome.FAILURE: EventType.EXECUTION_FAILED,
+    Outcome.TIMEOUT: EventType.EXECUTION_TIMEOUT,
+    Outcome.CANCELLATION: EventType.EXECUTION_CANCELLED,
+    Outcome.SKIP: EventType.EXECUTION_COMPLETED,
+}
+"""The lifecycle event that ends an execution of each outcome."""
+
+STEP_END_EVENTS: Final[dict[Outcome, EventType]] = {
+    Outcome.SUCCESS: EventType.STEP_COMPLETED,
+    Outcome.SKIP: EventType.STEP_COMPLETED,
+    Outcome.FAILURE: EventType.STEP_FAILED,
+    Outcome.TIMEOUT: EventType.STEP_FAILED,
+    Outcome.CANCELLATION: EventType.STEP_FAILED,
+}
+"""The lifecycle event that ends a step of each outcome (the outcome rides in its data)."""
+
+
+class HealthStatus(enum.StrEnum):
+    """Overall or per-component health."""
+
+    HEALTHY = "healthy"
+    DEGRADED = "degraded"
+    UNHEALTHY = "unhealthy"
+
+
+class Severity(enum.StrEnum):
+    """Alert severity."""
+
+    INFO = "info"
+    WARNING = "warning"
+    CRITICAL = "critical"
+
+
+class AlertState(enum.StrEnum):
+    """Alert lifecycle state."""
+
+    FIRING = "firing"
+    RESOLVED = "resolved"
+
+
+# ----------------------------------------------------------------------- metrics
+@dataclass(frozen=True, slots=True)
+class MetricSpec:
+    """Name, unit and description of one metric instrument."""
+
+    name: str
+    unit: str
+    description: str
+
+
+EXECUTION_DURATION: Final = MetricSpec(
+    "workflow.execution.duration",
+    "s",
+    "Duration of workflow executions: queue wait (state=pending) and run (state=executing).",
+)
+EXECUTION_ACTIVE: Final = MetricSpec(
+    "workflow.execution.active",
+    "{execution}",
+    "Executions currently queued (state=pending) or running (state=executing).",
+)
+TASK_DURATION: Final = MetricSpec(
+    "workflow.task.duration",
+    "s",
+    "Duration of workflow steps (tasks).",
+)
+SLA_VIOLATIONS: Final = MetricSpec(
+    "workflow.execution.sla.violations",
+    "{execution}",
+    "Executions that ran longer than their SLA.",
+)
+APPROVAL_DURATION: Final = MetricSpec(
+    "workflow.approval.duration",
+    "s",
+    "Time from an approval request to its approval or rejection.",
+)
+
+METRICS: Final = (
+    EXECUTION_DURATION,
+    EXECUTION_ACTIVE,
+    TASK_DURATION,
+    SLA_VIOLATIONS,
+    APPROVAL_DURATION,
+)
+"""Every metric instrument stepwatch creates."""
+
+DURATION_BUCKETS: Final = (
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0,
+)  # fmt: skip
+"""Advisory explicit bucket boundaries (seconds) for the duration histograms.
+
+Workflow steps range from milliseconds to an hour; the SDK's default
+boundaries are tuned for milliseconds and would put every execution into
+the last bucket."""
+
+EXECUTION_METRIC_ATTRIBUTES: Final = frozenset(
+    {WORKFLOW_DEFINITION_NAME, WORKFLOW_EXECUTION_STATE, WORKFLOW_EXECUTION_OUTCOME, ERROR_TYPE}
+)
+"""The only attribute keys ``workflow.execution.*`` metrics carry."""
+STEP_METRIC_ATTRIBUTES: Final = frozenset(
+    {WORKFLOW_DEFINITION_NAME, WORKFLOW_TASK_TYPE, WORKFLOW_TASK_OUTCOME, ERROR_TYPE}
+)
+"""The only attribute keys ``workflow.task.duration`` carries."""
+APPROVAL_METRIC_ATTRIBUTES: Final = frozenset({WORKFLOW_DEFINITION_NAME, WORKFLOW_APPROVAL_OUTCOME})
+"""The only attribute keys ``workflow.approval.duration`` carries."""

@@ -1,0 +1,165 @@
+"""configure(): exporters from OTEL_* variables, globals, shutdown; each case in a new process."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+
+def _run(code: str, **env: str) -> subprocess.CompletedProcess[str]:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    environment.update(env)
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=environment,
+        check=False,
+    )
+
+
+PROBE = """
+import json
+from opentelemetry import metrics, trace
+import stepwatch
+from stepwatch import _telemetry
+monitor = stepwatch.configure({args})
+tp = monitor.tracer_provider
+exporters = [type(e).__name__ for e in monitor.exporters]
+modules = [type(e).__module__ for e in monitor.exporters]
+print(json.dumps({{
+    "service": tp.resource.attributes.get("service.name"),
+    "team": tp.resource.attributes.get("team"),
+    "exporters": exporters,
+    "modules": modules,
+    "installed": _telemetry.installed() is monitor._telemetry,
+    "global_tracer": trace.get_tracer_provider() is tp,
+    "global_meter": metrics.get_meter_provider() is monitor.meter_provider,
+    "sampler": type(tp.sampler).__name__,
+}}))
+monitor.shutdown()
+"""
+
+
+def _probe(args: str = "", **env: str) -> dict[str, object]:
+    result = _run(PROBE.format(args=args), **env)
+    assert result.returncode == 0, result.stderr
+    parsed: dict[str, object] = json.loads(result.stdout.strip().splitlines()[-1])
+    return parsed
+
+
+def test_no_endpoint_means_in_process_only() -> None:
+    probe = _probe('service_name="billing"')
+    assert probe["service"] == "billing"
+    assert probe["exporters"] == []
+    assert probe["installed"] is True
+    assert probe["global_tracer"] is True and probe["global_meter"] is True
+
+
+def test_endpoint_variable_selects_otlp_http_by_default() -> None:
+    probe = _probe(OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:9")
+    assert probe["exporters"] == ["OTLPSpanExporter", "OTLPMetricExporter"]
+    modules = probe["modules"]
+    assert isinstance(modules, list)
+    assert all("proto.http" in m for m in modules)
+
+
+def test_grpc_protocol_variable() -> None:
+    probe = _probe(
+        OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:9", OTEL_EXPORTER_OTLP_PROTOCOL="grpc"
+    )
+    modules = probe["modules"]
+    assert isinstance(modules, list)
+    assert all("proto.grpc" in m for m in modules)
+
+
+def test_per_signal_protocol_wins() -> None:
+    probe = _probe(
+        OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:9",
+        OTEL_EXPORTER_OTLP_PROTOCOL="grpc",
+        OTEL_EXPORTER_OTLP_METRICS_PROTOCOL="http/protobuf",
+    )
+    modules = probe["modules"]
+    assert isinstance(modules, list)
+    assert "proto.grpc" in modules[0] and "proto.http" in modules[1]
+
+
+def test_resource_and_sampler_from_environment() -> None:
+    probe = _probe(
+        OTEL_SERVICE_NAME="from-env",
+        OTEL_RESOURCE_ATTRIBUTES="team=payments",
+        OTEL_TRACES_SAMPLER="always_off",
+    )
+    assert probe["service"] == "from-env"
+    assert probe["team"] == "payments"
+    assert probe["sampler"] == "StaticSampler"
+
+
+def test_explicit_service_name_wins_over_environment() -> None:
+    assert _probe('service_name="code"', OTEL_SERVICE_NAME="env")["service"] == "code"
+
+
+def test_console_exporter_prints_spans() -> None:
+    result = _run(
+        """
+        import stepwatch
+        monitor = stepwatch.configure(service_name="c", exporter="console")
+        with stepwatch.execution("printed", execution_id="p-9"):
+            pass
+        monitor.shutdown()
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert '"name": "execution printed"' in result.stdout
+    assert '"workflow.execution.id": "p-9"' in result.stdout
+
+
+def test_given_providers_are_used_as_they_are() -> None:
+    result = _run(
+        """
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+        from opentelemetry import trace
+        import stepwatch
+        exporter = InMemorySpanExporter()
+        tp = TracerProvider()
+        tp.add_span_processor(SimpleSpanProcessor(exporter))
+        monitor = stepwatch.configure(tracer_provider=tp, exporter="none")
+        with stepwatch.execution("given"):
+            pass
+        monitor.shutdown()
+        assert [s.name for s in exporter.get_finished_spans()] == ["execution given"]
+        # A provider the caller gave is not made global, nor shut down.
+        assert trace.get_tracer_provider() is not tp
+        with tp.get_tracer("x").start_as_current_span("still-open"):
+            pass
+        assert len(exporter.get_finished_spans()) == 2
+        print("ok")
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
+
+
+def test_set_global_false_has_no_global_side_effects() -> None:
+    probe = _probe("set_global=False")
+    assert probe["installed"] is False
+    assert probe["global_tracer"] is False
+
+
+@pytest.mark.parametrize("protocol", ["http/json", "carrier-pigeon"])
+def test_unknown_protocol_warns_and_falls_back(protocol: str) -> None:
+    result = _run(
+        PROBE.format(args=""),
+        OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:9",
+        OTEL_EXPORTER_OTLP_PROTOCOL=protocol,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "unsupported OTLP protocol" in result.stderr

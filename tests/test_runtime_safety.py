@@ -1,0 +1,235 @@
+"""Bad runtime input and stepwatch's own failures never reach the host."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from opentelemetry import context as otel_context
+from opentelemetry.sdk.trace import TracerProvider
+
+import stepwatch
+from stepwatch import _safety
+from stepwatch.testing import Harness, capture
+
+anything = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=20),
+    st.binary(max_size=8),
+    st.lists(st.one_of(st.integers(), st.text(max_size=3)), max_size=3),
+    st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
+)
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs"),
+    [
+        ((7.5,), {}),
+        ((-0.1,), {}),
+        ((float("nan"),), {}),
+        (("half",), {}),
+        ((), {"done": -1, "total": 3}),
+        ((), {"done": 5, "total": 3}),
+        ((), {"done": 1.5}),
+        ((), {"total": True}),
+    ],
+)
+def test_invalid_progress_is_logged_once_and_dropped(
+    sw: Harness, caplog: pytest.LogCaptureFixture, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="stepwatch"), stepwatch.step("p") as step:
+        step.progress(0.25)
+        step.progress(*args, **kwargs)
+        step.progress(*args, **kwargs)
+        assert step.fraction == 0.25
+    warnings = [r for r in caplog.records if "invalid step progress" in r.getMessage()]
+    assert len(warnings) == 1
+    assert _safety.internal_errors()["step.progress.invalid"] == 2
+
+
+def test_calls_after_end_are_ignored(sw: Harness, caplog: pytest.LogCaptureFixture) -> None:
+    with stepwatch.execution("done") as ex, ex.step("s") as step:
+        pass
+    with caplog.at_level(logging.WARNING, logger="stepwatch"):
+        step.progress(0.5)
+        step.skip("late")
+        ex.fail("late")
+        ex.set_total_steps(3)
+        ex.event("late")
+        ex.request_approval()
+        ex.approve()
+    assert sw.attributes("execution done")["workflow.execution.outcome"] == "success"
+    assert step.fraction is None
+    errors = _safety.internal_errors()
+    assert errors["execution.fail.ended"] == 1
+    assert errors["step.progress.ended"] == 1
+
+
+def test_invalid_attribute_values_dropped(sw: Harness) -> None:
+    with stepwatch.execution("attrs") as ex:
+        ex.event("custom", good=1, bad=object(), mixed=[1, "a"], fine=["a", "b"])
+        ex.request_approval(approver="ops", weird={"a": 1})
+        ex.approve()
+    (event,) = [e for e in sw.span("execution attrs").events if e.name == "custom"]
+    assert dict(event.attributes or {}) == {"good": 1, "fine": ("a", "b")}
+    assert _safety.internal_errors()["execution.event.attribute"] == 2
+
+
+def test_approve_without_request_is_ignored(sw: Harness) -> None:
+    with stepwatch.execution("noreq") as ex:
+        ex.approve(by="x")
+    assert sw.metric_points("workflow.approval.duration") == []
+    assert _safety.internal_errors()["execution.approve.unrequested"] == 1
+
+
+def test_failing_id_callable_falls_back(sw: Harness) -> None:
+    def broken(_: int) -> str:
+        raise RuntimeError("user bug in id callable")
+
+    @stepwatch.execution("fallback", execution_id=broken)
+    def run(x: int) -> int:
+        return x
+
+    assert run(4) == 4
+    execution_id = sw.attributes("execution fallback")["workflow.execution.id"]
+    assert isinstance(execution_id, str) and len(execution_id) == 32
+    assert _safety.internal_errors()["execution.execution_id"] == 1
+
+
+def test_failing_monitor_is_contained(sw: Harness) -> None:
+    def explode(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("bus is broken")
+
+    sw.monitor.bus.publish = explode  # type: ignore[method-assign]
+
+    @stepwatch.execution("resilient")
+    def run() -> str:
+        with stepwatch.step("s"):
+            return "fine"
+
+    assert run() == "fine"
+    assert sw.attributes("execution resilient")["workflow.execution.outcome"] == "success"
+    errors = _safety.internal_errors()
+    assert errors["monitor.execution_started"] == 1
+    assert errors["monitor.step_ended"] == 1
+
+
+class _BrokenTracerProvider(TracerProvider):
+    """An SDK provider whose tracer fails: no real part can be made to fail here."""
+
+    def get_tracer(self, *args: Any, **kwargs: Any) -> Any:
+        tracer = super().get_tracer(*args, **kwargs)
+
+        def start_span(*a: Any, **k: Any) -> Any:
+            raise RuntimeError("tracer broken")
+
+        tracer.start_span = start_span  # type: ignore[method-assign]
+        return tracer
+
+
+def test_failing_tracer_never_reaches_host() -> None:
+    monitor = stepwatch.Monitor(tracer_provider=_BrokenTracerProvider())
+    monitor.install()
+    try:
+
+        @stepwatch.execution("tracerless")
+        def run(x: int) -> int:
+            with stepwatch.step("s") as st:
+                st.progress(0.5)
+            return x * 3
+
+        assert run(2) == 6
+        with stepwatch.execution("cm") as ex:
+            ex.approve()
+        assert _safety.internal_errors()["execution.start"] >= 2
+    finally:
+        monitor.shutdown()
+
+
+def test_suppression_is_honoured(sw: Harness) -> None:
+    @stepwatch.execution("quiet")
+    def run() -> int:
+        with stepwatch.step("inner") as st:
+            st.progress(0.5)
+        return 1
+
+    token = otel_context.attach(
+        otel_context.set_value(otel_context._SUPPRESS_INSTRUMENTATION_KEY, True)
+    )
+    try:
+        assert run() == 1
+        carrier = stepwatch.enqueue("quiet", execution_id="q-1")
+    finally:
+        otel_context.detach(token)
+    assert sw.spans() == []
+    assert sw.metric_points("workflow.execution.duration") == []
+    assert carrier["stepwatch-execution-id"] == "q-1"
+
+
+def test_enqueue_with_bad_input_never_raises(sw: Harness) -> None:
+    assert stepwatch.enqueue("", execution_id="x") == {}
+    assert stepwatch.enqueue("n", execution_id=None) == {}  # type: ignore[arg-type]
+    assert stepwatch.enqueue("n", execution_id="x", carrier=5)["stepwatch-execution-id"] == "x"  # type: ignore[arg-type]
+
+
+def test_garbage_carrier_is_tolerated(sw: Harness) -> None:
+    carriers: list[Any] = [{"traceparent": "garbage", "stepwatch-enqueued-at": "soon"}, {"x": 1}, 7]
+    for carrier in carriers:
+
+        @stepwatch.execution("garbage", carrier=lambda carrier=carrier: carrier)
+        def run() -> str:
+            return "ran"
+
+        assert run() == "ran"
+    assert len(sw.spans("execution garbage")) == 3
+
+
+@settings(max_examples=150, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    fraction=anything,
+    done=anything,
+    total=anything,
+    message=anything,
+    reason=anything,
+    total_steps=anything,
+    name=anything,
+    attributes=st.dictionaries(st.text(max_size=5), anything, max_size=3),
+)
+def test_runtime_methods_never_raise(
+    fraction: Any,
+    done: Any,
+    total: Any,
+    message: Any,
+    reason: Any,
+    total_steps: Any,
+    name: Any,
+    attributes: dict[str, Any],
+) -> None:
+    with capture() as sw:
+        with stepwatch.execution("fuzz", execution_id="f-1") as ex:
+            ex.set_total_steps(total_steps)
+            ex.event(name, **attributes)
+            ex.request_approval(approver=reason, **attributes)
+            ex.approve(by=message)
+            ex.reject(by=name, reason=reason)
+            with ex.step("s") as step:
+                step.progress(fraction, done=done, total=total, message=message)
+                step.progress(fraction)
+                step.skip(reason)
+            ex.fail(reason)
+            ex.cancel(reason)
+            ex.timeout(reason)
+            ex.progress()
+        stepwatch.enqueue(name, execution_id=reason, carrier=attributes, queue=message)
+        # State is not corrupt: a normal execution still records correctly.
+        with stepwatch.execution("after", total_steps=1) as after, after.step("ok"):
+            pass
+        progress = sw.monitor.progress(after.id)
+        assert progress is not None and progress.percent == 100.0
+        assert sw.attributes("execution after")["workflow.execution.outcome"] == "success"
