@@ -784,9 +784,7 @@ class Execution(_Run):
         )
         tel.execution_active.add(-1, self._executing_attributes())
         if self.sla_violated:
-            tel.sla_violations.add(
-                1, _SLA_ATTRIBUTES.get(self.name)
-            )
+            tel.sla_violations.add(1, _SLA_ATTRIBUTES.get(self.name))
         observer = tel.observer
         if observer is not None:
             observer.execution_ended(self)
