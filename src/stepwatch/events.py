@@ -113,6 +113,7 @@ class Subscription:
         self._max_queue = max_queue
         self._cond = threading.Condition(threading.Lock())
         self._waiting = False
+        self._busy = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
         self._wake_pending = False
@@ -169,12 +170,32 @@ class Subscription:
             except RuntimeError:
                 pass
 
+    def drain(self, timeout: float | None = None) -> bool:
+        """Block until every queued event has been handled (or the subscription closed).
+
+        Returns:
+            ``True`` if idle within ``timeout`` seconds, else ``False``. Meant
+            for tests and orderly shutdowns; never call it from the engine's hot path.
+        """
+        with self._cond:
+            return self._cond.wait_for(
+                lambda: not self.active or (not self._queue and not self._busy), timeout
+            )
+
     # ------------------------------------------------------------- consumer side
     def _take(self) -> ExecutionEvent | None:
         with self._cond:
             if self.active and self._queue:
+                self._busy = True
                 return self._queue.popleft()
+            self._busy = False
+            self._cond.notify_all()
             return None
+
+    def _handled(self) -> None:
+        with self._cond:
+            self._busy = False
+            self._cond.notify_all()
 
     def _failed(self) -> None:
         self.failures += 1
@@ -189,13 +210,16 @@ class Subscription:
                     self._cond.wait()
                     self._waiting = False
                 if not self.active:
+                    self._cond.notify_all()
                     return
                 event = self._queue.popleft()
+                self._busy = True
             try:
                 self.callback(event)
                 self.delivered += 1
             except Exception:
                 self._failed()
+            self._handled()
 
     async def run_task(self) -> None:
         """Deliver to an async callback until closed (a task on the subscriber's loop)."""
@@ -214,6 +238,7 @@ class Subscription:
                     self.delivered += 1
                 except Exception:
                     self._failed()
+            self._handled()
 
     def __repr__(self) -> str:
         return (

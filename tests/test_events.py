@@ -1,0 +1,229 @@
+"""The event bus: history queries and subscribers that never hold up the engine."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+
+import pytest
+
+import stepwatch
+from stepwatch import EventType
+from stepwatch.events import EventBus, ExecutionEvent
+from stepwatch.testing import FakeClock, Harness
+
+WAIT = 30.0  # upper bound for waits on events; never reached when things work
+
+
+def _run(execution_id: str, *, fail: bool = False) -> None:
+    with stepwatch.execution("job", execution_id=execution_id) as ex:
+        with ex.step("one", step_type="t"):
+            pass
+        if fail:
+            ex.fail("nope")
+
+
+def test_every_lifecycle_type_reaches_history(sw: Harness) -> None:
+    carrier = stepwatch.enqueue("job", execution_id="all")
+    with stepwatch.execution("job", carrier=carrier, sla=1.0) as ex:
+        with ex.step("a") as st:
+            st.progress(0.5)
+        with pytest.raises(ValueError, match="b failed"), ex.step("b"):
+            raise ValueError("b failed")
+        ex.request_approval(approver="ops")
+        ex.approve(by="x")
+        ex.request_approval()
+        ex.reject(by="y")
+        sw.clock.advance(2)
+    seen = {event.type for event in sw.events(execution_id="all")}
+    expected = {
+        t for t in EventType if t.value.split(".")[0] in {"execution", "step", "approval", "sla"}
+    }
+    expected -= {
+        EventType.EXECUTION_FAILED,
+        EventType.EXECUTION_CANCELLED,
+        EventType.EXECUTION_TIMEOUT,
+    }
+    assert seen == expected
+
+
+def test_history_filters(sw: Harness) -> None:
+    _run("a")
+    _run("b", fail=True)
+    assert {e.execution_id for e in sw.events(execution_id="a")} == {"a"}
+    failed = sw.monitor.events(event_type="execution.failed")
+    assert [(e.execution_id, e.data["reason"]) for e in failed] == [("b", "nope")]
+    all_events = sw.monitor.events()
+    middle = all_events[2].seq
+    assert [e.seq for e in sw.monitor.events(since=middle)] == [e.seq for e in all_events[3:]]
+    assert sw.monitor.events(limit=2) == all_events[-2:]
+    assert sw.monitor.events(limit=0) == []
+    with pytest.raises(ValueError, match="limit"):
+        sw.monitor.events(limit=-1)
+    with pytest.raises(ValueError, match="nonsense"):
+        sw.monitor.events(event_type="nonsense")
+
+
+def test_timestamps_come_from_monitor_clock(sw: Harness) -> None:
+    sw.clock.set(2_000_000_000.0)
+    _run("clocked")
+    assert {e.timestamp for e in sw.events(execution_id="clocked")} == {2_000_000_000.0}
+
+
+def test_subscription_filters_by_execution_and_type(sw: Harness) -> None:
+    by_id: list[ExecutionEvent] = []
+    by_type: list[ExecutionEvent] = []
+    done = threading.Event()
+    failed_seen = threading.Event()
+
+    def on_id(event: ExecutionEvent) -> None:
+        by_id.append(event)
+        if event.type is EventType.EXECUTION_COMPLETED:
+            done.set()
+
+    def on_type(event: ExecutionEvent) -> None:
+        by_type.append(event)
+        failed_seen.set()
+
+    sub_id = sw.monitor.subscribe(on_id, execution_id="mine")
+    sub_type = sw.monitor.subscribe(on_type, event_type="execution.failed")
+    _run("other")
+    _run("theirs", fail=True)
+    _run("mine")
+    assert done.wait(WAIT)
+    assert failed_seen.wait(WAIT)
+    assert {e.execution_id for e in by_id} == {"mine"}
+    assert [e.type.value for e in by_id] == [
+        "execution.started",
+        "step.started",
+        "step.completed",
+        "execution.completed",
+    ]
+    assert [(e.type, e.execution_id) for e in by_type] == [(EventType.EXECUTION_FAILED, "theirs")]
+    sw.monitor.unsubscribe(sub_id)
+    sw.monitor.unsubscribe(sub_type)
+
+
+def test_async_subscriber_runs_on_its_loop(sw: Harness) -> None:
+    async def main() -> list[str]:
+        loop = asyncio.get_running_loop()
+        received: list[str] = []
+        finished = asyncio.Event()
+
+        async def on_event(event: ExecutionEvent) -> None:
+            assert asyncio.get_running_loop() is loop
+            received.append(event.type.value)
+            if event.type is EventType.EXECUTION_COMPLETED:
+                finished.set()
+
+        subscription = sw.monitor.subscribe(on_event, execution_id="async-1")
+        _run("async-1")
+        await asyncio.wait_for(finished.wait(), WAIT)
+        sw.monitor.unsubscribe(subscription)
+        return received
+
+    assert asyncio.run(main())[-1] == "execution.completed"
+
+
+def test_async_subscriber_without_a_loop_gets_a_private_one(sw: Harness) -> None:
+    got = threading.Event()
+    loops: list[asyncio.AbstractEventLoop] = []
+
+    async def on_event(event: ExecutionEvent) -> None:
+        loops.append(asyncio.get_running_loop())
+        got.set()
+
+    subscription = sw.monitor.subscribe(on_event, event_type=EventType.EXECUTION_COMPLETED)
+    _run("private")
+    assert got.wait(WAIT)
+    assert loops[0].is_running()
+    sw.monitor.unsubscribe(subscription)
+
+
+def test_failing_subscriber_is_logged_and_others_still_served(
+    sw: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    good = threading.Event()
+    failed_once = threading.Event()
+
+    def broken(event: ExecutionEvent) -> None:
+        failed_once.set()
+        raise RuntimeError("subscriber bug")
+
+    def healthy(event: ExecutionEvent) -> None:
+        if event.type is EventType.EXECUTION_COMPLETED:
+            good.set()
+
+    with caplog.at_level(logging.WARNING, logger="stepwatch.events"):
+        broken_sub = sw.monitor.subscribe(broken)
+        healthy_sub = sw.monitor.subscribe(healthy)
+        _run("x")
+        assert good.wait(WAIT)
+        assert failed_once.wait(WAIT)
+        assert broken_sub.drain(WAIT)
+    assert broken_sub.failures == 4
+    assert any("broken" in r.getMessage() for r in caplog.records)
+    sw.monitor.unsubscribe(broken_sub)
+    sw.monitor.unsubscribe(healthy_sub)
+
+
+def test_slow_subscriber_never_holds_up_the_engine(sw: Harness) -> None:
+    release = threading.Event()
+
+    def slow(event: ExecutionEvent) -> None:
+        release.wait(1.0)  # one second per event, unless released at the end
+
+    subscription = sw.monitor.subscribe(slow)
+    with stepwatch.execution("busy", execution_id="busy-1") as ex:
+        for n in range(10_000):
+            with ex.step(f"s{n}"):
+                pass
+    published = len(sw.monitor.events(execution_id="busy-1"))
+    assert published == 10_000  # bounded by the history; 20,002 were published
+    # 20,002 events were published for the subscriber. Had publishing waited on it,
+    # at one second per event the run could not have ended before it had handled
+    # them all (five and a half hours). It has handled a handful; the overflow
+    # beyond its bounded queue was dropped and counted.
+    assert subscription.delivered < 100
+    assert subscription.pending <= 1_000
+    assert subscription.dropped >= 20_002 - 1_000 - 100
+    sw.monitor.unsubscribe(subscription)
+    release.set()
+
+
+def test_unsubscribe_stops_delivery_at_once() -> None:
+    clock = FakeClock()
+    bus = EventBus(clock, max_queue=10)
+    gate = threading.Event()
+    entered = threading.Event()
+    delivered: list[int] = []
+
+    finished = threading.Event()
+
+    def blocked(event: ExecutionEvent) -> None:
+        entered.set()
+        gate.wait(WAIT)
+        delivered.append(event.seq)
+        finished.set()
+
+    subscription = bus.subscribe(blocked)
+    for _ in range(5):
+        bus.publish(EventType.STEP_STARTED, "u", {})
+    assert entered.wait(WAIT)
+    bus.unsubscribe(subscription)
+    gate.set()
+    bus.publish(EventType.STEP_STARTED, "u", {})
+    # The callback in flight finishes; nothing queued behind it is delivered.
+    assert subscription.drain(WAIT)
+    assert finished.wait(WAIT)
+    assert delivered == [1]
+    assert subscription.pending == 0
+    bus.close()
+
+
+def test_subscribe_validates_arguments(sw: Harness) -> None:
+    with pytest.raises(TypeError, match="callback"):
+        sw.monitor.subscribe(42)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="nope"):
+        sw.monitor.subscribe(print, event_type="nope")

@@ -1,0 +1,249 @@
+"""Live progress from the tracker, driven by a fake clock."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import threading
+
+import pytest
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
+
+import stepwatch
+from stepwatch.progress import blend_eta
+from stepwatch.testing import Harness, capture
+
+
+def test_mid_execution_progress(sw: Harness) -> None:
+    with stepwatch.execution("etl", execution_id="e-1", total_steps=4) as ex:
+        for name in ("extract", "clean"):
+            with ex.step(name, step_type="compute"):
+                sw.clock.advance(10)
+        with ex.step("load", step_type="db"):
+            progress = sw.monitor.progress("e-1")
+            assert progress is not None
+            assert progress.state == "executing"
+            assert progress.total_steps == 4
+            assert progress.completed_steps == 2
+            assert progress.running_steps == 1
+            assert progress.pending_steps == 1
+            assert progress.percent == 50.0
+            assert progress.current_step == "load"
+            assert progress.started_at == pytest.approx(sw.clock() - 20)
+            assert [s.state for s in progress.steps] == ["success", "success", "running"]
+            assert progress.steps[0].duration == pytest.approx(10)
+            sw.clock.advance(5)
+    final = sw.monitor.progress("e-1")
+    assert final is not None
+
+
+def test_running_step_fraction_counts_toward_percent(sw: Harness) -> None:
+    with stepwatch.execution("etl", execution_id="e-2", total_steps=2) as ex:
+        with ex.step("one"):
+            pass
+        with ex.step("two") as st:
+            st.progress(done=1, total=4, message="quarter")
+            progress = sw.monitor.progress("e-2")
+            assert progress is not None
+            assert progress.percent == pytest.approx(62.5)
+            assert progress.steps[-1].fraction == 0.25
+            assert progress.steps[-1].message == "quarter"
+
+
+def test_after_completion(sw: Harness) -> None:
+    with stepwatch.execution("etl", execution_id="e-3", total_steps=3) as ex:
+        for name in ("a", "b"):
+            with ex.step(name):
+                sw.clock.advance(1)
+    progress = sw.monitor.progress("e-3")
+    assert progress is not None
+    assert progress.state == "success"
+    assert progress.percent == 100.0
+    assert progress.eta_seconds == 0.0
+    assert progress.running_steps == 0
+
+
+def test_after_failure_state_is_outcome(sw: Harness) -> None:
+    def run() -> None:
+        with stepwatch.execution("etl", execution_id="e-4", total_steps=2):
+            with stepwatch.step("a"):
+                pass
+            raise RuntimeError("stop")
+
+    with pytest.raises(RuntimeError, match="stop"):
+        run()
+    progress = sw.monitor.progress("e-4")
+    assert progress is not None
+    assert progress.state == "failure"
+    assert progress.percent == 50.0
+    assert progress.eta_seconds is None
+
+
+def test_unknown_total(sw: Harness) -> None:
+    with stepwatch.execution("open-ended", execution_id="u-1") as ex:
+        with ex.step("s"):
+            pass
+        progress = sw.monitor.progress("u-1")
+        assert progress is not None
+        assert progress.total_steps is None
+        assert progress.percent is None
+        assert progress.pending_steps is None
+        assert progress.completed_steps == 1
+        ex.set_total_steps(4)
+        progress = sw.monitor.progress("u-1")
+        assert progress is not None
+        assert progress.percent == 25.0
+
+
+def test_pending_from_enqueue(sw: Harness) -> None:
+    carrier = stepwatch.enqueue("queued-job", execution_id="q-1", queue="fast")
+    progress = sw.monitor.progress("q-1")
+    assert progress is not None
+    assert progress.state == "pending"
+    assert progress.started_at is None
+    assert [p.execution_id for p in sw.monitor.active_executions()] == ["q-1"]
+    sw.clock.advance(3)
+    with stepwatch.execution("queued-job", carrier=carrier):
+        progress = sw.monitor.progress("q-1")
+        assert progress is not None
+        assert progress.state == "executing"
+        assert [p.state for p in sw.monitor.active_executions()] == ["executing"]
+    assert sw.monitor.active_executions() == []
+
+
+def test_unknown_execution() -> None:
+    with capture() as sw:
+        assert sw.monitor.progress("nope") is None
+
+
+def test_eta_steady_pace_within_half_of_truth(sw: Harness) -> None:
+    seconds_per_step = 7.0
+    with stepwatch.execution("steady", execution_id="s-1", total_steps=6) as ex:
+        for index in range(6):
+            with ex.step(f"s{index}"):
+                sw.clock.advance(seconds_per_step)
+            if index >= 1:
+                truth = seconds_per_step * (5 - index)
+                eta = ex.progress().eta_seconds
+                assert eta is not None
+                assert abs(eta - truth) <= 0.5 * max(truth, 1e-9) + 1e-9
+
+
+def test_eta_from_history_of_same_name(sw: Harness) -> None:
+    for run in range(3):
+        with stepwatch.execution("nightly", execution_id=f"h-{run}"):
+            sw.clock.advance(60)
+    with stepwatch.execution("nightly", execution_id="h-now"):
+        sw.clock.advance(20)
+        progress = sw.monitor.progress("h-now")
+        assert progress is not None
+        assert progress.eta_seconds == pytest.approx(40)
+
+
+def test_eta_none_without_information(sw: Harness) -> None:
+    with stepwatch.execution("fresh", execution_id="n-1", total_steps=3) as ex:
+        assert ex.progress().eta_seconds is None  # no step finished, no history
+        with ex.step("running"):
+            sw.clock.advance(5)
+            assert ex.progress().eta_seconds is None
+    with stepwatch.execution("fresh-unknown", execution_id="n-2") as ex, ex.step("x"):
+        pass
+    assert blend_eta(10, 0, None, None) is None
+
+
+def test_blend_weights_history_early_and_pace_late() -> None:
+    # history says 100 s total, the run's pace says 10 s per step.
+    early = blend_eta(elapsed=10, finished=1, total=10, typical=100)
+    late = blend_eta(elapsed=90, finished=9, total=10, typical=100)
+    assert early == pytest.approx(0.1 * 90 + 0.9 * 90)
+    assert late == pytest.approx(0.9 * 10 + 0.1 * 10)
+    assert blend_eta(elapsed=150, finished=0, total=10, typical=100) is None
+
+
+def test_to_dict_is_json_ready(sw: Harness) -> None:
+    with stepwatch.execution("j", execution_id="j-1", total_steps=2) as ex, ex.step("s") as st:
+        st.progress(0.5)
+        progress = sw.monitor.progress("j-1")
+    assert progress is not None
+    encoded = progress.to_dict()
+    assert json.loads(json.dumps(encoded)) == encoded
+    assert encoded["started_at"] == "2023-11-14T22:13:20Z"
+    assert encoded["steps"][0]["state"] == "running"
+    assert encoded["steps"][0]["ended_at"] is None
+    event = sw.events("step.progress")[0].to_dict()
+    assert json.loads(json.dumps(event)) == event
+    assert event["type"] == "step.progress"
+
+
+def test_retention_bounds_memory() -> None:
+    # Spans sampled out: this test is about the Monitor's memory, not span export.
+    with capture(max_finished=1_000, max_events=5_000, sampler=ALWAYS_OFF) as sw:
+        for n in range(100_000):
+            with (
+                stepwatch.execution("bulk", execution_id=f"b-{n}", total_steps=1) as ex,
+                ex.step("only"),
+            ):
+                pass
+        sizes = sw.monitor.tracker.sizes()
+        assert sizes["finished"] == 1_000
+        assert sizes["running"] == 0
+        assert len(sw.monitor.bus) == 5_000
+        assert sw.monitor.progress("b-99999") is not None
+        assert sw.monitor.progress("b-98999") is None
+
+
+def test_retention_by_age(sw: Harness) -> None:
+    with stepwatch.execution("old", execution_id="o-1"):
+        pass
+    stepwatch.enqueue("never-started", execution_id="p-1")
+    sw.clock.advance(3601)
+    with stepwatch.execution("new", execution_id="o-2"):
+        pass
+    assert sw.monitor.progress("o-1") is None
+    assert sw.monitor.progress("p-1") is None
+    assert sw.monitor.progress("o-2") is not None
+
+
+def test_sixteen_threads_thousand_executions_each() -> None:
+    with capture(max_finished=20_000, max_events=100_000) as sw:
+        _run_sixteen_threads(sw)
+
+
+def _run_sixteen_threads(sw: Harness) -> None:
+    errors: list[BaseException] = []
+
+    def worker(thread: int) -> None:
+        try:
+            for n in range(1_000):
+                with stepwatch.execution(
+                    "threaded", execution_id=f"t{thread}-{n}", total_steps=2
+                ) as ex:
+                    with ex.step("a"):
+                        pass
+                    if n % 10 == 0:
+                        with pytest.raises(ValueError, match="tenth"), ex.step("b"):
+                            raise ValueError("tenth")
+                    else:
+                        with ex.step("b"):
+                            pass
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(t,)) for t in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=300)
+        assert not thread.is_alive()
+    assert errors == []
+    for t in range(16):
+        for n in range(1_000):
+            progress = sw.monitor.progress(f"t{t}-{n}")
+            assert progress is not None
+            failed = 1 if n % 10 == 0 else 0
+            assert (progress.completed_steps, progress.failed_steps) == (2 - failed, failed)
+            assert progress.state == "success"
+    seqs = [event.seq for event in sw.monitor.events()]
+    # Per execution: started, 2 x (step started, step ended), completed.
+    assert len(seqs) == 16 * 1_000 * 6
+    assert all(a < b for a, b in itertools.pairwise(seqs))
