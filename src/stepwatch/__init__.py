@@ -27,6 +27,7 @@ Configuration: :func:`configure` reads the standard ``OTEL_*`` variables; see
 
 from stepwatch.configure import configure
 from stepwatch.events import ExecutionEvent, Subscription
+from stepwatch.health import Alert, ComponentHealth, Rules, SystemHealth
 from stepwatch.instrument import (
     Execution,
     ExecutionScope,
@@ -40,23 +41,35 @@ from stepwatch.instrument import (
 )
 from stepwatch.monitor import Monitor
 from stepwatch.progress import ExecutionProgress, StepProgress
+from stepwatch.reader import HealthMetricReader, HealthReader
 from stepwatch.semconv import EventType, HealthStatus, Outcome, Severity
+from stepwatch.summary import DurationStats, MetricsSummary, SLAStats, StepStats
 from stepwatch.version import __version__
 
 __all__ = [
+    "Alert",
+    "ComponentHealth",
+    "DurationStats",
     "EventType",
     "Execution",
     "ExecutionEvent",
     "ExecutionProgress",
     "ExecutionScope",
+    "HealthMetricReader",
+    "HealthReader",
     "HealthStatus",
+    "MetricsSummary",
     "Monitor",
     "Outcome",
+    "Rules",
+    "SLAStats",
     "Severity",
     "Step",
     "StepProgress",
     "StepScope",
+    "StepStats",
     "Subscription",
+    "SystemHealth",
     "__version__",
     "configure",
     "current_execution",

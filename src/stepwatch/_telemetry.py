@@ -65,6 +65,7 @@ class Telemetry:
     approval_duration: Histogram
     clock: Clock
     observer: Observer | None
+    default_sla: float | None = None
 
 
 def _histogram(meter: Meter, spec: semconv.MetricSpec) -> Histogram:
@@ -81,6 +82,7 @@ def build(
     meter_provider: MeterProvider | None,
     clock: Clock | None = None,
     observer: Observer | None = None,
+    default_sla: float | None = None,
 ) -> Telemetry:
     """Create the tracer and instruments stepwatch emits through.
 
@@ -110,6 +112,7 @@ def build(
         approval_duration=_histogram(meter, semconv.APPROVAL_DURATION),
         clock=clock or time.time,
         observer=observer,
+        default_sla=default_sla,
     )
 
 

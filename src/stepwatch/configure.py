@@ -35,7 +35,6 @@ from opentelemetry.sdk.metrics import MeterProvider as SdkMeterProvider
 from opentelemetry.sdk.metrics.export import (
     ConsoleMetricExporter,
     MetricExporter,
-    MetricReader,
     PeriodicExportingMetricReader,
 )
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
@@ -43,6 +42,8 @@ from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
 from opentelemetry.trace import TracerProvider
 
+from stepwatch._exporters import ObservedMetricExporter, ObservedSpanExporter
+from stepwatch.health import Rules
 from stepwatch.monitor import Monitor
 
 __all__ = ["configure"]
@@ -122,7 +123,7 @@ def configure(
     exporter: str | None = None,
     tracer_provider: TracerProvider | None = None,
     meter_provider: MeterProvider | None = None,
-    rules: Any = None,
+    rules: Rules | None = None,
     set_global: bool = True,
 ) -> Monitor:
     """Set up OpenTelemetry for an engine process and return its :class:`Monitor`.
@@ -133,7 +134,7 @@ def configure(
             when an ``OTEL_EXPORTER_OTLP_*ENDPOINT`` variable is set, else ``"none"``).
         tracer_provider: Use this provider as it is instead of building one.
         meter_provider: Use this provider as it is instead of building one.
-        rules: Alerting rules for the Monitor.
+        rules: :class:`~stepwatch.Rules` for the Monitor (default ``Rules()``).
         set_global: Install the Monitor for the decorators and, for providers
             built here, set them as the global OpenTelemetry providers when
             none is set yet.
@@ -152,9 +153,6 @@ def configure(
     if service_name is not None and (not isinstance(service_name, str) or not service_name):
         raise TypeError("service_name must be a non-empty string or None")
     resource: Resource | None = None
-    owned: list[Callable[[], Any]] = []
-    span_exporters: list[SpanExporter] = []
-    metric_exporters: list[MetricExporter] = []
 
     def get_resource() -> Resource:
         nonlocal resource
@@ -162,28 +160,35 @@ def configure(
             resource = Resource.create({SERVICE_NAME: service_name} if service_name else {})
         return resource
 
+    owned: list[Callable[[], Any]] = []
     built_tracer = tracer_provider is None
+    sdk_tracer_provider: SdkTracerProvider | None = None
     if tracer_provider is None:
         sdk_tracer_provider = SdkTracerProvider(resource=get_resource())
-        if kind != "none":
-            span_exporters.append(_span_exporter(kind))
-            sdk_tracer_provider.add_span_processor(BatchSpanProcessor(span_exporters[-1]))
         owned.append(sdk_tracer_provider.shutdown)
         tracer_provider = sdk_tracer_provider
-
     built_meter = meter_provider is None
+    sdk_meter_provider: SdkMeterProvider | None = None
     if meter_provider is None:
-        readers: list[MetricReader] = []
-        if kind != "none":
-            metric_exporters.append(_metric_exporter(kind))
-            readers.append(PeriodicExportingMetricReader(metric_exporters[-1]))
-        sdk_meter_provider = SdkMeterProvider(resource=get_resource(), metric_readers=readers)
+        sdk_meter_provider = SdkMeterProvider(resource=get_resource())
         owned.append(sdk_meter_provider.shutdown)
         meter_provider = sdk_meter_provider
 
     monitor = Monitor(tracer_provider=tracer_provider, meter_provider=meter_provider, rules=rules)
     monitor._owned_shutdowns.extend(owned)
-    monitor.exporters = (*span_exporters, *metric_exporters)
+    # Exporters go on the providers built here, wrapped so the Monitor sees their results.
+    exporters: list[SpanExporter | MetricExporter] = []
+    if kind != "none" and sdk_tracer_provider is not None:
+        span_exporter = _span_exporter(kind)
+        exporters.append(span_exporter)
+        observed_spans = ObservedSpanExporter(span_exporter, monitor.export_status)
+        sdk_tracer_provider.add_span_processor(BatchSpanProcessor(observed_spans))
+    if kind != "none" and sdk_meter_provider is not None:
+        metric_exporter = _metric_exporter(kind)
+        exporters.append(metric_exporter)
+        observed_metrics = ObservedMetricExporter(metric_exporter, monitor.export_status)
+        sdk_meter_provider.add_metric_reader(PeriodicExportingMetricReader(observed_metrics))
+    monitor.exporters = tuple(exporters)
     if set_global:
         if built_tracer and isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
             trace.set_tracer_provider(tracer_provider)

@@ -646,7 +646,7 @@ class Execution(_Run):
             report("execution.total_steps", "stepwatch: total_steps %r is not an int >= 0", total)
             total = None
         self.total_steps = total
-        self.sla = spec.sla
+        self.sla = spec.sla if spec.sla is not None else tel.default_sla
 
         parent = parent_ctx
         enqueued_at: float | None = None
@@ -659,8 +659,8 @@ class Execution(_Run):
         }
         if total is not None:
             span_attributes[semconv.WORKFLOW_EXECUTION_STEPS_TOTAL] = total
-        if spec.sla is not None:
-            span_attributes[semconv.WORKFLOW_EXECUTION_SLA] = spec.sla
+        if self.sla is not None:
+            span_attributes[semconv.WORKFLOW_EXECUTION_SLA] = self.sla
         span = tel.tracer.start_span(
             spec.span_name, context=parent, attributes=span_attributes, start_time=_ns(now)
         )

@@ -1,4 +1,4 @@
-"""The in-process Monitor: live progress, lifecycle events, and (later) health.
+"""The in-process Monitor: live progress, lifecycle events, metrics summaries and health.
 
 Usage::
 
@@ -6,30 +6,40 @@ Usage::
     monitor.install()                  # decorators now emit through it
     monitor.progress("n-42")           # ExecutionProgress | None
     monitor.events(execution_id="n-42")
+    monitor.summary(60)                # MetricsSummary over the last minute
+    monitor.health()                   # SystemHealth
 
 A Monitor is the instrument layer's observer: every execution and step start
 and end, progress report, approval and enqueue reaches its
 :class:`~stepwatch.progress.ProgressTracker` and
 :class:`~stepwatch.events.EventBus` synchronously, so queries read their own
-writes. Nothing here runs I/O on the engine's thread.
+writes. Its :class:`~stepwatch.reader.HealthMetricReader` reads stepwatch's
+own metrics for ``summary()`` and the alert rules. Nothing here runs I/O on
+the engine's thread.
 
-Configuration (constructor arguments): ``retention`` and ``max_finished``
-bound the finished executions kept; ``max_events`` the event history;
-``max_subscriber_queue`` each subscriber's undelivered events.
+Configuration (constructor arguments): ``rules`` (:class:`~stepwatch.Rules`),
+``retention`` and ``max_finished`` bound the finished executions kept;
+``max_events`` the event history; ``max_subscriber_queue`` each subscriber's
+undelivered events.
 """
 
 from __future__ import annotations
 
-import logging
+import math
+import os
+import threading
 import time
-from collections.abc import Callable
+import weakref
+from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from opentelemetry.metrics import MeterProvider
+from opentelemetry import metrics
+from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
+from opentelemetry.sdk.metrics import MeterProvider as SdkMeterProvider
 from opentelemetry.trace import TracerProvider
 
-from stepwatch import _telemetry
+from stepwatch import _telemetry, semconv
 from stepwatch._safety import report
 from stepwatch.events import (
     DEFAULT_MAX_HISTORY,
@@ -39,20 +49,25 @@ from stepwatch.events import (
     ExecutionEvent,
     Subscription,
 )
+from stepwatch.health import Alert, Check, ExportStatus, HealthEvaluator, Rules, SystemHealth
 from stepwatch.progress import (
     DEFAULT_MAX_FINISHED,
     DEFAULT_RETENTION,
     ExecutionProgress,
     ProgressTracker,
 )
-from stepwatch.semconv import EXECUTION_END_EVENTS, STEP_END_EVENTS, EventType
+from stepwatch.reader import HealthMetricReader
+from stepwatch.semconv import EXECUTION_END_EVENTS, STEP_END_EVENTS, EventType, Severity
+from stepwatch.summary import MetricsSummary, summarize
+from stepwatch.version import __version__
 
 if TYPE_CHECKING:
     from stepwatch.instrument import Execution, Step
 
-__all__ = ["Monitor"]
+__all__ = ["DEFAULT_INTERVAL", "Monitor"]
 
-_logger = logging.getLogger(__name__)
+DEFAULT_INTERVAL = 10.0
+"""Seconds between background evaluations started by :meth:`Monitor.start`."""
 
 
 class Monitor:
@@ -61,10 +76,13 @@ class Monitor:
     Args:
         tracer_provider: Where spans go; ``None`` means the global
             OpenTelemetry tracer provider (resolved lazily).
-        meter_provider: Where metrics go; ``None`` means the global meter
-            provider (resolved lazily).
-        rules: Alerting rules (used by ``health()``); reserved until the
-            health evaluator lands.
+        meter_provider: Where metrics go. The Monitor's
+            :class:`~stepwatch.reader.HealthMetricReader` is attached to it with
+            ``add_metric_reader`` when it is an SDK ``MeterProvider``. ``None``
+            means the global one when that is an SDK provider, else a private
+            provider holding only the Monitor's reader.
+        rules: :class:`~stepwatch.Rules` for ``health()`` and the window of
+            ``summary()`` (default ``Rules()``).
         clock: Zero-argument callable returning epoch seconds (default
             ``time.time``); every duration stepwatch records and every
             time-based decision of the Monitor reads it.
@@ -74,7 +92,7 @@ class Monitor:
         max_subscriber_queue: Undelivered events kept per subscriber.
 
     Raises:
-        TypeError: ``clock`` is not callable.
+        TypeError: ``clock`` is not callable or ``rules`` is not a ``Rules``.
         ValueError: a bound is not positive.
 
     Creating a Monitor has no global side effects; :meth:`install` (or
@@ -88,7 +106,7 @@ class Monitor:
         *,
         tracer_provider: TracerProvider | None = None,
         meter_provider: MeterProvider | None = None,
-        rules: Any = None,
+        rules: Rules | None = None,
         clock: Callable[[], float] | None = None,
         retention: float = DEFAULT_RETENTION,
         max_finished: int = DEFAULT_MAX_FINISHED,
@@ -97,17 +115,56 @@ class Monitor:
     ) -> None:
         if clock is not None and not callable(clock):
             raise TypeError(f"clock must be a zero-argument callable, got {type(clock).__name__}")
+        if rules is not None and not isinstance(rules, Rules):
+            raise TypeError(f"rules must be a stepwatch.Rules, got {type(rules).__name__}")
         self.clock: Callable[[], float] = clock or time.time
-        self.rules = rules
-        self.tracer_provider = tracer_provider
-        self.meter_provider = meter_provider
+        self.rules: Rules = rules or Rules()
         self.tracker = ProgressTracker(self.clock, retention=retention, max_finished=max_finished)
         self.bus = EventBus(self.clock, max_history=max_events, max_queue=max_subscriber_queue)
-        self._telemetry = _telemetry.build(tracer_provider, meter_provider, self.clock, self)
         self._owned_shutdowns: list[Callable[[], Any]] = []
         self.exporters: tuple[object, ...] = ()
         """The span and metric exporters :func:`stepwatch.configure` built (empty otherwise)."""
+        self.export_status = ExportStatus()
+        """Results of the exporters ``configure()`` built (for ``TelemetryExportFailing``)."""
+        self.reader = HealthMetricReader(self.clock, window=self.rules.window)
+        """The :class:`~stepwatch.reader.HealthMetricReader` behind ``summary()`` and the rules."""
+        self.tracer_provider = tracer_provider
+        self.meter_provider = self._attach_reader(meter_provider)
+        self._queue_callbacks: dict[str, Callable[[], float]] = {}
+        self._queue_gauge: Any = None
+        self._evaluator = HealthEvaluator(
+            self.rules,
+            self.reader,
+            self.tracker,
+            self.bus,
+            self.clock,
+            self.export_status,
+            self._observed_queue_depth,
+        )
+        self._telemetry = _telemetry.build(
+            tracer_provider, self.meter_provider, self.clock, self, self.rules.sla
+        )
+        self._loop: _EvaluationLoop | None = None
         self._closed = False
+
+    def _attach_reader(self, provider: MeterProvider | None) -> MeterProvider:
+        if provider is None:
+            global_provider = metrics.get_meter_provider()
+            if not isinstance(global_provider, SdkMeterProvider):
+                private = SdkMeterProvider(metric_readers=[self.reader])
+                self._owned_shutdowns.append(private.shutdown)
+                return private
+            provider = global_provider
+        if isinstance(provider, SdkMeterProvider):
+            provider.add_metric_reader(self.reader)
+        else:
+            report(
+                "monitor.reader",
+                "stepwatch: %s is not an SDK MeterProvider; summary() and the rate rules "
+                "see nothing (attach monitor.reader by hand)",
+                type(provider).__name__,
+            )
+        return provider
 
     # --------------------------------------------------------------- lifecycle
     def install(self) -> Monitor:
@@ -125,14 +182,16 @@ class Monitor:
         return _telemetry.installed() is self._telemetry
 
     def shutdown(self) -> None:
-        """Uninstall, stop subscribers, flush and shut down providers ``configure`` created.
+        """Stop the loop, uninstall, stop subscribers, flush; shut down what ``configure`` built.
 
         Providers given by the caller are flushed, not shut down: they are the
-        caller's. Idempotent; never raises.
+        caller's (the Monitor's reader is detached from them). Idempotent;
+        never raises.
         """
         if self._closed:
             return
         self._closed = True
+        self.stop()
         self.uninstall()
         self.bus.close()
         for provider in (self.tracer_provider, self.meter_provider):
@@ -149,6 +208,11 @@ class Monitor:
                 report(
                     "monitor.shutdown", "stepwatch: shutting down a provider failed", exc_info=True
                 )
+        if not self._owned_shutdowns and isinstance(self.meter_provider, SdkMeterProvider):
+            try:
+                self.meter_provider.remove_metric_reader(self.reader)
+            except Exception:
+                report("monitor.detach", "stepwatch: could not detach the reader", exc_info=True)
 
     def __enter__(self) -> Monitor:
         return self
@@ -201,6 +265,149 @@ class Monitor:
     def unsubscribe(self, subscription: Subscription) -> None:
         """Stop delivery to ``subscription`` at once."""
         self.bus.unsubscribe(subscription)
+
+    def summary(self, window: float | None = None, *, name: str | None = None) -> MetricsSummary:
+        """Rates, durations and SLA compliance over the last ``window`` seconds.
+
+        Args:
+            window: Seconds, in (0, rules.window]; default ``rules.window``.
+            name: Only this execution name.
+
+        Raises:
+            ValueError: ``window`` out of range.
+            TypeError: ``window`` or ``name`` of the wrong type.
+        """
+        if window is None:
+            window = self.rules.window
+        if isinstance(window, bool) or not isinstance(window, int | float):
+            raise TypeError(f"window must be a number of seconds, got {window!r}")
+        if math.isnan(window) or not 0 < window <= self.reader.window:
+            raise ValueError(f"window must be in (0, {self.reader.window:g}] seconds, got {window}")
+        if name is not None and not isinstance(name, str):
+            raise TypeError(f"name must be a string, got {type(name).__name__}")
+        self.reader.refresh()
+        return summarize(self.reader, float(window), name, self._observed_queue_depth())
+
+    def health(self, *, refresh: bool = False) -> SystemHealth:
+        """The last evaluated health; ``refresh=True`` (or never evaluated) evaluates now."""
+        return self._evaluator.health(refresh=refresh)
+
+    def alerts(
+        self,
+        severity: Severity | str | None = None,
+        limit: int = 100,
+        *,
+        active: bool | None = None,
+    ) -> list[Alert]:
+        """Alerts as of the last evaluation: firing first, then resolved (newest first).
+
+        Args:
+            severity: Only this severity.
+            limit: At most this many.
+            active: ``True`` firing only, ``False`` resolved only, ``None`` both.
+
+        Raises:
+            ValueError: an unknown severity or a negative limit.
+        """
+        return self._evaluator.alerts(severity, limit, active=active)
+
+    def add_check(
+        self, name: str, check: Check, *, critical: bool = True, timeout: float = 5.0
+    ) -> None:
+        """Add a component health check, run on every evaluation.
+
+        Args:
+            name: The component's name.
+            check: Sync or async callable returning ``bool`` or a ``ComponentHealth``.
+            critical: Whether its failure makes the process unhealthy (else degraded).
+            timeout: Seconds; a check still running then is reported failed
+                ("timed out"), and no second run of it starts until it returns.
+
+        Raises:
+            TypeError, ValueError: bad arguments, naming the argument.
+        """
+        self._evaluator.add_check(name, check, critical=critical, timeout=timeout)
+
+    def observe_queue_depth(self, callback: Callable[[], float], *, queue: str = "default") -> None:
+        """Read a real broker's queue depth with ``callback`` instead of counting enqueues.
+
+        The callback is called at each metric collection (exported as the
+        gauge ``workflow.execution.queue.depth{workflow.execution.queue}``) and
+        by ``summary()`` and the ``QueueBacklog`` rule (the sum over queues).
+        A failing callback is logged and skipped.
+
+        Raises:
+            TypeError: ``callback`` is not callable.
+            ValueError: ``queue`` is empty.
+        """
+        if not callable(callback):
+            raise TypeError(f"callback must be callable, got {type(callback).__name__}")
+        if not isinstance(queue, str) or not queue:
+            raise ValueError(f"queue must be a non-empty string, got {queue!r}")
+        self._queue_callbacks[queue] = callback
+        if self._queue_gauge is None:
+            meter = metrics.get_meter(
+                semconv.INSTRUMENTATION_SCOPE, __version__, meter_provider=self.meter_provider
+            )
+            self._queue_gauge = meter.create_observable_gauge(
+                semconv.QUEUE_DEPTH.name,
+                callbacks=[self._observe_queues],
+                unit=semconv.QUEUE_DEPTH.unit,
+                description=semconv.QUEUE_DEPTH.description,
+            )
+
+    def _read_queues(self) -> dict[str, float]:
+        depths: dict[str, float] = {}
+        for queue, callback in list(self._queue_callbacks.items()):
+            try:
+                depths[queue] = float(callback())
+            except Exception:
+                report(
+                    "monitor.queue_depth",
+                    "stepwatch: queue depth callback for %r failed",
+                    queue,
+                    exc_info=True,
+                )
+        return depths
+
+    def _observe_queues(self, options: CallbackOptions) -> Iterable[Observation]:
+        return [
+            Observation(depth, {semconv.WORKFLOW_EXECUTION_QUEUE: queue})
+            for queue, depth in self._read_queues().items()
+        ]
+
+    def _observed_queue_depth(self) -> float | None:
+        if not self._queue_callbacks:
+            return None
+        return sum(self._read_queues().values())
+
+    # ------------------------------------------------------ background loop
+    def start(self, interval: float = DEFAULT_INTERVAL) -> None:
+        """Evaluate health every ``interval`` seconds on a daemon thread.
+
+        The loop survives its own errors, restarts in a child after
+        ``os.fork``, and stops promptly on :meth:`stop`. Calling ``start``
+        again restarts it with the new interval.
+
+        Raises:
+            ValueError: ``interval`` is not a positive number.
+        """
+        if isinstance(interval, bool) or not isinstance(interval, int | float) or not interval > 0:
+            raise ValueError(f"interval must be > 0 seconds, got {interval!r}")
+        self.stop()
+        self._loop = _EvaluationLoop(self, float(interval))
+        self._loop.start()
+
+    def stop(self) -> None:
+        """Stop the background evaluation (if running); returns once it has stopped."""
+        loop, self._loop = self._loop, None
+        if loop is not None:
+            loop.stop()
+
+    @property
+    def running(self) -> bool:
+        """Whether the background evaluation loop is alive."""
+        return self._loop is not None and self._loop.alive
 
     # -------------------------------------------- observer (instrument layer)
     def execution_started(self, execution: Execution) -> None:
@@ -318,3 +525,56 @@ class Monitor:
 
     def __repr__(self) -> str:
         return f"<stepwatch.Monitor installed={self.installed}>"
+
+
+class _EvaluationLoop:
+    """A daemon thread ticking ``monitor.health(refresh=True)``; restarted after fork."""
+
+    def __init__(self, monitor: Monitor, interval: float) -> None:
+        self._monitor = weakref.ref(monitor)
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.ticks = 0
+        method = weakref.WeakMethod(self._after_fork)
+
+        def restart() -> None:
+            bound = method()
+            if bound is not None:
+                bound()
+
+        os.register_at_fork(after_in_child=restart)
+
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="stepwatch-health", daemon=True)
+        self._thread.start()
+
+    def _after_fork(self) -> None:
+        # Threads do not survive fork: a child of a running loop starts its own.
+        if not self._stop.is_set():
+            self._stop = threading.Event()
+            self.start()
+
+    def _run(self) -> None:
+        stop = self._stop
+        while not stop.is_set():
+            monitor = self._monitor()
+            if monitor is None:
+                return
+            try:
+                monitor.health(refresh=True)
+                self.ticks += 1
+            except Exception:
+                report("monitor.loop", "stepwatch: health evaluation failed", exc_info=True)
+            del monitor
+            stop.wait(self.interval)
+
+    def stop(self) -> None:
+        self._stop.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=5.0)

@@ -270,6 +270,11 @@ class ProgressTracker:
             pending.popitem(last=False)
 
     # ----------------------------------------------------------------- queries
+    def running(self) -> list[Execution]:
+        """The executions running now (live handles)."""
+        with self._lock:
+            return list(self._running.values())
+
     def typical_duration(self, name: str) -> float | None:
         """Median duration of recent successful runs of ``name``, or ``None``."""
         with self._lock:

@@ -88,6 +88,9 @@ WORKFLOW_APPROVAL_APPROVER: Final = "workflow.approval.approver"
 WORKFLOW_APPROVAL_BY: Final = "workflow.approval.by"
 WORKFLOW_APPROVAL_REASON: Final = "workflow.approval.reason"
 
+STEP_TYPE_UNSPECIFIED: Final = "unspecified"
+"""Group of steps declared without a ``step_type`` in summaries (never on spans or metrics)."""
+
 ERROR_TYPE_OTHER: Final = "_OTHER"
 """``error.type`` of an outcome set explicitly (``fail``/``timeout``) without an exception."""
 
@@ -238,6 +241,12 @@ APPROVAL_DURATION: Final = MetricSpec(
     "Time from an approval request to its approval or rejection.",
 )
 
+QUEUE_DEPTH: Final = MetricSpec(
+    "workflow.execution.queue.depth",
+    "{execution}",
+    "Executions waiting in a broker's queue, as read by monitor.observe_queue_depth callbacks.",
+)
+
 METRICS: Final = (
     EXECUTION_DURATION,
     EXECUTION_ACTIVE,
@@ -245,7 +254,26 @@ METRICS: Final = (
     SLA_VIOLATIONS,
     APPROVAL_DURATION,
 )
-"""Every metric instrument stepwatch creates."""
+"""Every synchronous metric instrument stepwatch creates (plus :data:`QUEUE_DEPTH`,
+an observable gauge, when ``observe_queue_depth`` is used)."""
+
+RULE_HIGH_FAILURE_RATE: Final = "HighFailureRate"
+RULE_HIGH_TIMEOUT_RATE: Final = "HighTimeoutRate"
+RULE_QUEUE_BACKLOG: Final = "QueueBacklog"
+RULE_STUCK_EXECUTIONS: Final = "StuckExecutions"
+RULE_SLA_BURN_RATE: Final = "SLABurnRate"
+RULE_COMPONENT_DOWN: Final = "ComponentDown"
+RULE_TELEMETRY_EXPORT_FAILING: Final = "TelemetryExportFailing"
+RULE_NAMES: Final = (
+    RULE_HIGH_FAILURE_RATE,
+    RULE_HIGH_TIMEOUT_RATE,
+    RULE_QUEUE_BACKLOG,
+    RULE_STUCK_EXECUTIONS,
+    RULE_SLA_BURN_RATE,
+    RULE_COMPONENT_DOWN,
+    RULE_TELEMETRY_EXPORT_FAILING,
+)
+"""The built-in alert rule names: stable, and the same in the Prometheus export."""
 
 DURATION_BUCKETS: Final = (
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,

@@ -1,0 +1,66 @@
+"""Exporter wrappers that report each export's result to the Monitor (TelemetryExportFailing)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult, MetricsData
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+from stepwatch.health import ExportStatus
+
+__all__ = ["ObservedMetricExporter", "ObservedSpanExporter"]
+
+
+class ObservedSpanExporter(SpanExporter):
+    """Delegates to ``exporter`` and records whether each export succeeded."""
+
+    def __init__(self, exporter: SpanExporter, status: ExportStatus) -> None:
+        self.exporter = exporter
+        self._status = status
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        try:
+            result = self.exporter.export(spans)
+        except Exception as exc:
+            self._status.record(False, f"{type(exc).__name__}: {exc}")
+            raise
+        self._status.record(result is SpanExportResult.SUCCESS, "span export failed")
+        return result
+
+    def shutdown(self) -> None:
+        self.exporter.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return self.exporter.force_flush(timeout_millis)
+
+
+class ObservedMetricExporter(MetricExporter):
+    """Delegates to ``exporter`` (keeping its temporality and aggregation) and records results."""
+
+    def __init__(self, exporter: MetricExporter, status: ExportStatus) -> None:
+        super().__init__(
+            preferred_temporality=exporter._preferred_temporality,
+            preferred_aggregation=exporter._preferred_aggregation,
+        )
+        self.exporter = exporter
+        self._status = status
+
+    def export(
+        self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
+    ) -> MetricExportResult:
+        try:
+            result = self.exporter.export(metrics_data, timeout_millis=timeout_millis, **kwargs)
+        except Exception as exc:
+            self._status.record(False, f"{type(exc).__name__}: {exc}")
+            raise
+        self._status.record(result is MetricExportResult.SUCCESS, "metric export failed")
+        return result
+
+    def force_flush(self, timeout_millis: float = 10_000) -> bool:
+        return self.exporter.force_flush(timeout_millis=timeout_millis)
+
+    def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
+        self.exporter.shutdown(timeout_millis=timeout_millis, **kwargs)

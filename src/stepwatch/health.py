@@ -1,0 +1,709 @@
+"""Rules, alerts, component checks and the overall health of an engine process.
+
+Usage::
+
+    monitor = stepwatch.configure(rules=stepwatch.Rules(failure_rate=0.1, for_seconds=60))
+    monitor.add_check("database", db.ping, critical=True, timeout=2.0)
+    monitor.start(interval=10)          # evaluate in the background
+    monitor.health()                    # SystemHealth, cached between evaluations
+    monitor.alerts(severity="critical")
+
+Built-in rules (names are stable and shared with the Prometheus export):
+
+============================ ========== ==============================================
+rule                         severity   fires when
+============================ ========== ==============================================
+``HighFailureRate``          critical   an execution name's failure ratio over the
+                                        window exceeds ``failure_rate``
+``HighTimeoutRate``          warning    likewise for timeouts and ``timeout_rate``
+``QueueBacklog``             warning    queued executions exceed ``queue_depth``
+``StuckExecutions``          warning    executions have run longer than ``stuck_after``
+``SLABurnRate``              critical   SLA error budget burns 14.4x over 1 h and 5 min
+                             warning    or 6x over 6 h and 30 min
+``ComponentDown``            critical   a check fails (warning for non-critical checks)
+``TelemetryExportFailing``   warning    the latest export failed
+============================ ========== ==============================================
+
+The rate rules and the burn rate are gated by ``min_executions`` (in the
+window, per execution name). A condition must hold for ``for_seconds`` before
+its alert fires. Health is unhealthy when a critical alert fires or a critical
+component fails, degraded on any warning, else healthy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import inspect
+import json
+import logging
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+from stepwatch import semconv
+from stepwatch._models import json_ready
+from stepwatch._safety import report
+from stepwatch.semconv import AlertState, EventType, ExecutionState, HealthStatus, Outcome, Severity
+
+if TYPE_CHECKING:
+    from stepwatch.events import EventBus
+    from stepwatch.progress import ProgressTracker
+    from stepwatch.reader import HealthMetricReader
+
+__all__ = [
+    "Alert",
+    "ComponentHealth",
+    "ExportStatus",
+    "HealthEvaluator",
+    "Rules",
+    "SystemHealth",
+]
+
+_logger = logging.getLogger(__name__)
+
+MAX_RESOLVED_ALERTS = 1_000
+"""Resolved alerts kept for ``alerts(active=False)``."""
+
+BURN_RATES: tuple[tuple[str, Severity, float, float, float], ...] = (
+    ("fast", Severity.CRITICAL, 14.4, 3600.0, 300.0),
+    ("slow", Severity.WARNING, 6.0, 6 * 3600.0, 1800.0),
+)
+"""(label, severity, burn-rate factor, long window s, short window s), after the SRE workbook."""
+
+
+def _ratio_in_range(value: object, argument: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
+        raise TypeError(f"{argument} must be a number in (0, 1], got {value!r}")
+    if not 0 < value <= 1:
+        raise ValueError(f"{argument} must be in (0, 1], got {value}")
+    return float(value)
+
+
+def _positive(value: object, argument: str, *, allow_zero: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
+        raise TypeError(f"{argument} must be a number of seconds, got {value!r}")
+    if value < 0 or (value == 0 and not allow_zero) or math.isinf(value):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{argument} must be finite and {bound}, got {value}")
+    return float(value)
+
+
+@dataclass(frozen=True, slots=True)
+class Rules:
+    """Thresholds of the built-in alert rules, validated at construction.
+
+    Args:
+        window: Seconds of history the rate rules look at.
+        min_executions: Executions (per name, in the window) below which the
+            rate and burn-rate rules stay quiet.
+        failure_rate: ``HighFailureRate`` threshold, a ratio in (0, 1].
+        timeout_rate: ``HighTimeoutRate`` threshold, a ratio in (0, 1].
+        queue_depth: ``QueueBacklog`` threshold (queued executions).
+        stuck_after: Seconds after which a running execution counts as stuck.
+        sla: Default SLA in seconds for executions declared without one
+            (``None``: only executions declaring ``sla=`` are measured).
+        sla_objective: Share of executions that must meet their SLA, in (0, 1).
+        for_seconds: How long a condition must hold before its alert fires.
+
+    Raises:
+        TypeError: a value of the wrong type, naming the argument.
+        ValueError: a value out of range, naming the argument.
+
+    .. versionadded:: 0.1.0
+    """
+
+    window: float = 300.0
+    min_executions: int = 20
+    failure_rate: float = 0.20
+    timeout_rate: float = 0.10
+    queue_depth: int = 100
+    stuck_after: float = 3600.0
+    sla: float | None = None
+    sla_objective: float = 0.99
+    for_seconds: float = 0.0
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__
+        set_(self, "window", _positive(self.window, "window"))
+        set_(self, "failure_rate", _ratio_in_range(self.failure_rate, "failure_rate"))
+        set_(self, "timeout_rate", _ratio_in_range(self.timeout_rate, "timeout_rate"))
+        set_(self, "stuck_after", _positive(self.stuck_after, "stuck_after"))
+        set_(self, "for_seconds", _positive(self.for_seconds, "for_seconds", allow_zero=True))
+        if self.sla is not None:
+            set_(self, "sla", _positive(self.sla, "sla"))
+        for argument in ("min_executions", "queue_depth"):
+            value = getattr(self, argument)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(f"{argument} must be an int, got {value!r}")
+            if value < 1:
+                raise ValueError(f"{argument} must be >= 1, got {value}")
+        objective = self.sla_objective
+        if isinstance(objective, bool) or not isinstance(objective, int | float):
+            raise TypeError(f"sla_objective must be a number in (0, 1), got {objective!r}")
+        if not 0 < objective < 1:
+            raise ValueError(f"sla_objective must be in (0, 1), got {objective}")
+        if self.window < 10:
+            raise ValueError(f"window must be at least 10 seconds, got {self.window}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return JSON-ready values."""
+        result: dict[str, Any] = json_ready(self)
+        return result
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """One alert: a rule's finding for one set of labels.
+
+    Attributes:
+        id: Stable per rule and labels (the same condition never makes two alerts).
+        rule: The rule's name.
+        severity: :class:`~stepwatch.Severity`.
+        message: What is wrong, for people.
+        labels: What it is about (e.g. ``{"name": "deploy"}``).
+        value: The measured value.
+        threshold: The rule's threshold.
+        state: ``"firing"`` or ``"resolved"``.
+        started_at: When it fired (epoch seconds).
+        resolved_at: When it resolved, or ``None``.
+
+    .. versionadded:: 0.1.0
+    """
+
+    id: str
+    rule: str
+    severity: Severity
+    message: str
+    labels: dict[str, str]
+    value: float
+    threshold: float
+    state: AlertState
+    started_at: float
+    resolved_at: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return JSON-ready values."""
+        result: dict[str, Any] = json_ready(self)
+        return result
+
+
+@dataclass(frozen=True, slots=True)
+class ComponentHealth:
+    """The result of one component check.
+
+    Attributes:
+        name: The component.
+        status: ``healthy`` or ``unhealthy`` (a check may also report ``degraded``).
+        critical: Whether its failure makes the process unhealthy.
+        message: Details (``"timed out"``, an exception...), or ``None``.
+        checked_at: When it was checked.
+        duration: Seconds the check took (``None`` when it timed out).
+
+    .. versionadded:: 0.1.0
+    """
+
+    name: str
+    status: HealthStatus
+    critical: bool = True
+    message: str | None = None
+    checked_at: float | None = None
+    duration: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return JSON-ready values."""
+        result: dict[str, Any] = json_ready(self)
+        return result
+
+
+@dataclass(frozen=True, slots=True)
+class SystemHealth:
+    """The process's health as of the last evaluation.
+
+    Attributes:
+        status: :class:`~stepwatch.HealthStatus`.
+        components: Component check results.
+        alerts: Alerts firing.
+        checked_at: When it was evaluated.
+
+    .. versionadded:: 0.1.0
+    """
+
+    status: HealthStatus
+    components: list[ComponentHealth] = field(default_factory=list)
+    alerts: list[Alert] = field(default_factory=list)
+    checked_at: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return JSON-ready values."""
+        result: dict[str, Any] = json_ready(self)
+        return result
+
+
+class ExportStatus:
+    """Results of the exporters ``configure()`` built, for ``TelemetryExportFailing``.
+
+    Thread-safe; fed by the exporters' own threads.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.successes = 0
+        self.failures = 0
+        self.last_ok: bool | None = None
+        self.last_error: str | None = None
+
+    def record(self, ok: bool, error: str | None = None) -> None:
+        """Record one export's result."""
+        with self._lock:
+            if ok:
+                self.successes += 1
+            else:
+                self.failures += 1
+                self.last_error = error
+            self.last_ok = ok
+
+    def failing(self) -> bool:
+        """Whether the latest export failed."""
+        return self.last_ok is False
+
+
+Check = Callable[[], "bool | ComponentHealth | Awaitable[bool | ComponentHealth]"]
+
+
+class _CheckRunner:
+    """Runs one component check on a worker thread with a timeout; one run at a time."""
+
+    def __init__(self, name: str, check: Check, critical: bool, timeout: float) -> None:
+        self.name = name
+        self.check = check
+        self.critical = critical
+        self.timeout = timeout
+        self._done = threading.Event()
+        self._done.set()
+        self._result: ComponentHealth | None = None
+        self._started = 0.0
+
+    def start(self, clock: Callable[[], float]) -> None:
+        if not self._done.is_set():
+            return  # the previous run still hangs: do not pile up threads
+        self._done.clear()
+        self._result = None
+        self._started = clock()
+        threading.Thread(
+            target=self._run, args=(clock,), name=f"stepwatch-check-{self.name}", daemon=True
+        ).start()
+
+    def _run(self, clock: Callable[[], float]) -> None:
+        try:
+            outcome: Any = self.check()
+            if inspect.isawaitable(outcome):
+                outcome = asyncio.run(_await(outcome))
+            now = clock()
+            if isinstance(outcome, ComponentHealth):
+                self._result = replace(
+                    outcome, name=self.name, critical=self.critical, checked_at=now
+                )
+            else:
+                self._result = ComponentHealth(
+                    name=self.name,
+                    status=HealthStatus.HEALTHY if outcome else HealthStatus.UNHEALTHY,
+                    critical=self.critical,
+                    message=None if outcome else "check returned false",
+                    checked_at=now,
+                    duration=max(now - self._started, 0.0),
+                )
+        except Exception as exc:
+            self._result = ComponentHealth(
+                name=self.name,
+                status=HealthStatus.UNHEALTHY,
+                critical=self.critical,
+                message=f"{type(exc).__name__}: {exc}"[:1024],
+                checked_at=clock(),
+            )
+        finally:
+            self._done.set()
+
+    def result(self, deadline: float, clock: Callable[[], float]) -> ComponentHealth:
+        """The run's result, waiting until ``deadline`` (``time.monotonic``) at most."""
+        remaining = max(deadline - time.monotonic(), 0.0)
+        if self._done.wait(remaining) and self._result is not None:
+            return self._result
+        return ComponentHealth(
+            name=self.name,
+            status=HealthStatus.UNHEALTHY,
+            critical=self.critical,
+            message=f"timed out after {self.timeout:g} s",
+            checked_at=clock(),
+        )
+
+
+async def _await(awaitable: Awaitable[Any]) -> Any:
+    return await awaitable
+
+
+@dataclass(slots=True)
+class _Finding:
+    rule: str
+    severity: Severity
+    labels: dict[str, str]
+    value: float
+    threshold: float
+    message: str
+
+
+def alert_id(rule: str, labels: dict[str, str]) -> str:
+    """The stable id of the alert of ``rule`` for ``labels``."""
+    payload = json.dumps([rule, sorted(labels.items())], separators=(",", ":"))
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+class HealthEvaluator:
+    """Evaluates the rules and checks, keeps the alert lifecycle and the cached health.
+
+    Args:
+        rules: The thresholds.
+        reader: Where the metrics are.
+        tracker: Where running executions are (for ``StuckExecutions``).
+        bus: Where ``alert.*`` and ``health.changed`` events go.
+        clock: The Monitor's clock.
+        export_status: Results of configure()'s exporters, if any.
+    """
+
+    def __init__(
+        self,
+        rules: Rules,
+        reader: HealthMetricReader | None,
+        tracker: ProgressTracker,
+        bus: EventBus,
+        clock: Callable[[], float],
+        export_status: ExportStatus | None = None,
+        queue_depth: Callable[[], float | None] | None = None,
+    ) -> None:
+        self.rules = rules
+        self.reader = reader
+        self.tracker = tracker
+        self.bus = bus
+        self.clock = clock
+        self.export_status = export_status
+        self.queue_depth = queue_depth
+        self._lock = threading.Lock()
+        self._checks: dict[str, _CheckRunner] = {}
+        self._firing: dict[str, Alert] = {}
+        self._pending_since: dict[str, float] = {}
+        self._resolved: deque[Alert] = deque(maxlen=MAX_RESOLVED_ALERTS)
+        self._health: SystemHealth | None = None
+        self.evaluations = 0
+
+    # ------------------------------------------------------------------ checks
+    def add_check(self, name: str, check: Check, *, critical: bool, timeout: float) -> None:
+        if not isinstance(name, str) or not name.strip():
+            raise ValueError(f"name must be a non-empty string, got {name!r}")
+        if not callable(check):
+            raise TypeError(f"check must be callable, got {type(check).__name__}")
+        timeout = _positive(timeout, "timeout")
+        with self._lock:
+            self._checks[name] = _CheckRunner(name, check, bool(critical), timeout)
+
+    def _run_checks(self) -> list[ComponentHealth]:
+        # Checks run in parallel; real time (not the Monitor's clock) bounds the wait.
+        with self._lock:
+            runners = list(self._checks.values())
+        for runner in runners:
+            runner.start(self.clock)
+        started = time.monotonic()
+        return [runner.result(started + runner.timeout, self.clock) for runner in runners]
+
+    # ------------------------------------------------------------------- rules
+    def _rate_findings(self) -> list[_Finding]:
+        rules = self.rules
+        findings: list[_Finding] = []
+        if self.reader is None:
+            return findings
+        per_name: dict[str, dict[str, float]] = {}
+        for attributes, count in self.reader.counts(semconv.EXECUTION_DURATION.name).items():
+            values = dict(attributes)
+            if values.get(semconv.WORKFLOW_EXECUTION_STATE) != ExecutionState.EXECUTING.value:
+                continue
+            name = str(values.get(semconv.WORKFLOW_DEFINITION_NAME, ""))
+            outcome = str(values.get(semconv.WORKFLOW_EXECUTION_OUTCOME, ""))
+            by_outcome = per_name.setdefault(name, {})
+            by_outcome[outcome] = by_outcome.get(outcome, 0.0) + count
+        for name, by_outcome in per_name.items():
+            total = sum(by_outcome.values())
+            if total < rules.min_executions:
+                continue
+            for rule, severity, outcome, threshold in (
+                (
+                    semconv.RULE_HIGH_FAILURE_RATE,
+                    Severity.CRITICAL,
+                    Outcome.FAILURE,
+                    rules.failure_rate,
+                ),
+                (
+                    semconv.RULE_HIGH_TIMEOUT_RATE,
+                    Severity.WARNING,
+                    Outcome.TIMEOUT,
+                    rules.timeout_rate,
+                ),
+            ):
+                rate = by_outcome.get(outcome.value, 0.0) / total
+                if rate > threshold:
+                    findings.append(
+                        _Finding(
+                            rule,
+                            severity,
+                            {"name": name},
+                            rate,
+                            threshold,
+                            f"{outcome.value} rate of {name!r} is {rate:.1%} over the last "
+                            f"{rules.window:g} s ({int(total)} executions), above {threshold:.1%}",
+                        )
+                    )
+        return findings
+
+    def _burn_findings(self) -> list[_Finding]:
+        rules = self.rules
+        reader = self.reader
+        findings: list[_Finding] = []
+        if reader is None:
+            return findings
+        budget = 1.0 - rules.sla_objective
+
+        def per_name(metric: str, window: float) -> dict[str, float]:
+            result: dict[str, float] = {}
+            for attributes, count in reader.counts(metric, window, long=True).items():
+                values = dict(attributes)
+                if (
+                    metric == semconv.EXECUTION_DURATION.name
+                    and values.get(semconv.WORKFLOW_EXECUTION_STATE)
+                    != ExecutionState.EXECUTING.value
+                ):
+                    continue
+                name = str(values.get(semconv.WORKFLOW_DEFINITION_NAME, ""))
+                result[name] = result.get(name, 0.0) + count
+            return result
+
+        for label, severity, factor, long_window, short_window in BURN_RATES:
+            long_violations = per_name(semconv.SLA_VIOLATIONS.name, long_window)
+            if not long_violations:
+                continue
+            long_totals = per_name(semconv.EXECUTION_DURATION.name, long_window)
+            short_violations = per_name(semconv.SLA_VIOLATIONS.name, short_window)
+            short_totals = per_name(semconv.EXECUTION_DURATION.name, short_window)
+            for name, violations in long_violations.items():
+                total = long_totals.get(name, 0.0)
+                if total < rules.min_executions:
+                    continue
+                long_burn = violations / total / budget
+                short_total = short_totals.get(name, 0.0)
+                short_burn = (
+                    short_violations.get(name, 0.0) / short_total / budget if short_total else 0.0
+                )
+                if long_burn > factor and short_burn > factor:
+                    findings.append(
+                        _Finding(
+                            semconv.RULE_SLA_BURN_RATE,
+                            severity,
+                            {"name": name, "burn": label},
+                            long_burn,
+                            factor,
+                            f"{name!r} burns its SLA error budget {long_burn:.1f}x over "
+                            f"{long_window / 3600:g} h and {short_burn:.1f}x over "
+                            f"{short_window / 60:g} min (objective {rules.sla_objective:.2%})",
+                        )
+                    )
+        return findings
+
+    def _queue_findings(self) -> list[_Finding]:
+        depth: float | None = self.queue_depth() if self.queue_depth is not None else None
+        if depth is None and self.reader is not None:
+            depth = sum(
+                value
+                for attributes, value in self.reader.levels(semconv.EXECUTION_ACTIVE.name).items()
+                if dict(attributes).get(semconv.WORKFLOW_EXECUTION_STATE)
+                == ExecutionState.PENDING.value
+            )
+        if depth is None or depth <= self.rules.queue_depth:
+            return []
+        return [
+            _Finding(
+                semconv.RULE_QUEUE_BACKLOG,
+                Severity.WARNING,
+                {},
+                depth,
+                self.rules.queue_depth,
+                f"{int(depth)} executions queued, above {self.rules.queue_depth}",
+            )
+        ]
+
+    def _stuck_findings(self, now: float) -> list[_Finding]:
+        stuck = [
+            execution
+            for execution in self.tracker.running()
+            if now - execution.started_at > self.rules.stuck_after
+        ]
+        if not stuck:
+            return []
+        examples = ", ".join(sorted(f"{e.name}/{e.id}" for e in stuck)[:5])
+        return [
+            _Finding(
+                semconv.RULE_STUCK_EXECUTIONS,
+                Severity.WARNING,
+                {},
+                len(stuck),
+                self.rules.stuck_after,
+                f"{len(stuck)} executions running longer than {self.rules.stuck_after:g} s "
+                f"(e.g. {examples})",
+            )
+        ]
+
+    def _component_findings(self, components: list[ComponentHealth]) -> list[_Finding]:
+        return [
+            _Finding(
+                semconv.RULE_COMPONENT_DOWN,
+                Severity.CRITICAL if component.critical else Severity.WARNING,
+                {"component": component.name},
+                0.0,
+                1.0,
+                f"component {component.name!r} is {component.status.value}"
+                + (f": {component.message}" if component.message else ""),
+            )
+            for component in components
+            if component.status is not HealthStatus.HEALTHY
+        ]
+
+    def _export_findings(self) -> list[_Finding]:
+        status = self.export_status
+        if status is None or not status.failing():
+            return []
+        return [
+            _Finding(
+                semconv.RULE_TELEMETRY_EXPORT_FAILING,
+                Severity.WARNING,
+                {},
+                float(status.failures),
+                1.0,
+                f"telemetry export is failing ({status.failures} failed exports"
+                + (f"; last: {status.last_error}" if status.last_error else "")
+                + ")",
+            )
+        ]
+
+    # -------------------------------------------------------------- evaluation
+    def evaluate(self) -> SystemHealth:
+        """Collect, evaluate every rule and check, update alerts; return the new health."""
+        if self.reader is not None:
+            self.reader.refresh()
+        components = self._run_checks()
+        now = self.clock()
+        findings: list[_Finding] = []
+        for produce in (
+            self._rate_findings,
+            self._burn_findings,
+            self._queue_findings,
+            lambda: self._stuck_findings(now),
+            lambda: self._component_findings(components),
+            self._export_findings,
+        ):
+            try:
+                findings.extend(produce())
+            except Exception:
+                report("health.rule", "stepwatch: evaluating a health rule failed", exc_info=True)
+        with self._lock:
+            self._apply(findings, now)
+            firing = sorted(self._firing.values(), key=lambda a: (a.started_at, a.id))
+            status = _status(firing, components)
+            previous = self._health
+            self._health = SystemHealth(status, components, firing, now)
+            self.evaluations += 1
+        # Before the first evaluation the process counts as healthy.
+        previous_status = HealthStatus.HEALTHY if previous is None else previous.status
+        if previous_status is not status:
+            self.bus.publish(
+                EventType.HEALTH_CHANGED,
+                None,
+                {"status": status.value, "previous": previous_status.value},
+                now,
+            )
+        return self._health
+
+    def _apply(self, findings: list[_Finding], now: float) -> None:
+        seen: set[str] = set()
+        for finding in findings:
+            identifier = alert_id(finding.rule, finding.labels)
+            seen.add(identifier)
+            firing = self._firing.get(identifier)
+            if firing is not None:
+                self._firing[identifier] = replace(
+                    firing, value=finding.value, message=finding.message
+                )
+                continue
+            since = self._pending_since.setdefault(identifier, now)
+            if now - since < self.rules.for_seconds:
+                continue
+            alert = Alert(
+                id=identifier,
+                rule=finding.rule,
+                severity=finding.severity,
+                message=finding.message,
+                labels=finding.labels,
+                value=finding.value,
+                threshold=finding.threshold,
+                state=AlertState.FIRING,
+                started_at=now,
+            )
+            self._firing[identifier] = alert
+            self._pending_since.pop(identifier, None)
+            self.bus.publish(EventType.ALERT_FIRED, None, alert.to_dict(), now)
+        for identifier in [i for i in self._pending_since if i not in seen]:
+            del self._pending_since[identifier]
+        for identifier in [i for i in self._firing if i not in seen]:
+            resolved = replace(
+                self._firing.pop(identifier), state=AlertState.RESOLVED, resolved_at=now
+            )
+            self._resolved.append(resolved)
+            self.bus.publish(EventType.ALERT_RESOLVED, None, resolved.to_dict(), now)
+
+    # ----------------------------------------------------------------- queries
+    def health(self, *, refresh: bool = False) -> SystemHealth:
+        """The cached health; evaluates first when ``refresh`` or never evaluated."""
+        cached = self._health
+        if cached is None or refresh:
+            return self.evaluate()
+        return cached
+
+    def alerts(
+        self,
+        severity: Severity | str | None = None,
+        limit: int = 100,
+        *,
+        active: bool | None = None,
+    ) -> list[Alert]:
+        """Firing alerts (oldest first), then resolved ones (newest first), filtered."""
+        wanted = None if severity is None else Severity(severity)
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+            raise ValueError(f"limit must be an int >= 0, got {limit!r}")
+        with self._lock:
+            firing = sorted(self._firing.values(), key=lambda a: (a.started_at, a.id))
+            resolved = list(reversed(self._resolved))
+        candidates = (
+            firing if active is True else resolved if active is False else firing + resolved
+        )
+        return [a for a in candidates if wanted is None or a.severity is wanted][:limit]
+
+
+def _status(firing: list[Alert], components: list[ComponentHealth]) -> HealthStatus:
+    if any(a.severity is Severity.CRITICAL for a in firing) or any(
+        c.critical and c.status is HealthStatus.UNHEALTHY for c in components
+    ):
+        return HealthStatus.UNHEALTHY
+    if any(a.severity is Severity.WARNING for a in firing) or any(
+        c.status is not HealthStatus.HEALTHY for c in components
+    ):
+        return HealthStatus.DEGRADED
+    return HealthStatus.HEALTHY

@@ -1,0 +1,275 @@
+"""``monitor.summary()``: rates, durations and SLA compliance over a sliding window.
+
+Usage::
+
+    s = monitor.summary(60)                 # the last minute, every execution name
+    s.failure_rate, s.duration.p95, s.steps["http"].duration.p99
+    monitor.summary(name="deploy").to_dict()
+
+Figures come from the :class:`~stepwatch.reader.HealthMetricReader`, i.e.
+from stepwatch's own OpenTelemetry metrics. Quantiles are nearest-rank
+estimates from exponential histograms, within ``relative_error`` of the true
+value; they are withheld (``None``) below :data:`QUANTILE_MIN_SAMPLES`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from stepwatch import semconv
+from stepwatch._histogram import ExpHistogram
+from stepwatch._models import json_ready
+from stepwatch.reader import Attributes, HealthMetricReader
+from stepwatch.semconv import ExecutionState, Outcome
+
+__all__ = [
+    "QUANTILE_MIN_SAMPLES",
+    "DurationStats",
+    "MetricsSummary",
+    "SLAStats",
+    "StepStats",
+    "summarize",
+]
+
+QUANTILE_MIN_SAMPLES = {"p50": 1, "p95": 20, "p99": 100}
+"""Fewest observations for which each quantile is reported (below, ``None``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class DurationStats:
+    """Duration statistics in seconds.
+
+    Attributes:
+        count: Observations.
+        avg: Mean (exact), ``None`` when empty.
+        min: Smallest (exact), ``None`` when empty.
+        max: Largest (exact), ``None`` when empty.
+        p50: Median estimate, ``None`` below its minimum sample count.
+        p95: 95th percentile estimate, ``None`` below 20 observations.
+        p99: 99th percentile estimate, ``None`` below 100 observations.
+        relative_error: Bound on the quantiles' relative error.
+
+    .. versionadded:: 0.1.0
+    """
+
+    count: int = 0
+    avg: float | None = None
+    min: float | None = None
+    max: float | None = None
+    p50: float | None = None
+    p95: float | None = None
+    p99: float | None = None
+    relative_error: float = 0.0
+
+    @classmethod
+    def from_histogram(cls, histogram: ExpHistogram) -> DurationStats:
+        """Summarize a merged exponential histogram."""
+        count = histogram.count
+        if count == 0:
+            return cls()
+
+        def quantile(label: str, q: float) -> float | None:
+            return histogram.quantile(q) if count >= QUANTILE_MIN_SAMPLES[label] else None
+
+        return cls(
+            count=count,
+            avg=histogram.sum / count,
+            min=histogram.min,
+            max=histogram.max,
+            p50=quantile("p50", 0.50),
+            p95=quantile("p95", 0.95),
+            p99=quantile("p99", 0.99),
+            relative_error=histogram.relative_error,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return JSON-ready values."""
+        result: dict[str, Any] = json_ready(self)
+        return result
+
+
+@dataclass(frozen=True, slots=True)
+class StepStats:
+    """Steps of one step type in the window.
+
+    Attributes:
+        total: Steps that ended.
+        outcomes: Counts by outcome value.
+        failure_rate: Share that did not succeed or skip (0-1), ``None`` when none ended.
+        duration: Their durations.
+    """
+
+    total: int
+    outcomes: dict[str, int]
+    failure_rate: float | None
+    duration: DurationStats
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return JSON-ready values."""
+        result: dict[str, Any] = json_ready(self)
+        return result
+
+
+@dataclass(frozen=True, slots=True)
+class SLAStats:
+    """SLA violations in the window.
+
+    Attributes:
+        violations: Executions that outlasted their SLA.
+        compliance: ``1 - violations / executions`` (0-1), ``None`` when none ended.
+    """
+
+    violations: int
+    compliance: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return JSON-ready values."""
+        result: dict[str, Any] = json_ready(self)
+        return result
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsSummary:
+    """What happened over a sliding window.
+
+    Attributes:
+        window: The window in seconds.
+        name: The execution name it is limited to, or ``None`` for all.
+        total: Executions that ended in the window.
+        outcomes: Counts by outcome value (every outcome present, zeros included).
+        success_rate: Ratio 0-1, ``None`` when ``total`` is 0 (likewise the others).
+        failure_rate: Ratio 0-1.
+        timeout_rate: Ratio 0-1.
+        cancellation_rate: Ratio 0-1.
+        duration: Run durations of executions that ended.
+        queue_wait: Queue waits of executions that started.
+        steps: Per step type (steps without one under ``"unspecified"``).
+        sla: SLA violations and compliance.
+        active_executions: Executions running now.
+        queue_depth: Executions queued now (from ``observe_queue_depth``
+            callbacks when any, else from ``workflow.execution.active{state=pending}``).
+
+    .. versionadded:: 0.1.0
+    """
+
+    window: float
+    name: str | None
+    total: int
+    outcomes: dict[str, int]
+    success_rate: float | None
+    failure_rate: float | None
+    timeout_rate: float | None
+    cancellation_rate: float | None
+    duration: DurationStats
+    queue_wait: DurationStats
+    steps: dict[str, StepStats] = field(default_factory=dict)
+    sla: SLAStats = field(default_factory=lambda: SLAStats(0, None))
+    active_executions: int = 0
+    queue_depth: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return JSON-ready values."""
+        result: dict[str, Any] = json_ready(self)
+        return result
+
+
+def _matches(attributes: Attributes, name: str | None) -> dict[str, Any] | None:
+    values = dict(attributes)
+    if name is not None and values.get(semconv.WORKFLOW_DEFINITION_NAME) != name:
+        return None
+    return values
+
+
+def _ratio(part: int, whole: int) -> float | None:
+    return part / whole if whole else None
+
+
+def summarize(
+    reader: HealthMetricReader,
+    window: float,
+    name: str | None,
+    queue_depth: float | None,
+) -> MetricsSummary:
+    """Compute a :class:`MetricsSummary` from the reader (already refreshed by the caller)."""
+    outcomes = {outcome.value: 0 for outcome in Outcome}
+    for attributes, count in reader.counts(semconv.EXECUTION_DURATION.name, window).items():
+        values = _matches(attributes, name)
+        if values is None or values.get(semconv.WORKFLOW_EXECUTION_STATE) != (
+            ExecutionState.EXECUTING.value
+        ):
+            continue
+        outcome = str(values.get(semconv.WORKFLOW_EXECUTION_OUTCOME, Outcome.FAILURE.value))
+        outcomes[outcome] = outcomes.get(outcome, 0) + round(count)
+    total = sum(outcomes.values())
+
+    step_outcomes: dict[str, dict[str, int]] = {}
+    for attributes, count in reader.counts(semconv.TASK_DURATION.name, window).items():
+        values = _matches(attributes, name)
+        if values is None:
+            continue
+        step_type = str(values.get(semconv.WORKFLOW_TASK_TYPE, semconv.STEP_TYPE_UNSPECIFIED))
+        outcome = str(values.get(semconv.WORKFLOW_TASK_OUTCOME, Outcome.FAILURE.value))
+        by_outcome = step_outcomes.setdefault(step_type, {})
+        by_outcome[outcome] = by_outcome.get(outcome, 0) + round(count)
+    steps: dict[str, StepStats] = {}
+    for step_type, by_outcome in sorted(step_outcomes.items()):
+        ended = sum(by_outcome.values())
+        good = by_outcome.get(Outcome.SUCCESS.value, 0) + by_outcome.get(Outcome.SKIP.value, 0)
+        steps[step_type] = StepStats(
+            total=ended,
+            outcomes=by_outcome,
+            failure_rate=_ratio(ended - good, ended),
+            duration=DurationStats.from_histogram(
+                reader.histogram(semconv.TASK_DURATION.name, window, name=name, detail=step_type)
+            ),
+        )
+
+    violations = 0
+    for attributes, count in reader.counts(semconv.SLA_VIOLATIONS.name, window).items():
+        if _matches(attributes, name) is not None:
+            violations += round(count)
+
+    active = 0.0
+    pending = 0.0
+    for attributes, value in reader.levels(semconv.EXECUTION_ACTIVE.name).items():
+        values = _matches(attributes, name)
+        if values is None:
+            continue
+        if values.get(semconv.WORKFLOW_EXECUTION_STATE) == ExecutionState.PENDING.value:
+            pending += value
+        else:
+            active += value
+    depth = queue_depth if queue_depth is not None else pending
+
+    return MetricsSummary(
+        window=window,
+        name=name,
+        total=total,
+        outcomes=outcomes,
+        success_rate=_ratio(outcomes[Outcome.SUCCESS.value], total),
+        failure_rate=_ratio(outcomes[Outcome.FAILURE.value], total),
+        timeout_rate=_ratio(outcomes[Outcome.TIMEOUT.value], total),
+        cancellation_rate=_ratio(outcomes[Outcome.CANCELLATION.value], total),
+        duration=DurationStats.from_histogram(
+            reader.histogram(
+                semconv.EXECUTION_DURATION.name,
+                window,
+                name=name,
+                detail=ExecutionState.EXECUTING.value,
+            )
+        ),
+        queue_wait=DurationStats.from_histogram(
+            reader.histogram(
+                semconv.EXECUTION_DURATION.name,
+                window,
+                name=name,
+                detail=ExecutionState.PENDING.value,
+            )
+        ),
+        steps=steps,
+        sla=SLAStats(violations, None if total == 0 else max(0.0, 1 - violations / total)),
+        active_executions=max(0, round(active)),
+        queue_depth=max(0, math.floor(depth)),
+    )
