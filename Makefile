@@ -4,6 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
+CLI_STAMP := $(VENV)/.installed-cli
 PYTEST_ARGS ?=
 
 .PHONY: demo test lint typecheck pytest bench fuzz clean
@@ -16,8 +17,12 @@ $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-demo: $(STAMP)
-	$(BIN)/python examples/quickstart.py
+$(CLI_STAMP): $(BIN)/python pyproject.toml
+	$(BIN)/python -m pip install --quiet -e '.[cli]'
+	touch $(CLI_STAMP)
+
+demo: $(CLI_STAMP)
+	$(BIN)/stepwatch demo
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

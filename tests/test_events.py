@@ -58,6 +58,7 @@ def test_history_filters(sw: Harness) -> None:
     middle = all_events[2].seq
     assert [e.seq for e in sw.monitor.events(since=middle)] == [e.seq for e in all_events[3:]]
     assert sw.monitor.events(limit=2) == all_events[-2:]
+    assert sw.monitor.events(limit=len(all_events) + 5) == all_events
     assert sw.monitor.events(limit=0) == []
     with pytest.raises(ValueError, match="limit"):
         sw.monitor.events(limit=-1)

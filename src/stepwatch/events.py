@@ -337,7 +337,7 @@ class EventBus:
             and (wanted is None or event.type is wanted)
         ]
         if limit is not None:
-            result = result[len(result) - limit :] if limit else []
+            result = result[max(len(result) - limit, 0) :] if limit else []
         return result
 
     def subscribe(

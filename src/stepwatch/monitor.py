@@ -50,6 +50,8 @@ from stepwatch.events import (
     Subscription,
 )
 from stepwatch.health import Alert, Check, ExportStatus, HealthEvaluator, Rules, SystemHealth
+from stepwatch.http import HEARTBEAT_SECONDS, ServerHandle
+from stepwatch.http import serve as serve_http
 from stepwatch.progress import (
     DEFAULT_MAX_FINISHED,
     DEFAULT_RETENTION,
@@ -380,6 +382,31 @@ class Monitor:
         if not self._queue_callbacks:
             return None
         return sum(self._read_queues().values())
+
+    def serve(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        token: str | None = None,
+        heartbeat: float = HEARTBEAT_SECONDS,
+    ) -> ServerHandle:
+        """Serve this Monitor over HTTP on a daemon thread (see :mod:`stepwatch.http`).
+
+        Args:
+            host: Interface to bind; loopback by default.
+            port: TCP port; 0 picks a free one (read it from ``handle.url``).
+            token: When set, every route but ``/livez`` needs ``Authorization: Bearer <token>``.
+            heartbeat: Seconds between SSE heartbeat comments.
+
+        Returns:
+            A handle with ``.url`` and ``.close()``.
+
+        Raises:
+            OSError: the address cannot be bound.
+            ValueError: an empty token.
+        """
+        return serve_http(self, host, port, token=token, heartbeat=heartbeat)
 
     # ------------------------------------------------------ background loop
     def start(self, interval: float = DEFAULT_INTERVAL) -> None:

@@ -1,0 +1,507 @@
+"""The Monitor over HTTP: probes, executions, summaries, alerts and live Server-Sent Events.
+
+Usage::
+
+    handle = monitor.serve(port=9464, token="s3cret")   # a daemon thread on 127.0.0.1
+    handle.url                                           # "http://127.0.0.1:9464"
+    handle.close()
+
+    app = stepwatch.http.make_wsgi_app(monitor)          # mount in any WSGI server
+
+Routes (all ``GET``; JSON unless noted):
+
+============================ ===================================================
+``/livez``                   200 while the process (and the evaluation loop, if
+                             started) is alive; 503 when the loop died
+``/readyz``                  critical component checks only: 200 or 503
+``/healthz``                 ``application/health+json`` (IETF draft): 200 for
+                             pass and warn, 503 for fail
+``/executions``              pending and running executions
+``/executions/{id}``         one execution's progress, 404 when unknown
+``/summary?window=&name=``   ``MetricsSummary``
+``/alerts?severity=&limit=&active=``  alerts
+``/events?execution_id=&type=``       Server-Sent Events (``text/event-stream``);
+                             resumes after ``Last-Event-ID``; ``format=json``
+                             returns the history instead (with ``limit``)
+============================ ===================================================
+
+Security: the server binds to 127.0.0.1 unless told otherwise. With a token,
+every route but ``/livez`` needs ``Authorization: Bearer <token>`` (compared
+in constant time; 401 otherwise). Only ``GET`` and ``HEAD`` are served, query
+strings are capped at 2 KiB, bad query values get a 400 with a JSON error,
+and errors never carry a traceback. Nothing of the engine's function
+arguments is ever recorded, so nothing of them can be served.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import math
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from socketserver import ThreadingMixIn
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, unquote
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+from stepwatch._models import iso
+from stepwatch.events import ExecutionEvent
+from stepwatch.health import Alert, SystemHealth
+from stepwatch.semconv import EventType, HealthStatus, Severity
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIEnvironment
+
+    from stepwatch.monitor import Monitor
+
+__all__ = ["ServerHandle", "make_wsgi_app", "serve"]
+
+_logger = logging.getLogger(__name__)
+
+HEARTBEAT_SECONDS = 15.0
+"""Seconds between SSE heartbeat comments (they also detect gone clients)."""
+MAX_SSE_CLIENTS = 16
+"""Concurrent ``/events`` streams; more get 503."""
+MAX_QUERY_BYTES = 2048
+"""Longest query string accepted (414 beyond)."""
+MAX_AUTHORIZATION_BYTES = 1024
+SSE_QUEUE = 1_000
+"""Undelivered events kept per SSE client (oldest dropped when it lags)."""
+
+_JSON = "application/json"
+_HEALTH_JSON = "application/health+json"
+_STATUS_TEXT = {
+    200: "200 OK",
+    400: "400 Bad Request",
+    401: "401 Unauthorized",
+    404: "404 Not Found",
+    405: "405 Method Not Allowed",
+    413: "413 Content Too Large",
+    414: "414 URI Too Long",
+    500: "500 Internal Server Error",
+    503: "503 Service Unavailable",
+}
+_HEALTH_TO_IETF = {
+    HealthStatus.HEALTHY: "pass",
+    HealthStatus.DEGRADED: "warn",
+    HealthStatus.UNHEALTHY: "fail",
+}
+_SEVERITY_TO_IETF = {Severity.INFO: "pass", Severity.WARNING: "warn", Severity.CRITICAL: "fail"}
+_RULE_MEASUREMENT = {
+    "HighFailureRate": ("failureRate", "ratio"),
+    "HighTimeoutRate": ("timeoutRate", "ratio"),
+    "QueueBacklog": ("queueDepth", "{execution}"),
+    "StuckExecutions": ("stuckExecutions", "{execution}"),
+    "SLABurnRate": ("burnRate", "ratio"),
+    "ComponentDown": ("status", None),
+    "TelemetryExportFailing": ("exportFailures", "{export}"),
+}
+
+Response = tuple[int, str, Iterable[bytes], list[tuple[str, str]]]
+
+
+class _BadRequest(Exception):
+    """A query value that cannot be used; becomes a 400."""
+
+
+def _json_body(status: int, payload: Any, content_type: str = _JSON) -> Response:
+    body = json.dumps(payload, separators=(",", ":"), allow_nan=False).encode()
+    return status, content_type, [body], []
+
+
+def _error(status: int, message: str, headers: list[tuple[str, str]] | None = None) -> Response:
+    code, content_type, body, _ = _json_body(status, {"error": message, "status": status})
+    return code, content_type, body, headers or []
+
+
+def _single(params: dict[str, list[str]], key: str) -> str | None:
+    values = params.get(key)
+    if not values:
+        return None
+    if len(values) > 1:
+        raise _BadRequest(f"{key} given more than once")
+    return values[0]
+
+
+def _number(params: dict[str, list[str]], key: str) -> float | None:
+    raw = _single(params, key)
+    if raw is None:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        raise _BadRequest(f"{key} must be a number, got {raw!r}") from None
+    if not math.isfinite(value):
+        raise _BadRequest(f"{key} must be finite")
+    return value
+
+
+def _integer(params: dict[str, list[str]], key: str, default: int) -> int:
+    raw = _single(params, key)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise _BadRequest(f"{key} must be an integer, got {raw!r}") from None
+    if value < 0:
+        raise _BadRequest(f"{key} must be >= 0")
+    return value
+
+
+def _boolean(params: dict[str, list[str]], key: str) -> bool | None:
+    raw = _single(params, key)
+    if raw is None:
+        return None
+    lowered = raw.lower()
+    if lowered in ("true", "1", "yes"):
+        return True
+    if lowered in ("false", "0", "no"):
+        return False
+    raise _BadRequest(f"{key} must be true or false, got {raw!r}")
+
+
+def _event_type(params: dict[str, list[str]]) -> EventType | None:
+    raw = _single(params, "type")
+    if raw is None:
+        return None
+    try:
+        return EventType(raw)
+    except ValueError:
+        raise _BadRequest(f"unknown event type {raw!r}") from None
+
+
+def health_json(health: SystemHealth, service: str | None = None) -> dict[str, Any]:
+    """Render a :class:`SystemHealth` in the IETF ``application/health+json`` draft format."""
+    checks: dict[str, list[dict[str, Any]]] = {}
+    for component in health.components:
+        entry: dict[str, Any] = {
+            "componentId": component.name,
+            "componentType": "component",
+            "observedValue": component.status.value,
+            "status": _HEALTH_TO_IETF[component.status],
+            "time": iso(component.checked_at),
+        }
+        if component.duration is not None:
+            entry["observedValue"] = round(component.duration * 1000, 3)
+            entry["observedUnit"] = "ms"
+        if component.message:
+            entry["output"] = component.message
+        checks.setdefault(f"{component.name}:status", []).append(entry)
+    for alert in health.alerts:
+        checks.setdefault(_alert_key(alert), []).append(_alert_check(alert))
+    body: dict[str, Any] = {
+        "status": _HEALTH_TO_IETF[health.status],
+        "description": f"stepwatch health: {health.status.value}",
+        "checks": checks,
+        "time": iso(health.checked_at),
+    }
+    if service:
+        body["serviceId"] = service
+    return body
+
+
+def _alert_key(alert: Alert) -> str:
+    measurement, _ = _RULE_MEASUREMENT.get(alert.rule, ("value", None))
+    return f"{alert.rule}:{measurement}"
+
+
+def _alert_check(alert: Alert) -> dict[str, Any]:
+    _, unit = _RULE_MEASUREMENT.get(alert.rule, ("value", None))
+    entry: dict[str, Any] = {
+        "componentId": ",".join(f"{k}={v}" for k, v in sorted(alert.labels.items())) or alert.rule,
+        "componentType": "alert",
+        "observedValue": alert.value,
+        "status": _SEVERITY_TO_IETF[alert.severity],
+        "time": iso(alert.started_at),
+        "output": alert.message,
+    }
+    if unit is not None:
+        entry["observedUnit"] = unit
+    return entry
+
+
+def _sse(event: ExecutionEvent) -> bytes:
+    data = json.dumps(event.to_dict(), separators=(",", ":"))
+    return f"id: {event.seq}\nevent: {event.type.value}\ndata: {data}\n\n".encode()
+
+
+class _App:
+    """The WSGI application; state is the Monitor's, plus the SSE client count."""
+
+    def __init__(
+        self,
+        monitor: Monitor,
+        token: str | None,
+        heartbeat: float,
+        max_clients: int,
+    ) -> None:
+        self.monitor = monitor
+        self._token = token.encode() if token is not None else None
+        self.heartbeat = heartbeat
+        self._clients = threading.BoundedSemaphore(max_clients)
+        self.routes: dict[str, Callable[[dict[str, list[str]], WSGIEnvironment], Response]] = {
+            "/livez": self._livez,
+            "/readyz": self._readyz,
+            "/healthz": self._healthz,
+            "/executions": self._executions,
+            "/summary": self._summary,
+            "/alerts": self._alerts,
+            "/events": self._events,
+        }
+
+    # ---------------------------------------------------------------- plumbing
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        try:
+            status, content_type, body, headers = self._dispatch(environ)
+        except Exception:
+            _logger.warning("stepwatch: HTTP handler failed", exc_info=True)
+            status, content_type, body, headers = _error(500, "internal error")
+        start_response(
+            _STATUS_TEXT.get(status, f"{status} Error"),
+            [
+                ("Content-Type", content_type),
+                ("Cache-Control", "no-store"),
+                ("X-Content-Type-Options", "nosniff"),
+                *headers,
+            ],
+        )
+        if environ.get("REQUEST_METHOD") == "HEAD":
+            return []
+        return body
+
+    def _authorized(self, environ: WSGIEnvironment) -> bool:
+        if self._token is None:
+            return True
+        header = environ.get("HTTP_AUTHORIZATION", "")
+        if len(header) > MAX_AUTHORIZATION_BYTES or not header.startswith("Bearer "):
+            return False
+        return hmac.compare_digest(header[len("Bearer ") :].strip().encode(), self._token)
+
+    def _dispatch(self, environ: WSGIEnvironment) -> Response:
+        method = environ.get("REQUEST_METHOD", "GET")
+        if method not in ("GET", "HEAD"):
+            return _error(405, "only GET and HEAD are served", [("Allow", "GET, HEAD")])
+        length = environ.get("CONTENT_LENGTH") or "0"
+        if not length.isdigit() or int(length) > 0:
+            return _error(413, "requests carry no body")
+        raw_query = environ.get("QUERY_STRING", "")
+        if len(raw_query) > MAX_QUERY_BYTES:
+            return _error(414, f"query strings are limited to {MAX_QUERY_BYTES} bytes")
+        path = environ.get("PATH_INFO", "/") or "/"
+        if path != "/livez" and not self._authorized(environ):
+            return _error(401, "a valid bearer token is required", [("WWW-Authenticate", "Bearer")])
+        try:
+            params = parse_qs(raw_query, keep_blank_values=False, strict_parsing=False)
+            handler = self.routes.get(path.rstrip("/") or "/")
+            if handler is not None:
+                return handler(params, environ)
+            if path.startswith("/executions/"):
+                return self._execution(unquote(path[len("/executions/") :]))
+            return _error(404, f"no route {path!r}")
+        except _BadRequest as exc:
+            return _error(400, str(exc))
+
+    # ------------------------------------------------------------------ routes
+    def _livez(self, params: dict[str, list[str]], environ: WSGIEnvironment) -> Response:
+        loop = self.monitor._loop
+        if loop is not None and not loop.alive:
+            return _json_body(503, {"status": "fail", "output": "evaluation loop stopped"})
+        return _json_body(200, {"status": "pass"})
+
+    def _readyz(self, params: dict[str, list[str]], environ: WSGIEnvironment) -> Response:
+        components = self.monitor.health().components
+        failing = [c.name for c in components if c.critical and c.status is HealthStatus.UNHEALTHY]
+        if failing:
+            return _json_body(503, {"status": "fail", "failing": failing})
+        return _json_body(200, {"status": "pass"})
+
+    def _healthz(self, params: dict[str, list[str]], environ: WSGIEnvironment) -> Response:
+        health = self.monitor.health()
+        body = health_json(health)
+        return _json_body(503 if body["status"] == "fail" else 200, body, _HEALTH_JSON)
+
+    def _executions(self, params: dict[str, list[str]], environ: WSGIEnvironment) -> Response:
+        return _json_body(
+            200, {"executions": [p.to_dict() for p in self.monitor.active_executions()]}
+        )
+
+    def _execution(self, execution_id: str) -> Response:
+        progress = self.monitor.progress(execution_id)
+        if progress is None:
+            return _error(404, f"no execution {execution_id!r}")
+        return _json_body(200, progress.to_dict())
+
+    def _summary(self, params: dict[str, list[str]], environ: WSGIEnvironment) -> Response:
+        window = _number(params, "window")
+        name = _single(params, "name")
+        try:
+            summary = self.monitor.summary(window, name=name)
+        except (ValueError, TypeError) as exc:
+            raise _BadRequest(str(exc)) from None
+        return _json_body(200, summary.to_dict())
+
+    def _alerts(self, params: dict[str, list[str]], environ: WSGIEnvironment) -> Response:
+        severity = _single(params, "severity")
+        limit = _integer(params, "limit", 100)
+        active = _boolean(params, "active")
+        try:
+            alerts = self.monitor.alerts(severity, limit, active=active)
+        except ValueError as exc:
+            raise _BadRequest(str(exc)) from None
+        return _json_body(200, {"alerts": [a.to_dict() for a in alerts]})
+
+    def _events(self, params: dict[str, list[str]], environ: WSGIEnvironment) -> Response:
+        execution_id = _single(params, "execution_id")
+        event_type = _event_type(params)
+        if _single(params, "format") == "json":
+            limit = _integer(params, "limit", 100)
+            events = self.monitor.events(
+                execution_id=execution_id, event_type=event_type, limit=limit
+            )
+            return _json_body(200, {"events": [e.to_dict() for e in events]})
+        last = environ.get("HTTP_LAST_EVENT_ID") or _single(params, "last_event_id")
+        since: int | None = None
+        if last is not None:
+            try:
+                since = int(last)
+            except ValueError:
+                raise _BadRequest(f"Last-Event-ID must be an integer, got {last!r}") from None
+        if not self._clients.acquire(blocking=False):
+            return _error(503, "too many event streams", [("Retry-After", "5")])
+        stream = self._stream(execution_id, event_type, since)
+        return 200, "text/event-stream", stream, [("X-Accel-Buffering", "no")]
+
+    def _stream(
+        self, execution_id: str | None, event_type: EventType | None, since: int | None
+    ) -> Iterator[bytes]:
+        inbox: queue.Queue[ExecutionEvent] = queue.Queue(maxsize=SSE_QUEUE)
+
+        def deliver(event: ExecutionEvent) -> None:
+            while True:
+                try:
+                    inbox.put_nowait(event)
+                    return
+                except queue.Full:
+                    try:
+                        inbox.get_nowait()  # drop the oldest for a lagging client
+                    except queue.Empty:
+                        pass
+
+        monitor = self.monitor
+        subscription = monitor.subscribe(deliver, execution_id=execution_id, event_type=event_type)
+        try:
+            yield b": stepwatch event stream\nretry: 3000\n\n"
+            sent = since if since is not None else -1
+            if since is not None:
+                for event in monitor.events(
+                    execution_id=execution_id, event_type=event_type, since=since
+                ):
+                    sent = max(sent, event.seq)
+                    yield _sse(event)
+            while True:
+                try:
+                    event = inbox.get(timeout=self.heartbeat)
+                except queue.Empty:
+                    yield f": heartbeat {time.time():.0f}\n\n".encode()
+                    continue
+                if event.seq > sent:
+                    sent = event.seq
+                    yield _sse(event)
+        finally:
+            monitor.unsubscribe(subscription)
+            self._clients.release()
+
+
+def make_wsgi_app(
+    monitor: Monitor,
+    *,
+    token: str | None = None,
+    heartbeat: float = HEARTBEAT_SECONDS,
+    max_sse_clients: int = MAX_SSE_CLIENTS,
+) -> Callable[[WSGIEnvironment, StartResponse], Iterable[bytes]]:
+    """Build the WSGI app serving ``monitor`` (pure: no socket, no thread).
+
+    Args:
+        monitor: The data source.
+        token: When set, every route but ``/livez`` needs ``Authorization: Bearer <token>``.
+        heartbeat: Seconds between SSE heartbeat comments.
+        max_sse_clients: Concurrent ``/events`` streams before 503.
+
+    Raises:
+        ValueError: an empty token or non-positive limits.
+
+    .. versionadded:: 0.1.0
+    """
+    if token is not None and (not isinstance(token, str) or not token):
+        raise ValueError("token must be a non-empty string or None")
+    if not heartbeat > 0:
+        raise ValueError(f"heartbeat must be > 0 seconds, got {heartbeat}")
+    if max_sse_clients < 1:
+        raise ValueError(f"max_sse_clients must be >= 1, got {max_sse_clients}")
+    return _App(monitor, token, heartbeat, max_sse_clients)
+
+
+class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+    request_queue_size = 64
+
+
+class _QuietHandler(WSGIRequestHandler):
+    """Logs requests at debug level instead of printing them to stderr."""
+
+    def log_message(self, format: str, *args: Any) -> None:
+        _logger.debug("stepwatch http: " + format, *args)
+
+
+class ServerHandle:
+    """A running server: its ``url``, ``server``, ``thread``, and ``close()``.
+
+    .. versionadded:: 0.1.0
+    """
+
+    def __init__(self, server: WSGIServer, thread: threading.Thread) -> None:
+        self.server = server
+        self.thread = thread
+        host, port = server.server_address[:2]
+        host_text = host.decode() if isinstance(host, bytes) else str(host)
+        self.url = f"http://{host_text}:{port}"
+
+    def close(self) -> None:
+        """Stop serving and release the port (open event streams end at their next write)."""
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=5.0)
+
+    def __enter__(self) -> ServerHandle:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def serve(
+    monitor: Monitor,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    token: str | None = None,
+    heartbeat: float = HEARTBEAT_SECONDS,
+) -> ServerHandle:
+    """Serve ``make_wsgi_app(monitor)`` on a daemon thread; ``port=0`` picks a free port.
+
+    Raises:
+        OSError: the address cannot be bound.
+        ValueError: a bad token.
+    """
+    app = make_wsgi_app(monitor, token=token, heartbeat=heartbeat)
+    server = make_server(
+        host, port, app, server_class=_ThreadingWSGIServer, handler_class=_QuietHandler
+    )
+    thread = threading.Thread(target=server.serve_forever, name="stepwatch-http", daemon=True)
+    thread.start()
+    return ServerHandle(server, thread)
