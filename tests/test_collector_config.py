@@ -1,0 +1,237 @@
+"""The shipped Collector configs, Prometheus rules and Grafana dashboard."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from stepwatch import Rules
+from stepwatch.prometheus import rules_yaml
+from stepwatch.semconv import RULE_NAMES
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIG = ROOT / "collector-config"
+RULES_FILE = CONFIG / "prometheus" / "stepwatch-rules.yaml"
+RULES_TEST = CONFIG / "prometheus" / "stepwatch-rules.test.yaml"
+
+# Component types shipped by otelcol-contrib (v0.120.0): the ones a stepwatch
+# deployment plausibly uses. A typo or a removed component fails the check.
+KNOWN = {
+    "receivers": {"otlp", "prometheus", "hostmetrics", "filelog"},
+    "processors": {
+        "memory_limiter",
+        "batch",
+        "resource",
+        "resourcedetection",
+        "attributes",
+        "tail_sampling",
+        "probabilistic_sampler",
+        "filter",
+        "transform",
+        "k8sattributes",
+    },
+    "exporters": {
+        "otlp",
+        "otlphttp",
+        "loadbalancing",
+        "prometheus",
+        "prometheusremotewrite",
+        "debug",
+    },
+    "extensions": {
+        "health_check",
+        "pprof",
+        "zpages",
+        "file_storage",
+        "basicauth",
+        "bearertokenauth",
+    },
+}
+PULL_EXPORTERS = {"prometheus", "debug"}  # served or local: no sending queue to configure
+
+
+def _type(component_id: str) -> str:
+    return component_id.split("/", 1)[0]
+
+
+def _load(name: str) -> dict[str, Any]:
+    document: dict[str, Any] = yaml.safe_load((CONFIG / name).read_text())
+    return document
+
+
+@pytest.mark.parametrize("name", ["agent.yaml", "gateway.yaml"])
+def test_collector_config_structure(name: str) -> None:
+    config = _load(name)
+    service = config["service"]
+    used: dict[str, set[str]] = {kind: set() for kind in ("receivers", "processors", "exporters")}
+    for pipeline_name, pipeline in service["pipelines"].items():
+        assert pipeline.get("receivers"), pipeline_name
+        assert pipeline.get("exporters"), pipeline_name
+        processors = pipeline.get("processors", [])
+        assert processors[:1] == ["memory_limiter"], (
+            f"{pipeline_name}: memory_limiter must be first"
+        )
+        if "batch" in processors:
+            assert processors.index("batch") > processors.index("memory_limiter")
+        for kind in used:
+            for component in pipeline.get(kind, []):
+                assert component in (config.get(kind) or {}), (
+                    f"{pipeline_name} uses undefined {component}"
+                )
+                used[kind].add(component)
+    for kind, names in used.items():
+        defined = set(config.get(kind) or {})
+        assert defined == names, f"{kind} defined but unused: {defined - names}"
+    extensions = set(config.get("extensions") or {})
+    assert set(service.get("extensions", [])) == extensions
+    for kind in ("receivers", "processors", "exporters", "extensions"):
+        for component in config.get(kind) or {}:
+            assert _type(component) in KNOWN[kind], f"unknown {kind[:-1]} type {component}"
+    for exporter, settings in (config.get("exporters") or {}).items():
+        if _type(exporter) in PULL_EXPORTERS:
+            continue
+        effective = (
+            settings.get("protocol", {}).get("otlp", settings)
+            if _type(exporter) == "loadbalancing"
+            else settings
+        )
+        assert effective.get("sending_queue", {}).get("enabled") is True, exporter
+        assert effective.get("retry_on_failure", {}).get("enabled") is True, exporter
+
+
+def test_agent_routes_traces_by_trace_id_through_a_persistent_queue() -> None:
+    agent = _load("agent.yaml")
+    balancing = agent["exporters"]["loadbalancing"]
+    assert balancing["routing_key"] == "traceID"
+    storage = balancing["protocol"]["otlp"]["sending_queue"]["storage"]
+    assert storage in agent["extensions"]
+    assert _type(storage) == "file_storage"
+    assert agent["receivers"]["otlp"]["protocols"]["grpc"]["endpoint"].startswith("127.0.0.1:")
+    assert agent["service"]["pipelines"]["traces"]["exporters"] == ["loadbalancing"]
+
+
+def test_gateway_keeps_failed_timed_out_and_slow_traces() -> None:
+    gateway = _load("gateway.yaml")
+    policies = {p["type"]: p for p in gateway["processors"]["tail_sampling"]["policies"]}
+    assert set(policies["string_attribute"]["string_attribute"]["values"]) >= {"failure", "timeout"}
+    assert policies["string_attribute"]["string_attribute"]["key"] == "workflow.execution.outcome"
+    assert policies["latency"]["latency"]["threshold_ms"] > 0
+    assert 0 < policies["probabilistic"]["probabilistic"]["sampling_percentage"] < 100
+    assert {"health_check", "pprof", "zpages"} <= set(gateway["extensions"])
+    assert gateway["service"]["pipelines"]["metrics"]["exporters"] == ["prometheus"]
+
+
+def test_committed_rules_are_current() -> None:
+    assert RULES_FILE.read_text() == rules_yaml(Rules()), (
+        "collector-config/prometheus/stepwatch-rules.yaml is stale: "
+        "run `stepwatch rules > collector-config/prometheus/stepwatch-rules.yaml`"
+    )
+
+
+def test_rules_carry_every_rule_name_and_severity() -> None:
+    document = yaml.safe_load(RULES_FILE.read_text())
+    rules = document["groups"][0]["rules"]
+    assert {r["alert"] for r in rules} == set(RULE_NAMES)
+    severities = {(r["alert"], r["labels"]["severity"]) for r in rules}
+    assert ("HighFailureRate", "critical") in severities
+    assert ("HighTimeoutRate", "warning") in severities
+    assert ("SLABurnRate", "critical") in severities
+    assert ("SLABurnRate", "warning") in severities
+
+
+def _promtool() -> str:
+    found = shutil.which("promtool")
+    if found is None:
+        if os.environ.get("CI"):
+            pytest.fail("promtool is missing: .ci/run installs Debian's prometheus package")
+        pytest.skip("promtool not installed (apt-get install prometheus)")
+    return found
+
+
+def test_promtool_check_rules() -> None:
+    result = subprocess.run(
+        [_promtool(), "check", "rules", str(RULES_FILE)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS: 8 rules found" in result.stdout
+
+
+def test_promtool_unit_tests_pass() -> None:
+    result = subprocess.run(
+        [_promtool(), "test", "rules", str(RULES_TEST)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    "mutation",
+    [
+        Rules(failure_rate=0.5),
+        Rules(timeout_rate=0.3),
+        Rules(queue_depth=1000),
+        Rules(min_executions=500),
+    ],
+)
+def test_promtool_unit_tests_catch_wrong_thresholds(tmp_path: Path, mutation: Rules) -> None:
+    # The unit tests are honest: with other thresholds some expectation fails.
+    (tmp_path / "stepwatch-rules.yaml").write_text(rules_yaml(mutation))
+    (tmp_path / "stepwatch-rules.test.yaml").write_text(RULES_TEST.read_text())
+    result = subprocess.run(
+        [_promtool(), "test", "rules", str(tmp_path / "stepwatch-rules.test.yaml")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode != 0, result.stdout
+
+
+METRIC_NAMES = {
+    "workflow_execution_duration_seconds_count",
+    "workflow_execution_duration_seconds_bucket",
+    "workflow_task_duration_seconds_bucket",
+    "workflow_execution_active",
+    "workflow_execution_queue_depth",
+    "workflow_execution_sla_violations_total",
+    "ALERTS",
+}
+
+
+def test_dashboard_panels_query_stepwatch_metrics() -> None:
+    dashboard = json.loads((CONFIG / "grafana" / "stepwatch.json").read_text())
+    titles = [panel["title"] for panel in dashboard["panels"]]
+    for expected in (
+        "Executions per second by outcome",
+        "Execution duration p50 / p95 / p99 by name",
+        "Queue depth",
+        "Queue wait p50 / p95",
+        "Active executions",
+        "SLA violations",
+        "Step duration p95 by step type",
+        "Firing alerts",
+    ):
+        assert expected in titles
+    referenced: set[str] = set()
+    for panel in dashboard["panels"]:
+        for target in panel["targets"]:
+            # Drop grouping clauses and label matchers: what is left are metric names.
+            expr = re.sub(r"\bby \([^)]*\)|\{[^}]*\}", "", target["expr"])
+            referenced |= set(re.findall(r"\b(workflow_[a-z_]+|ALERTS)\b", expr))
+    assert referenced == METRIC_NAMES
+    assert len({panel["id"] for panel in dashboard["panels"]}) == len(dashboard["panels"])
