@@ -81,12 +81,12 @@ def test_collector_config_structure(name: str) -> None:
         )
         if "batch" in processors:
             assert processors.index("batch") > processors.index("memory_limiter")
-        for kind in used:
+        for kind, seen in used.items():
             for component in pipeline.get(kind, []):
                 assert component in (config.get(kind) or {}), (
                     f"{pipeline_name} uses undefined {component}"
                 )
-                used[kind].add(component)
+                seen.add(component)
     for kind, names in used.items():
         defined = set(config.get(kind) or {})
         assert defined == names, f"{kind} defined but unused: {defined - names}"
