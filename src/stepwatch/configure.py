@@ -35,6 +35,7 @@ from opentelemetry.sdk.metrics import MeterProvider as SdkMeterProvider
 from opentelemetry.sdk.metrics.export import (
     ConsoleMetricExporter,
     MetricExporter,
+    MetricReader,
     PeriodicExportingMetricReader,
 )
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
@@ -43,7 +44,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExport
 from opentelemetry.trace import TracerProvider
 
 from stepwatch._exporters import ObservedMetricExporter, ObservedSpanExporter
-from stepwatch.health import Rules
+from stepwatch.health import ExportStatus, Rules
 from stepwatch.monitor import Monitor
 
 __all__ = ["configure"]
@@ -160,34 +161,43 @@ def configure(
             resource = Resource.create({SERVICE_NAME: service_name} if service_name else {})
         return resource
 
+    # Exporters are built first and handed to the providers at construction:
+    # MeterProvider.force_flush() and shutdown() only reach the readers it was
+    # constructed with. Each is wrapped so the Monitor sees its results.
+    status = ExportStatus()
     owned: list[Callable[[], Any]] = []
+    exporters: list[SpanExporter | MetricExporter] = []
     built_tracer = tracer_provider is None
-    sdk_tracer_provider: SdkTracerProvider | None = None
     if tracer_provider is None:
         sdk_tracer_provider = SdkTracerProvider(resource=get_resource())
+        if kind != "none":
+            span_exporter = _span_exporter(kind)
+            exporters.append(span_exporter)
+            sdk_tracer_provider.add_span_processor(
+                BatchSpanProcessor(ObservedSpanExporter(span_exporter, status))
+            )
         owned.append(sdk_tracer_provider.shutdown)
         tracer_provider = sdk_tracer_provider
     built_meter = meter_provider is None
-    sdk_meter_provider: SdkMeterProvider | None = None
     if meter_provider is None:
-        sdk_meter_provider = SdkMeterProvider(resource=get_resource())
+        readers: list[MetricReader] = []
+        if kind != "none":
+            metric_exporter = _metric_exporter(kind)
+            exporters.append(metric_exporter)
+            readers.append(
+                PeriodicExportingMetricReader(ObservedMetricExporter(metric_exporter, status))
+            )
+        sdk_meter_provider = SdkMeterProvider(resource=get_resource(), metric_readers=readers)
         owned.append(sdk_meter_provider.shutdown)
         meter_provider = sdk_meter_provider
 
-    monitor = Monitor(tracer_provider=tracer_provider, meter_provider=meter_provider, rules=rules)
+    monitor = Monitor(
+        tracer_provider=tracer_provider,
+        meter_provider=meter_provider,
+        rules=rules,
+        export_status=status,
+    )
     monitor._owned_shutdowns.extend(owned)
-    # Exporters go on the providers built here, wrapped so the Monitor sees their results.
-    exporters: list[SpanExporter | MetricExporter] = []
-    if kind != "none" and sdk_tracer_provider is not None:
-        span_exporter = _span_exporter(kind)
-        exporters.append(span_exporter)
-        observed_spans = ObservedSpanExporter(span_exporter, monitor.export_status)
-        sdk_tracer_provider.add_span_processor(BatchSpanProcessor(observed_spans))
-    if kind != "none" and sdk_meter_provider is not None:
-        metric_exporter = _metric_exporter(kind)
-        exporters.append(metric_exporter)
-        observed_metrics = ObservedMetricExporter(metric_exporter, monitor.export_status)
-        sdk_meter_provider.add_metric_reader(PeriodicExportingMetricReader(observed_metrics))
     monitor.exporters = tuple(exporters)
     if set_global:
         if built_tracer and isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):

@@ -92,6 +92,9 @@ class Monitor:
         max_finished: Finished executions kept at most.
         max_events: Events kept in the history.
         max_subscriber_queue: Undelivered events kept per subscriber.
+        export_status: Where exporters report their results (for
+            ``TelemetryExportFailing``); :func:`stepwatch.configure` passes the
+            one its exporters report to. Default: a fresh one nothing reports to.
 
     Raises:
         TypeError: ``clock`` is not callable or ``rules`` is not a ``Rules``.
@@ -114,6 +117,7 @@ class Monitor:
         max_finished: int = DEFAULT_MAX_FINISHED,
         max_events: int = DEFAULT_MAX_HISTORY,
         max_subscriber_queue: int = DEFAULT_MAX_QUEUE,
+        export_status: ExportStatus | None = None,
     ) -> None:
         if clock is not None and not callable(clock):
             raise TypeError(f"clock must be a zero-argument callable, got {type(clock).__name__}")
@@ -126,7 +130,7 @@ class Monitor:
         self._owned_shutdowns: list[Callable[[], Any]] = []
         self.exporters: tuple[object, ...] = ()
         """The span and metric exporters :func:`stepwatch.configure` built (empty otherwise)."""
-        self.export_status = ExportStatus()
+        self.export_status = export_status or ExportStatus()
         """Results of the exporters ``configure()`` built (for ``TelemetryExportFailing``)."""
         self.reader = HealthMetricReader(self.clock, window=self.rules.window)
         """The :class:`~stepwatch.reader.HealthMetricReader` behind ``summary()`` and the rules."""

@@ -1,0 +1,1 @@
+"""stepwatch test suite."""

@@ -1,0 +1,1 @@
+"""Engine programs the tests run as real subprocesses."""
