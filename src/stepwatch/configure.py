@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
 from typing import Any
 
 from opentelemetry import metrics, trace
@@ -84,6 +83,23 @@ def _protocol(signal: str) -> str:
         )
         return _DEFAULT_PROTOCOL
     return raw
+
+
+def _export_timeout() -> float:
+    """Seconds ``shutdown()`` waits for the exporters: ``OTEL_EXPORTER_OTLP_TIMEOUT`` or 10.
+
+    The Python OTLP exporters read this variable in seconds.
+    """
+    raw = os.environ.get("OTEL_EXPORTER_OTLP_TIMEOUT")
+    if raw:
+        try:
+            value = float(raw)
+            if value > 0:
+                return value
+        except ValueError:
+            pass
+        _logger.warning("stepwatch: invalid OTEL_EXPORTER_OTLP_TIMEOUT %r; using 10 s", raw)
+    return 10.0
 
 
 def _span_exporter(kind: str) -> SpanExporter:
@@ -165,7 +181,7 @@ def configure(
     # MeterProvider.force_flush() and shutdown() only reach the readers it was
     # constructed with. Each is wrapped so the Monitor sees its results.
     status = ExportStatus()
-    owned: list[Callable[[], Any]] = []
+    owned: list[Any] = []
     exporters: list[SpanExporter | MetricExporter] = []
     built_tracer = tracer_provider is None
     if tracer_provider is None:
@@ -176,7 +192,7 @@ def configure(
             sdk_tracer_provider.add_span_processor(
                 BatchSpanProcessor(ObservedSpanExporter(span_exporter, status))
             )
-        owned.append(sdk_tracer_provider.shutdown)
+        owned.append(sdk_tracer_provider)
         tracer_provider = sdk_tracer_provider
     built_meter = meter_provider is None
     if meter_provider is None:
@@ -188,7 +204,7 @@ def configure(
                 PeriodicExportingMetricReader(ObservedMetricExporter(metric_exporter, status))
             )
         sdk_meter_provider = SdkMeterProvider(resource=get_resource(), metric_readers=readers)
-        owned.append(sdk_meter_provider.shutdown)
+        owned.append(sdk_meter_provider)
         meter_provider = sdk_meter_provider
 
     monitor = Monitor(
@@ -197,7 +213,9 @@ def configure(
         rules=rules,
         export_status=status,
     )
-    monitor._owned_shutdowns.extend(owned)
+    monitor._owned_providers.extend(owned)
+    if exporters:
+        monitor.shutdown_timeout = _export_timeout()
     monitor.exporters = tuple(exporters)
     if set_global:
         if built_tracer and isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):

@@ -1020,7 +1020,11 @@ def _extract(carrier: Mapping[str, Any], parent: Context) -> tuple[Context, floa
 
 
 # ------------------------------------------------------------------------- scopes
-_Entry = tuple[Any, Token[Context] | None]
+# The handles entered through ``with`` and not exited yet, innermost last, per
+# context. One module-level variable: a ContextVar per scope object would stay
+# referenced by every context that ever set it.
+_Entry = tuple["_Scope[Any]", Any, Token[Context] | None]
+_OPEN: ContextVar[tuple[_Entry, ...]] = ContextVar("stepwatch.open_scopes", default=())
 
 
 class _Scope(Generic[_H]):
@@ -1028,7 +1032,6 @@ class _Scope(Generic[_H]):
 
     name: str | None
     span_name: str
-    _entries: ContextVar[tuple[_Entry, ...]]
 
     def _begin(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> _H | None:
         raise NotImplementedError
@@ -1073,17 +1076,18 @@ class _Scope(Generic[_H]):
             handle, token = self._disabled(), None
         else:
             token = handle._activate()
-        self._entries.set((*self._entries.get(), (handle, token)))
+        _OPEN.set((*_OPEN.get(), (self, handle, token)))
         return handle
 
     def _exit(self, exc: BaseException | None) -> None:
-        entries = self._entries.get()
-        if not entries:
-            report("scope.exit", "stepwatch: scope exited more often than entered")
-            return
-        handle, token = entries[-1]
-        self._entries.set(entries[:-1])
-        handle._close(token, exc)
+        entries = _OPEN.get()
+        for position in range(len(entries) - 1, -1, -1):
+            if entries[position][0] is self:
+                _, handle, token = entries[position]
+                _OPEN.set(entries[:position] + entries[position + 1 :])
+                handle._close(token, exc)
+                return
+        report("scope.exit", "stepwatch: scope exited more often than entered")
 
     def __enter__(self) -> _H:
         return self._enter()
@@ -1138,7 +1142,6 @@ class ExecutionScope(_Scope[Execution]):
         self.attributes = attrs.setup_attributes(attributes)
         self.carrier = attrs.check_callable_or(carrier, "carrier", (Mapping,), "a mapping")
         self.span_name = semconv.SPAN_EXECUTION.format(name=self.name or "execution")
-        self._entries = ContextVar("stepwatch.execution.entries", default=())
 
     def _named(self, name: str) -> ExecutionScope:
         return ExecutionScope(
@@ -1201,7 +1204,6 @@ class StepScope(_Scope[Step]):
         if self.step_type is not None:
             self.span_attributes[semconv.WORKFLOW_TASK_TYPE] = self.step_type
         self._execution: Execution | None = None
-        self._entries = ContextVar("stepwatch.step.entries", default=())
 
     def _named(self, name: str) -> StepScope:
         scope = StepScope(name, step_type=self.step_type, attributes=self.attributes)

@@ -127,7 +127,9 @@ class Monitor:
         self.rules: Rules = rules or Rules()
         self.tracker = ProgressTracker(self.clock, retention=retention, max_finished=max_finished)
         self.bus = EventBus(self.clock, max_history=max_events, max_queue=max_subscriber_queue)
-        self._owned_shutdowns: list[Callable[[], Any]] = []
+        self._owned_providers: list[Any] = []
+        self.shutdown_timeout: float | None = None
+        """Default deadline (seconds) of :meth:`shutdown`; ``None`` waits as long as it takes."""
         self.exporters: tuple[object, ...] = ()
         """The span and metric exporters :func:`stepwatch.configure` built (empty otherwise)."""
         self.export_status = export_status or ExportStatus()
@@ -158,7 +160,7 @@ class Monitor:
             global_provider = metrics.get_meter_provider()
             if not isinstance(global_provider, SdkMeterProvider):
                 private = SdkMeterProvider(metric_readers=[self.reader])
-                self._owned_shutdowns.append(private.shutdown)
+                self._owned_providers.append(private)
                 return private
             provider = global_provider
         if isinstance(provider, SdkMeterProvider):
@@ -187,36 +189,75 @@ class Monitor:
         """Whether this is the installed Monitor."""
         return _telemetry.installed() is self._telemetry
 
-    def shutdown(self) -> None:
-        """Stop the loop, uninstall, stop subscribers, flush; shut down what ``configure`` built.
+    def shutdown(self, timeout: float | None = None) -> bool:
+        """Stop the loop, uninstall, stop subscribers, then flush telemetry.
 
-        Providers given by the caller are flushed, not shut down: they are the
-        caller's (the Monitor's reader is detached from them). Idempotent;
-        never raises.
+        Providers built for this Monitor (by :func:`stepwatch.configure`, or the
+        private meter provider) are shut down, which flushes them. Providers
+        given by the caller are flushed, not shut down: they are the caller's
+        (the Monitor's reader is detached from them).
+
+        Args:
+            timeout: Seconds to wait for the flush; ``None`` means
+                :attr:`shutdown_timeout` (``configure()`` sets it from
+                ``OTEL_EXPORTER_OTLP_TIMEOUT``; unbounded otherwise). When it
+                passes (an unreachable backend with a full queue), ``shutdown``
+                returns and the flush goes on in a daemon thread until the
+                process exits.
+
+        Returns:
+            ``True`` when everything was flushed in time (or there was nothing
+            to do), ``False`` when the deadline passed first. Idempotent; never raises.
         """
         if self._closed:
-            return
+            return True
         self._closed = True
         self.stop()
         self.uninstall()
         self.bus.close()
-        for provider in (self.tracer_provider, self.meter_provider):
-            flush = getattr(provider, "force_flush", None)
-            if flush is not None:
-                try:
-                    flush()
-                except Exception:
-                    report("monitor.flush", "stepwatch: flushing a provider failed", exc_info=True)
-        for shutdown in self._owned_shutdowns:
+        deadline = self.shutdown_timeout if timeout is None else timeout
+        if deadline is None:
+            self._flush_providers()
+            return True
+        done = threading.Event()
+
+        def flush() -> None:
             try:
-                shutdown()
+                self._flush_providers()
+            finally:
+                done.set()
+
+        threading.Thread(target=flush, name="stepwatch-shutdown", daemon=True).start()
+        if done.wait(deadline):
+            return True
+        report(
+            "monitor.shutdown.timeout",
+            "stepwatch: telemetry not flushed within %s s (is the backend reachable?); "
+            "returning, the flush goes on in the background",
+            deadline,
+        )
+        return False
+
+    def _flush_providers(self) -> None:
+        for provider in (self.tracer_provider, self.meter_provider):
+            if provider is None:
+                continue
+            owned = any(provider is mine for mine in self._owned_providers)
+            action = "shutdown" if owned else "force_flush"
+            method = getattr(provider, action, None)
+            if method is None:
+                continue
+            try:
+                method()
             except Exception:
                 report(
-                    "monitor.shutdown", "stepwatch: shutting down a provider failed", exc_info=True
+                    f"monitor.{action}", "stepwatch: %s of a provider failed", action, exc_info=True
                 )
-        if not self._owned_shutdowns and isinstance(self.meter_provider, SdkMeterProvider):
+        meter_provider = self.meter_provider
+        mine = any(meter_provider is owned for owned in self._owned_providers)
+        if not mine and isinstance(meter_provider, SdkMeterProvider):
             try:
-                self.meter_provider.remove_metric_reader(self.reader)
+                meter_provider.remove_metric_reader(self.reader)
             except Exception:
                 report("monitor.detach", "stepwatch: could not detach the reader", exc_info=True)
 
