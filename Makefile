@@ -36,6 +36,9 @@ pytest: $(STAMP)
 
 test: lint typecheck pytest
 
+fuzz: $(STAMP)
+	$(BIN)/python -m pytest tests/test_fuzz.py --hypothesis-profile=fuzz --hypothesis-show-statistics -q
+
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_overhead.py
 	$(BIN)/python benchmarks/bench_health.py

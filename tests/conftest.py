@@ -5,9 +5,20 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from stepwatch import _safety
 from stepwatch.testing import Harness, capture
+
+# ``make test`` runs the default profile; ``make fuzz`` the fuzz profile
+# (1,500 cases per hypothesis test, over 10,000 across tests/test_fuzz.py).
+settings.register_profile(
+    "default", max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.register_profile(
+    "fuzz", max_examples=1_500, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.load_profile("default")
 
 
 @pytest.fixture

@@ -153,8 +153,11 @@ def grpc_receiver(port: int = 0) -> Iterator[tuple[str, Received]]:
 
 class _Handler(BaseHTTPRequestHandler):
     received: Received
+    gate: threading.Event | None
 
     def do_POST(self) -> None:
+        if self.gate is not None:
+            self.gate.wait(60)  # a stalled backend, until the test opens the gate
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length)
         if self.headers.get("Content-Encoding") == "gzip":
@@ -181,10 +184,15 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 @contextmanager
-def http_receiver(port: int = 0) -> Iterator[tuple[str, Received]]:
-    """An OTLP/HTTP (protobuf) receiver on 127.0.0.1; yields (endpoint URL, received)."""
+def http_receiver(
+    port: int = 0, gate: threading.Event | None = None
+) -> Iterator[tuple[str, Received]]:
+    """An OTLP/HTTP (protobuf) receiver on 127.0.0.1; yields (endpoint URL, received).
+
+    With ``gate``, every request waits until the gate is set: a stalled backend.
+    """
     received = Received()
-    handler = type("Handler", (_Handler,), {"received": received})
+    handler = type("Handler", (_Handler,), {"received": received, "gate": gate})
     server = ThreadingHTTPServer(("127.0.0.1", port), handler)
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, daemon=True)

@@ -7,12 +7,14 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+import stepwatch
 from tests.otlp_receivers import http_receiver
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -131,3 +133,30 @@ def test_shutdown_during_outage_is_bounded(
     # (OTEL_EXPORTER_OTLP_TIMEOUT) instead of retrying batch after batch.
     assert shutdown["completed"] is False
     assert engine.process.wait(timeout=60) == 0
+
+
+def test_span_drops_show_in_health(monkeypatch: pytest.MonkeyPatch) -> None:
+    gate = threading.Event()
+    with http_receiver(gate=gate) as (endpoint, received):
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
+        monkeypatch.setenv("OTEL_BSP_MAX_QUEUE_SIZE", "16")
+        monkeypatch.setenv("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "4")
+        monitor = stepwatch.configure(service_name="drops", set_global=False)
+        monitor.install()
+        try:
+            # The backend stalls on the first batch: the queue fills, then spans drop.
+            for n in range(100):
+                with stepwatch.execution("burst", execution_id=f"b-{n}"):
+                    pass
+            assert monitor.export_status.dropped_spans >= 100 - 16 - 4
+            (alert,) = monitor.health(refresh=True).alerts
+            assert alert.rule == "TelemetryExportFailing"
+            assert "spans dropped by a full export queue" in alert.message
+            gate.set()
+            assert received.wait_for(lambda r: len(r.spans) > 0)
+            # No new drops since: the alert resolves at the next evaluation.
+            assert monitor.health(refresh=True).alerts == []
+        finally:
+            gate.set()
+            monitor.shutdown(timeout=30)

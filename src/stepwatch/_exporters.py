@@ -7,11 +7,11 @@ from typing import Any
 
 from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult, MetricsData
 from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
 from stepwatch.health import ExportStatus
 
-__all__ = ["ObservedMetricExporter", "ObservedSpanExporter"]
+__all__ = ["DropCountingBatchSpanProcessor", "ObservedMetricExporter", "ObservedSpanExporter"]
 
 
 class ObservedSpanExporter(SpanExporter):
@@ -64,3 +64,28 @@ class ObservedMetricExporter(MetricExporter):
 
     def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
         self.exporter.shutdown(timeout_millis=timeout_millis, **kwargs)
+
+
+class DropCountingBatchSpanProcessor(BatchSpanProcessor):
+    """A ``BatchSpanProcessor`` that reports the spans it drops when its queue is full.
+
+    The SDK only logs those drops (or counts them when its internal metrics
+    are switched on by environment). This reads the queue's length before
+    handing the span on, an O(1) check; should a future SDK rename its
+    internals, the count silently stays at zero and the processor works as before.
+    """
+
+    def __init__(self, exporter: SpanExporter, status: ExportStatus) -> None:
+        super().__init__(exporter)
+        self._status = status
+        inner = getattr(self, "_batch_processor", None)
+        self._queue = getattr(inner, "_queue", None)
+        self._limit = getattr(inner, "_max_queue_size", None)
+
+    def on_end(self, span: ReadableSpan) -> None:
+        queue, limit = self._queue, self._limit
+        if queue is not None and limit is not None and len(queue) >= limit:
+            context = span.context
+            if context is not None and context.trace_flags.sampled:
+                self._status.record_drop()
+        super().on_end(span)

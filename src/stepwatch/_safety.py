@@ -8,6 +8,7 @@ re-raised by the wrappers untouched.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections import Counter
 
@@ -19,6 +20,14 @@ _MAX_LOGGED_KINDS = 1024
 _lock = threading.Lock()
 _counts: Counter[str] = Counter()
 _logged: set[str] = set()
+
+
+def _after_fork_in_child() -> None:
+    global _lock  # noqa: PLW0603 - a parent thread may have held the old lock at fork time
+    _lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def report(kind: str, message: str, *args: object, exc_info: bool = False) -> None:

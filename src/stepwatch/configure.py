@@ -39,10 +39,14 @@ from opentelemetry.sdk.metrics.export import (
 )
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
+from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SpanExporter
 from opentelemetry.trace import TracerProvider
 
-from stepwatch._exporters import ObservedMetricExporter, ObservedSpanExporter
+from stepwatch._exporters import (
+    DropCountingBatchSpanProcessor,
+    ObservedMetricExporter,
+    ObservedSpanExporter,
+)
 from stepwatch.health import ExportStatus, Rules
 from stepwatch.monitor import Monitor
 
@@ -190,7 +194,7 @@ def configure(
             span_exporter = _span_exporter(kind)
             exporters.append(span_exporter)
             sdk_tracer_provider.add_span_processor(
-                BatchSpanProcessor(ObservedSpanExporter(span_exporter, status))
+                DropCountingBatchSpanProcessor(ObservedSpanExporter(span_exporter, status), status)
             )
         owned.append(sdk_tracer_provider)
         tracer_provider = sdk_tracer_provider

@@ -409,6 +409,12 @@ class EventBus:
                 self._private_loop = loop
             return self._private_loop
 
+    def after_fork_in_child(self) -> None:
+        """Drop subscribers (their threads and loops stayed in the parent); fresh lock."""
+        self._lock = threading.Lock()
+        self._subscribers = ()
+        self._private_loop = None
+
     def close(self) -> None:
         """Unsubscribe everyone and stop the private loop, if any."""
         for subscription in self._subscribers:

@@ -254,6 +254,7 @@ class ExportStatus:
         self._lock = threading.Lock()
         self.successes = 0
         self.failures = 0
+        self.dropped_spans = 0
         self.last_ok: bool | None = None
         self.last_error: str | None = None
 
@@ -266,6 +267,11 @@ class ExportStatus:
                 self.failures += 1
                 self.last_error = error
             self.last_ok = ok
+
+    def record_drop(self, count: int = 1) -> None:
+        """Record spans the batch processor dropped because its queue was full."""
+        with self._lock:
+            self.dropped_spans += count
 
     def failing(self) -> bool:
         """Whether the latest export failed."""
@@ -397,7 +403,17 @@ class HealthEvaluator:
         self._pending_since: dict[str, float] = {}
         self._resolved: deque[Alert] = deque(maxlen=MAX_RESOLVED_ALERTS)
         self._health: SystemHealth | None = None
+        self._dropped_seen = 0
         self.evaluations = 0
+
+    def after_fork_in_child(self) -> None:
+        """Fresh locks; checks that were running in the parent are not running here."""
+        self._lock = threading.Lock()
+        if self.export_status is not None:
+            self.export_status._lock = threading.Lock()
+        for runner in self._checks.values():
+            runner._done = threading.Event()
+            runner._done.set()
 
     # ------------------------------------------------------------------ checks
     def add_check(self, name: str, check: Check, *, critical: bool, timeout: float) -> None:
@@ -579,18 +595,28 @@ class HealthEvaluator:
 
     def _export_findings(self) -> list[_Finding]:
         status = self.export_status
-        if status is None or not status.failing():
+        if status is None:
             return []
+        dropped = status.dropped_spans - self._dropped_seen
+        self._dropped_seen = status.dropped_spans
+        if not status.failing() and dropped <= 0:
+            return []
+        problems = []
+        if status.failing():
+            problems.append(
+                f"{status.failures} failed exports"
+                + (f"; last: {status.last_error}" if status.last_error else "")
+            )
+        if dropped > 0:
+            problems.append(f"{dropped} spans dropped by a full export queue since the last check")
         return [
             _Finding(
                 semconv.RULE_TELEMETRY_EXPORT_FAILING,
                 Severity.WARNING,
                 {},
-                float(status.failures),
+                float(max(status.failures, dropped)),
                 1.0,
-                f"telemetry export is failing ({status.failures} failed exports"
-                + (f"; last: {status.last_error}" if status.last_error else "")
-                + ")",
+                "telemetry export is failing or falling behind (" + "; ".join(problems) + ")",
             )
         ]
 

@@ -71,6 +71,22 @@ __all__ = ["DEFAULT_INTERVAL", "Monitor"]
 DEFAULT_INTERVAL = 10.0
 """Seconds between background evaluations started by :meth:`Monitor.start`."""
 
+_LIVE_MONITORS: weakref.WeakSet[Monitor] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for monitor in list(_LIVE_MONITORS):
+        try:
+            monitor._after_fork_in_child()
+        except Exception:
+            report(
+                "monitor.fork", "stepwatch: resetting a Monitor after fork failed", exc_info=True
+            )
+
+
+# One hook for every Monitor (a hook per instance could never be unregistered).
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
 
 class Monitor:
     """Watches executions in this process and answers queries about them.
@@ -154,6 +170,24 @@ class Monitor:
         )
         self._loop: _EvaluationLoop | None = None
         self._closed = False
+        _LIVE_MONITORS.add(self)
+
+    def _after_fork_in_child(self) -> None:
+        """Engines fork workers: the child starts clean where threads and locks are concerned.
+
+        Threads do not survive ``fork``, and a lock another thread held at that
+        moment stays held forever in the child. So the child gets fresh locks,
+        forgets the parent's running executions and subscribers, and (if the
+        parent's loop ran) starts its own evaluation loop. The history of
+        finished executions and events is kept.
+        """
+        self.tracker.after_fork_in_child()
+        self.bus.after_fork_in_child()
+        self.reader.after_fork_in_child()
+        self._evaluator.after_fork_in_child()
+        loop = self._loop
+        if loop is not None:
+            loop.after_fork_in_child()
 
     def _attach_reader(self, provider: MeterProvider | None) -> MeterProvider:
         if provider is None:
@@ -608,14 +642,6 @@ class _EvaluationLoop:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.ticks = 0
-        method = weakref.WeakMethod(self._after_fork)
-
-        def restart() -> None:
-            bound = method()
-            if bound is not None:
-                bound()
-
-        os.register_at_fork(after_in_child=restart)
 
     @property
     def alive(self) -> bool:
@@ -625,7 +651,7 @@ class _EvaluationLoop:
         self._thread = threading.Thread(target=self._run, name="stepwatch-health", daemon=True)
         self._thread.start()
 
-    def _after_fork(self) -> None:
+    def after_fork_in_child(self) -> None:
         # Threads do not survive fork: a child of a running loop starts its own.
         if not self._stop.is_set():
             self._stop = threading.Event()

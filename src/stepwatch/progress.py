@@ -269,6 +269,13 @@ class ProgressTracker:
         ):
             pending.popitem(last=False)
 
+    def after_fork_in_child(self) -> None:
+        """Forget the parent's running executions; fresh locks (a parent may have held one)."""
+        self._lock = threading.Lock()
+        for execution in self._running.values():
+            execution._lock = threading.Lock()
+        self._running.clear()
+
     # ----------------------------------------------------------------- queries
     def running(self) -> list[Execution]:
         """The executions running now (live handles)."""

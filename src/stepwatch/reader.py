@@ -359,6 +359,10 @@ class HealthMetricReader(MetricReader):
                 "coarse_slots": len(self._coarse.slots),
             }
 
+    def after_fork_in_child(self) -> None:
+        """A fresh lock: a parent thread may have held the old one at fork time."""
+        self._lock = threading.Lock()
+
     def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
         """Nothing to flush or stop: the reader is pulled, never pushes."""
 
