@@ -1,71 +1,12 @@
-"""Quick start: a tiny engine instrumented with stepwatch, then what stepwatch saw.
-
-Run it with ``make demo`` or ``python examples/quickstart.py``. With an
-``OTEL_EXPORTER_OTLP_ENDPOINT`` set, the same run is exported over OTLP.
-"""
-
-from __future__ import annotations
-
-import time
+"""Ten lines: one execution with steps, then its progress and the engine's health."""
 
 import stepwatch
 
-monitor = stepwatch.configure(service_name="quickstart-engine")
-
-
-@stepwatch.step(step_type="io")
-def fetch(order: int) -> int:
-    time.sleep(0.01)
-    return order * 2
-
-
-@stepwatch.step(step_type="compute")
-def transform(value: int) -> int:
-    step = stepwatch.current_step()
-    for i in range(4):
-        time.sleep(0.005)
-        if step is not None:
-            step.progress(done=i + 1, total=4)
-    if value % 5 == 0:
-        raise ValueError(f"cannot transform {value}")
-    return value + 1
-
-
-@stepwatch.step(step_type="io")
-def store(value: int) -> None:
-    time.sleep(0.01)
-
-
-@stepwatch.execution("order-pipeline", total_steps=3, execution_id=lambda order: f"order-{order}")
-def pipeline(order: int) -> int:
-    value = transform(fetch(order))
-    store(value)
-    return value
-
-
-def main() -> None:
-    for order in range(1, 11):
-        try:
-            pipeline(order)
-        except ValueError:
-            pass  # the engine's own error handling; stepwatch recorded the failure
-
-    print("executions stepwatch saw:")
-    for event in monitor.events(event_type="execution.completed") + monitor.events(
-        event_type="execution.failed"
-    ):
-        progress = monitor.progress(event.execution_id or "")
-        if progress is not None:
-            print(
-                f"  {progress.execution_id:<9} {progress.state:<8} "
-                f"{progress.completed_steps}/{progress.total_steps} steps "
-                f"({progress.percent:.0f}%)  failed steps: {progress.failed_steps}"
-            )
-    failed = monitor.events(event_type="step.failed")
-    print(f"step failures: {len(failed)}; last: {failed[-1].data if failed else None}")
-    print(f"events recorded: {len(monitor.events())}")
-    monitor.shutdown()
-
-
-if __name__ == "__main__":
-    main()
+monitor = stepwatch.configure(service_name="quickstart")
+with stepwatch.execution("nightly", execution_id="n-1", total_steps=3) as run:
+    for name in ("extract", "transform", "load"):
+        with run.step(name, step_type="etl") as step:
+            step.progress(done=1, total=1)
+print(run.progress().state, run.progress().percent, monitor.progress("n-1") is not None)
+print("health:", monitor.health(refresh=True).status.value)
+monitor.shutdown()

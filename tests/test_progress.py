@@ -247,3 +247,24 @@ def _run_sixteen_threads(sw: Harness) -> None:
     # Per execution: started, 2 x (step started, step ended), completed.
     assert len(seqs) == 16 * 1_000 * 6
     assert all(a < b for a, b in itertools.pairwise(seqs))
+
+
+def test_finished_execution_keeps_few_steps_failed_first(sw: Harness) -> None:
+    with stepwatch.execution("big", execution_id="big-1", total_steps=300) as ex:
+        for n in range(300):
+            if n in (10, 150, 290):
+                with pytest.raises(ValueError, match="bad"), ex.step(f"s{n}"):
+                    raise ValueError("bad")
+            else:
+                with ex.step(f"s{n}"):
+                    pass
+        live = sw.monitor.progress("big-1")
+        assert live is not None
+        assert len(live.steps) == 256  # running: the most recent MAX_STEPS_KEPT
+    final = sw.monitor.progress("big-1")
+    assert final is not None
+    assert (final.completed_steps, final.failed_steps) == (297, 3)  # counts stay exact
+    names = [step.name for step in final.steps]
+    assert len(names) == 8
+    assert {"s150", "s290"} <= set(names)  # s10 had left the live window already
+    assert names[-1] == "s299"

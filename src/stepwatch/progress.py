@@ -16,7 +16,7 @@ import statistics
 import threading
 from collections import OrderedDict, deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from stepwatch._models import json_ready
@@ -34,6 +34,9 @@ HISTORY_NAMES = 1_000
 """Execution names whose recent durations are kept for ETAs (least recently used evicted)."""
 HISTORY_RUNS = 50
 """Successful run durations kept per name for ETAs."""
+FINISHED_STEPS_KEPT = 8
+"""Steps a finished execution's retained progress lists: its failed steps first
+(up to this many), then its most recent ones. Counts stay exact."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +157,21 @@ def blend_eta(
     return weight * pace + (1.0 - weight) * history
 
 
+def _trim(progress: ExecutionProgress) -> ExecutionProgress:
+    """Keep at most FINISHED_STEPS_KEPT steps: failed ones first, then the latest."""
+    steps = progress.steps
+    if len(steps) <= FINISHED_STEPS_KEPT:
+        return progress
+    failed = [s for s in steps if s.state not in _GOOD_STATES][-FINISHED_STEPS_KEPT:]
+    room = FINISHED_STEPS_KEPT - len(failed)
+    latest = steps[len(steps) - room :] if room else []
+    kept = {id(s) for s in (*failed, *latest)}
+    return replace(progress, steps=[s for s in steps if id(s) in kept])
+
+
+_GOOD_STATES = frozenset({Outcome.SUCCESS.value, Outcome.SKIP.value, "running"})
+
+
 @dataclass(slots=True)
 class _Pending:
     execution_id: str
@@ -238,7 +256,7 @@ class ProgressTracker:
 
     def ended(self, execution: Execution) -> None:
         """An execution ended: keep its final progress, learn its duration."""
-        snapshot = execution.snapshot()
+        snapshot = _trim(execution.snapshot())
         now = execution.ended_at if execution.ended_at is not None else self._clock()
         with self._lock:
             if self._running.get(execution.id) is execution:

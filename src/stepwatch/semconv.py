@@ -183,7 +183,13 @@ STEP_END_EVENTS: Final[dict[Outcome, EventType]] = {
 
 
 class HealthStatus(enum.StrEnum):
-    """Overall or per-component health."""
+    """Overall or per-component health.
+
+    ``UNHEALTHY`` when a critical alert fires or a critical component fails,
+    ``DEGRADED`` on any warning, else ``HEALTHY``. Over HTTP: pass / warn / fail.
+
+    .. versionadded:: 0.1.0
+    """
 
     HEALTHY = "healthy"
     DEGRADED = "degraded"
@@ -191,7 +197,10 @@ class HealthStatus(enum.StrEnum):
 
 
 class Severity(enum.StrEnum):
-    """Alert severity."""
+    """Alert severity: ``CRITICAL`` makes the process unhealthy, ``WARNING`` degraded.
+
+    .. versionadded:: 0.1.0
+    """
 
     INFO = "info"
     WARNING = "warning"
@@ -199,7 +208,7 @@ class Severity(enum.StrEnum):
 
 
 class AlertState(enum.StrEnum):
-    """Alert lifecycle state."""
+    """Alert lifecycle state: ``FIRING`` until the condition clears, then ``RESOLVED``."""
 
     FIRING = "firing"
     RESOLVED = "resolved"

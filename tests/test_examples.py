@@ -1,0 +1,48 @@
+"""Every example runs to completion as a subprocess and checks what it claims."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = {
+    "quickstart.py": ["success 100.0 True", "health: healthy"],
+    "asyncio_engine/asyncio_dag.py": ["'dag-3': 'timeout'", "healthz: pass"],
+    "threadpool_engine/threadpool_dag.py": ["every execution: 3 of 3 steps, success"],
+    "multiprocess_queue/pipeline.py": [
+        "depth read from the queue: 8",
+        "every job: one trace from enqueue to finish",
+    ],
+    "approvals/approvals.py": ["2 approved and deployed, 1 rejected"],
+}
+
+
+@pytest.mark.parametrize("script", sorted(EXAMPLES))
+def test_example_runs(script: str) -> None:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / script)],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=environment,
+        cwd=ROOT,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    for expected in EXAMPLES[script]:
+        assert expected in result.stdout, (expected, result.stdout)
+
+
+def test_every_example_has_a_readme_and_a_test() -> None:
+    folders = {p.parent.name for p in (ROOT / "examples").glob("*/*.py")}
+    assert folders == {"asyncio_engine", "threadpool_engine", "multiprocess_queue", "approvals"}
+    for folder in [*folders, "collector"]:
+        assert (ROOT / "examples" / folder / "README.md").is_file(), folder
+    scripts = {str(p.relative_to(ROOT / "examples")) for p in (ROOT / "examples").rglob("*.py")}
+    assert scripts == set(EXAMPLES)
