@@ -44,6 +44,11 @@ RECEIVER = textwrap.dedent(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument(
+        "--max-queue",
+        type=int,
+        help="OTEL_BSP_MAX_QUEUE_SIZE (batch size a quarter of it); default: the SDK's 2,048",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
@@ -65,6 +70,9 @@ def main() -> None:
     os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"] = endpoint
     os.environ["OTEL_EXPORTER_OTLP_PROTOCOL"] = "http/protobuf"
     os.environ["OTEL_BSP_SCHEDULE_DELAY"] = "500"
+    if args.max_queue:
+        os.environ["OTEL_BSP_MAX_QUEUE_SIZE"] = str(args.max_queue)
+        os.environ["OTEL_BSP_MAX_EXPORT_BATCH_SIZE"] = str(max(1, args.max_queue // 4))
     import stepwatch  # noqa: PLC0415 - after the environment is set
 
     monitor = stepwatch.configure(service_name="throughput")

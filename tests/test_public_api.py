@@ -14,7 +14,7 @@ NOT_DOCUMENTABLE = {"__version__"}  # a plain string
 
 def _own_doc(obj: object) -> str | None:
     doc = getattr(obj, "__doc__", None)
-    if not doc or not doc.strip():
+    if not isinstance(doc, str) or not doc.strip():
         return None
     if inspect.isclass(obj):
         inherited = {getattr(base, "__doc__", None) for base in obj.__mro__[1:]}

@@ -490,7 +490,7 @@ def serve(
     port: int = 0,
     *,
     token: str | None = None,
-    heartbeat: float = HEARTBEAT_SECONDS,
+    heartbeat: float | None = None,
 ) -> ServerHandle:
     """Serve ``make_wsgi_app(monitor)`` on a daemon thread; ``port=0`` picks a free port.
 
@@ -498,7 +498,9 @@ def serve(
         OSError: the address cannot be bound.
         ValueError: a bad token.
     """
-    app = make_wsgi_app(monitor, token=token, heartbeat=heartbeat)
+    app = make_wsgi_app(
+        monitor, token=token, heartbeat=HEARTBEAT_SECONDS if heartbeat is None else heartbeat
+    )
     server = make_server(
         host, port, app, server_class=_ThreadingWSGIServer, handler_class=_QuietHandler
     )

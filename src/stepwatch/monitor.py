@@ -50,8 +50,6 @@ from stepwatch.events import (
     Subscription,
 )
 from stepwatch.health import Alert, Check, ExportStatus, HealthEvaluator, Rules, SystemHealth
-from stepwatch.http import HEARTBEAT_SECONDS, ServerHandle
-from stepwatch.http import serve as serve_http
 from stepwatch.progress import (
     DEFAULT_MAX_FINISHED,
     DEFAULT_RETENTION,
@@ -64,6 +62,7 @@ from stepwatch.summary import MetricsSummary, summarize
 from stepwatch.version import __version__
 
 if TYPE_CHECKING:
+    from stepwatch.http import ServerHandle
     from stepwatch.instrument import Execution, Step
 
 __all__ = ["DEFAULT_INTERVAL", "Monitor"]
@@ -468,7 +467,7 @@ class Monitor:
         port: int = 0,
         *,
         token: str | None = None,
-        heartbeat: float = HEARTBEAT_SECONDS,
+        heartbeat: float | None = None,
     ) -> ServerHandle:
         """Serve this Monitor over HTTP on a daemon thread (see :mod:`stepwatch.http`).
 
@@ -476,7 +475,7 @@ class Monitor:
             host: Interface to bind; loopback by default.
             port: TCP port; 0 picks a free one (read it from ``handle.url``).
             token: When set, every route but ``/livez`` needs ``Authorization: Bearer <token>``.
-            heartbeat: Seconds between SSE heartbeat comments.
+            heartbeat: Seconds between SSE heartbeat comments (default 15).
 
         Returns:
             A handle with ``.url`` and ``.close()``.
@@ -485,7 +484,9 @@ class Monitor:
             OSError: the address cannot be bound.
             ValueError: an empty token.
         """
-        return serve_http(self, host, port, token=token, heartbeat=heartbeat)
+        from stepwatch.http import serve  # noqa: PLC0415 - http.server only when serving
+
+        return serve(self, host, port, token=token, heartbeat=heartbeat)
 
     # ------------------------------------------------------ background loop
     def start(self, interval: float = DEFAULT_INTERVAL) -> None:
