@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -16,6 +14,7 @@ import yaml
 from stepwatch import Rules
 from stepwatch.prometheus import rules_yaml
 from stepwatch.semconv import RULE_NAMES
+from tests.helpers import require_binary
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "collector-config"
@@ -148,12 +147,7 @@ def test_rules_carry_every_rule_name_and_severity() -> None:
 
 
 def _promtool() -> str:
-    found = shutil.which("promtool")
-    if found is None:
-        if os.environ.get("CI"):
-            pytest.fail("promtool is missing: .ci/run installs Debian's prometheus package")
-        pytest.skip("promtool not installed (apt-get install prometheus)")
-    return found
+    return require_binary("promtool")
 
 
 def test_promtool_check_rules() -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -11,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import clean_environment
 from tests.otlp_receivers import Received, grpc_receiver, http_receiver
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -21,16 +21,12 @@ KIND_PRODUCER = 4
 
 
 def run_engine(endpoint: str, protocol: str) -> subprocess.CompletedProcess[str]:
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
-    environment.update(
-        {
-            "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
-            "OTEL_EXPORTER_OTLP_PROTOCOL": protocol,
-            "OTEL_SERVICE_NAME": "e2e-engine",
-            "OTEL_RESOURCE_ATTRIBUTES": "deployment.environment.name=test",
-            "OTEL_BSP_SCHEDULE_DELAY": "100",
-            "PYTHONPATH": str(ROOT),
-        }
+    environment = clean_environment(
+        OTEL_EXPORTER_OTLP_ENDPOINT=endpoint,
+        OTEL_EXPORTER_OTLP_PROTOCOL=protocol,
+        OTEL_SERVICE_NAME="e2e-engine",
+        OTEL_RESOURCE_ATTRIBUTES="deployment.environment.name=test",
+        OTEL_BSP_SCHEDULE_DELAY="100",
     )
     return subprocess.run(
         [sys.executable, "-m", "tests.engines.otlp_engine"],

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -17,16 +14,11 @@ from typing import Any
 
 import pytest
 
+from tests.helpers import clean_environment, free_port, require_binary
+
 ROOT = Path(__file__).resolve().parent.parent
 RULES = ROOT / "collector-config" / "prometheus" / "stepwatch-rules.yaml"
 DEADLINE = 100.0  # seconds for Prometheus to see what it must see; the test takes ~20
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def _get_json(url: str) -> Any:
@@ -48,20 +40,10 @@ def _wait_until(condition: Callable[[], Any], what: str) -> Any:
     pytest.fail(f"timed out waiting for {what}")
 
 
-def _prometheus_binary() -> str:
-    found = shutil.which("prometheus")
-    if found is None:
-        if os.environ.get("CI"):
-            pytest.fail("prometheus is missing: .ci/run installs Debian's prometheus package")
-        pytest.skip("prometheus not installed (apt-get install prometheus)")
-    return found
-
-
 class Engine:
     def __init__(self, name: str, failing: int) -> None:
-        self.metrics_port = _free_port()
-        environment = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
-        environment["PYTHONPATH"] = str(ROOT)
+        self.metrics_port = free_port()
+        environment = clean_environment()
         self.process = subprocess.Popen(
             [
                 sys.executable,
@@ -107,8 +89,8 @@ def engines() -> Iterator[dict[str, Engine]]:
 def test_prometheus_fires_the_shipped_rule_like_the_monitor(
     engines: dict[str, Engine], tmp_path: Path
 ) -> None:
-    binary = _prometheus_binary()
-    port = _free_port()
+    binary = require_binary("prometheus")
+    port = free_port()
     targets = [f"127.0.0.1:{e.metrics_port}" for e in engines.values()]
     config = tmp_path / "prometheus.yml"
     config.write_text(

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
+from tests.helpers import clean_environment
 from tests.otlp_receivers import http_receiver
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -15,14 +15,10 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_forked_workers_export_and_monitor() -> None:
     with http_receiver() as (endpoint, received):
-        environment = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
-        environment.update(
-            {
-                "PYTHONPATH": str(ROOT),
-                "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
-                "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
-                "OTEL_BSP_SCHEDULE_DELAY": "100",
-            }
+        environment = clean_environment(
+            OTEL_EXPORTER_OTLP_ENDPOINT=endpoint,
+            OTEL_EXPORTER_OTLP_PROTOCOL="http/protobuf",
+            OTEL_BSP_SCHEDULE_DELAY="100",
         )
         result = subprocess.run(
             [sys.executable, "-m", "tests.engines.fork_engine"],

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import socket
 import subprocess
 import sys
 import threading
@@ -15,33 +13,23 @@ from typing import Any
 import pytest
 
 import stepwatch
+from tests.helpers import clean_environment, free_port
 from tests.otlp_receivers import http_receiver
 
 ROOT = Path(__file__).resolve().parent.parent
 EXPORT_TIMEOUT_SECONDS = 2
 
 
-def _closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port  # closed again: nothing listens here until a test starts a receiver
-
-
 class OutageEngine:
     """The engine subprocess, its OTLP endpoint on a closed port."""
 
     def __init__(self, port: int, warmup: int, measured: int, log: Path) -> None:
-        environment = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
-        environment.update(
-            {
-                "PYTHONPATH": str(ROOT),
-                "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{port}",
-                "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
-                "OTEL_EXPORTER_OTLP_TIMEOUT": str(EXPORT_TIMEOUT_SECONDS),
-                "OTEL_BSP_SCHEDULE_DELAY": "200",
-                "OTEL_METRIC_EXPORT_INTERVAL": "60000",
-            }
+        environment = clean_environment(
+            OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{port}",
+            OTEL_EXPORTER_OTLP_PROTOCOL="http/protobuf",
+            OTEL_EXPORTER_OTLP_TIMEOUT=str(EXPORT_TIMEOUT_SECONDS),
+            OTEL_BSP_SCHEDULE_DELAY="200",
+            OTEL_METRIC_EXPORT_INTERVAL="60000",
         )
         # The exporters log every failed attempt: to a file, so no pipe fills up.
         self.log = log.open("w")
@@ -76,7 +64,7 @@ class OutageEngine:
 
 @pytest.fixture
 def port() -> int:
-    return _closed_port()
+    return free_port()  # closed: nothing listens there until a receiver starts
 
 
 @pytest.fixture

@@ -1,0 +1,41 @@
+"""Small helpers shared by the tests that run real processes."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def clean_environment(**extra: str) -> dict[str, str]:
+    """This process's environment without any ``OTEL_*`` variable, plus ``extra``.
+
+    ``PYTHONPATH`` points at the repository so ``python -m tests.engines...`` works.
+    """
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    environment["PYTHONPATH"] = str(ROOT)
+    environment.update(extra)
+    return environment
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on (closed again before returning)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+def require_binary(name: str) -> str:
+    """The path of a Debian ``prometheus`` package binary; fail in CI, skip elsewhere."""
+    found = shutil.which(name)
+    if found is None:
+        if os.environ.get("CI"):
+            pytest.fail(f"{name} is missing: .ci/run installs Debian's prometheus package")
+        pytest.skip(f"{name} not installed (apt-get install prometheus)")
+    return found
