@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from stepwatch.semconv import EventType
 from stepwatch.version import __version__
 
 if TYPE_CHECKING:
@@ -35,6 +36,12 @@ if TYPE_CHECKING:
 __all__ = ["build_parser", "main"]
 
 EXIT_PASS, EXIT_WARN, EXIT_FAIL, EXIT_UNREACHABLE = 0, 1, 2, 3
+_ENDED = (
+    EventType.EXECUTION_COMPLETED,
+    EventType.EXECUTION_FAILED,
+    EventType.EXECUTION_TIMEOUT,
+    EventType.EXECUTION_CANCELLED,
+)
 _HEALTH_EXIT = {"pass": EXIT_PASS, "warn": EXIT_WARN, "fail": EXIT_FAIL}
 _MISSING_RICH = (
     "stepwatch {command} draws with 'rich', which is not installed.\n"
@@ -228,11 +235,10 @@ async def _demo_run(monitor: Monitor, config: Any, console: Console) -> None:
 
 async def _demo_lines(monitor: Monitor, engine: asyncio.Task[Any], console: Console) -> None:
     seen = 0
-    finished = {"execution.completed", "execution.failed", "execution.timeout"}
     while True:
         for event in monitor.events(since=seen):
             seen = event.seq
-            if event.type.value in finished:
+            if event.type in _ENDED:
                 data = event.data
                 console.print(
                     f"{event.execution_id} {data.get('outcome')} in {data.get('duration', 0):.2f} s"
@@ -272,7 +278,7 @@ def _demo_view(monitor: Monitor, total: int) -> RenderableType:
     active = monitor.active_executions()
     ended = sum(
         len(monitor.events(event_type=kind))
-        for kind in ("execution.completed", "execution.failed", "execution.timeout")
+        for kind in _ENDED
     )
     table = Table(box=None, pad_edge=False, show_header=True, header_style="bold")
     for column in ("execution", "state", "progress", "", "current step", "eta"):
