@@ -146,30 +146,24 @@ def test_rules_carry_every_rule_name_and_severity() -> None:
     assert ("SLABurnRate", "warning") in severities
 
 
-def _promtool() -> str:
-    return require_binary("promtool")
-
-
-def test_promtool_check_rules() -> None:
-    result = subprocess.run(
-        [_promtool(), "check", "rules", str(RULES_FILE)],
+def _promtool(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [require_binary("promtool"), *args],
         capture_output=True,
         text=True,
         timeout=120,
         check=False,
     )
+
+
+def test_promtool_check_rules() -> None:
+    result = _promtool("check", "rules", str(RULES_FILE))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SUCCESS: 8 rules found" in result.stdout
 
 
 def test_promtool_unit_tests_pass() -> None:
-    result = subprocess.run(
-        [_promtool(), "test", "rules", str(RULES_TEST)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    result = _promtool("test", "rules", str(RULES_TEST))
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -186,13 +180,7 @@ def test_promtool_unit_tests_catch_wrong_thresholds(tmp_path: Path, mutation: Ru
     # The unit tests are honest: with other thresholds some expectation fails.
     (tmp_path / "stepwatch-rules.yaml").write_text(rules_yaml(mutation))
     (tmp_path / "stepwatch-rules.test.yaml").write_text(RULES_TEST.read_text())
-    result = subprocess.run(
-        [_promtool(), "test", "rules", str(tmp_path / "stepwatch-rules.test.yaml")],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    result = _promtool("test", "rules", str(tmp_path / "stepwatch-rules.test.yaml"))
     assert result.returncode != 0, result.stdout
 
 
