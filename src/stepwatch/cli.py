@@ -276,10 +276,7 @@ def _demo_view(monitor: Monitor, total: int) -> RenderableType:
     from rich.table import Table  # noqa: PLC0415
 
     active = monitor.active_executions()
-    ended = sum(
-        len(monitor.events(event_type=kind))
-        for kind in _ENDED
-    )
+    ended = sum(len(monitor.events(event_type=kind)) for kind in _ENDED)
     table = Table(box=None, pad_edge=False, show_header=True, header_style="bold")
     for column in ("execution", "state", "progress", "", "current step", "eta"):
         table.add_column(column)
