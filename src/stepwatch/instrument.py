@@ -44,6 +44,7 @@ from stepwatch import _attributes as attrs
 from stepwatch import _telemetry, semconv
 from stepwatch._safety import report
 from stepwatch.progress import ExecutionProgress, StepProgress, pace_eta
+from stepwatch.progress import keep_steps as select_steps
 from stepwatch.semconv import ExecutionState, Outcome
 
 __all__ = [
@@ -524,6 +525,11 @@ class Step(_Run):
 _INVALID: Final = object()
 
 
+def _failed_step(step: Step) -> bool:
+    outcome = step.outcome
+    return outcome is not None and outcome not in (Outcome.SUCCESS, Outcome.SKIP)
+
+
 def _progress_fraction(fraction: object, done: object, total: object) -> object:
     """Validate a progress report; return the fraction, ``None`` or ``_INVALID``."""
     for count in (done, total):
@@ -837,8 +843,14 @@ class Execution(_Run):
             report("execution.eta", "stepwatch: ETA estimate failed", exc_info=True)
         return self.snapshot(eta)
 
-    def snapshot(self, eta: float | None = None) -> ExecutionProgress:
-        """Return progress now with the given ETA (0 after success, None after other ends)."""
+    def snapshot(
+        self, eta: float | None = None, *, keep_steps: int | None = None
+    ) -> ExecutionProgress:
+        """Return progress now with the given ETA (0 after success, None after other ends).
+
+        ``keep_steps`` limits the step records built (failed steps first, then
+        the latest); counts stay exact.
+        """
         with self._lock:
             completed, failed, running = self._completed, self._failed, self._running
             steps = list(self._steps)
@@ -861,6 +873,7 @@ class Execution(_Run):
             pending = max(total - finished - running, 0)
         if outcome is not None:
             eta = 0.0 if outcome is Outcome.SUCCESS else None
+        kept = steps if keep_steps is None else select_steps(steps, _failed_step, keep_steps)
         return ExecutionProgress(
             execution_id=self.id,
             name=self.name,
@@ -875,7 +888,7 @@ class Execution(_Run):
             started_at=self._started_at,
             updated_at=self._updated_at,
             eta_seconds=eta,
-            steps=[s.snapshot() for s in steps],
+            steps=[s.snapshot() for s in kept],
         )
 
     def event(self, name: str, **attributes: Any) -> None:

@@ -15,9 +15,9 @@ from __future__ import annotations
 import statistics
 import threading
 from collections import OrderedDict, deque
-from collections.abc import Callable
-from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from stepwatch._models import json_ready
 from stepwatch.semconv import ExecutionState, Outcome
@@ -25,7 +25,9 @@ from stepwatch.semconv import ExecutionState, Outcome
 if TYPE_CHECKING:
     from stepwatch.instrument import Execution
 
-__all__ = ["ExecutionProgress", "ProgressTracker", "StepProgress", "pace_eta"]
+__all__ = ["ExecutionProgress", "ProgressTracker", "StepProgress", "keep_steps", "pace_eta"]
+
+_S = TypeVar("_S")
 
 DEFAULT_RETENTION = 3600.0
 DEFAULT_MAX_FINISHED = 10_000
@@ -157,19 +159,16 @@ def blend_eta(
     return weight * pace + (1.0 - weight) * history
 
 
-def _trim(progress: ExecutionProgress) -> ExecutionProgress:
-    """Keep at most FINISHED_STEPS_KEPT steps: failed ones first, then the latest."""
-    steps = progress.steps
-    if len(steps) <= FINISHED_STEPS_KEPT:
-        return progress
-    failed = [s for s in steps if s.state not in _GOOD_STATES][-FINISHED_STEPS_KEPT:]
-    room = FINISHED_STEPS_KEPT - len(failed)
-    latest = steps[len(steps) - room :] if room else []
-    kept = {id(s) for s in (*failed, *latest)}
-    return replace(progress, steps=[s for s in steps if id(s) in kept])
-
-
-_GOOD_STATES = frozenset({Outcome.SUCCESS.value, Outcome.SKIP.value, "running"})
+def keep_steps(steps: Sequence[_S], failed: Callable[[_S], bool], keep: int) -> list[_S]:
+    """At most ``keep`` of ``steps``, in their order: failed ones first, then the latest."""
+    if len(steps) <= keep:
+        return list(steps)
+    chosen = [s for s in steps if failed(s)][-keep:]
+    room = keep - len(chosen)
+    if room:
+        chosen.extend(steps[len(steps) - room :])
+    kept = {id(s) for s in chosen}
+    return [s for s in steps if id(s) in kept]
 
 
 @dataclass(slots=True)
@@ -256,7 +255,7 @@ class ProgressTracker:
 
     def ended(self, execution: Execution) -> None:
         """An execution ended: keep its final progress, learn its duration."""
-        snapshot = _trim(execution.snapshot())
+        snapshot = execution.snapshot(keep_steps=FINISHED_STEPS_KEPT)
         now = execution.ended_at if execution.ended_at is not None else self._clock()
         with self._lock:
             if self._running.get(execution.id) is execution:
