@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -39,3 +41,16 @@ def require_binary(name: str) -> str:
             pytest.fail(f"{name} is missing: .ci/run installs Debian's prometheus package")
         pytest.skip(f"{name} not installed (apt-get install prometheus)")
     return found
+
+
+def run_engine(module: str, **environment: str) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m <module>`` to completion in a clean environment plus ``environment``."""
+    return subprocess.run(
+        [sys.executable, "-m", module],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=clean_environment(**environment),
+        cwd=ROOT,
+        check=False,
+    )

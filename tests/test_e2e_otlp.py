@@ -3,39 +3,28 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
-from pathlib import Path
 
 import pytest
 
-from tests.helpers import clean_environment
+from tests.helpers import run_engine
 from tests.otlp_receivers import Received, grpc_receiver, http_receiver
 
-ROOT = Path(__file__).resolve().parent.parent
 Receiver = Callable[[], AbstractContextManager[tuple[str, Received]]]
 
 STATUS_ERROR = 2  # opentelemetry.proto.trace.v1.Status.STATUS_CODE_ERROR
 KIND_PRODUCER = 4
 
 
-def run_engine(endpoint: str, protocol: str) -> subprocess.CompletedProcess[str]:
-    environment = clean_environment(
+def run_otlp_engine(endpoint: str, protocol: str) -> subprocess.CompletedProcess[str]:
+    return run_engine(
+        "tests.engines.otlp_engine",
         OTEL_EXPORTER_OTLP_ENDPOINT=endpoint,
         OTEL_EXPORTER_OTLP_PROTOCOL=protocol,
         OTEL_SERVICE_NAME="e2e-engine",
         OTEL_RESOURCE_ATTRIBUTES="deployment.environment.name=test",
         OTEL_BSP_SCHEDULE_DELAY="100",
-    )
-    return subprocess.run(
-        [sys.executable, "-m", "tests.engines.otlp_engine"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=environment,
-        cwd=ROOT,
-        check=False,
     )
 
 
@@ -44,7 +33,7 @@ def exported(request: pytest.FixtureRequest) -> Iterator[Received]:
     protocol: str = request.param
     receiver = grpc_receiver if protocol == "grpc" else http_receiver
     with receiver() as (endpoint, received):
-        result = run_engine(endpoint, protocol)
+        result = run_otlp_engine(endpoint, protocol)
         assert result.returncode == 0, result.stderr
         assert result.stdout.strip() == "done"
         # shutdown() flushed both signals before the process exited.

@@ -3,31 +3,18 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
-from tests.helpers import clean_environment
+from tests.helpers import run_engine
 from tests.otlp_receivers import http_receiver
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_forked_workers_export_and_monitor() -> None:
     with http_receiver() as (endpoint, received):
-        environment = clean_environment(
+        result = run_engine(
+            "tests.engines.fork_engine",
             OTEL_EXPORTER_OTLP_ENDPOINT=endpoint,
             OTEL_EXPORTER_OTLP_PROTOCOL="http/protobuf",
             OTEL_BSP_SCHEDULE_DELAY="100",
-        )
-        result = subprocess.run(
-            [sys.executable, "-m", "tests.engines.fork_engine"],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            env=environment,
-            cwd=ROOT,
-            check=False,
         )
         assert result.returncode == 0, result.stderr
         report = json.loads(result.stdout.strip().splitlines()[-1])
