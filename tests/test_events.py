@@ -44,6 +44,7 @@ def test_every_lifecycle_type_reaches_history(sw: Harness) -> None:
         EventType.EXECUTION_FAILED,
         EventType.EXECUTION_CANCELLED,
         EventType.EXECUTION_TIMEOUT,
+        EventType.EXECUTION_RETRIED,
     }
     assert seen == expected
 

@@ -122,11 +122,15 @@ def test_eta_steady_pace_within_half_of_truth(sw: Harness) -> None:
         for index in range(6):
             with ex.step(f"s{index}"):
                 sw.clock.advance(seconds_per_step)
-            if index >= 1:
+            if 1 <= index < 5:
                 truth = seconds_per_step * (5 - index)
                 eta = ex.progress().eta_seconds
                 assert eta is not None
                 assert abs(eta - truth) <= 0.5 * max(truth, 1e-9) + 1e-9
+        # Every declared step done but the execution not returned yet: the end
+        # is unknown, so no ETA (0 is only ever given after the success).
+        assert ex.progress().eta_seconds is None
+    assert ex.progress().eta_seconds == 0.0
 
 
 def test_eta_from_history_of_same_name(sw: Harness) -> None:

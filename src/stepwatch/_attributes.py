@@ -101,6 +101,29 @@ def check_count(value: object, argument: str) -> int | Callable[..., Any] | None
     return value
 
 
+def check_attempt(value: object, argument: str = "attempt") -> int | Callable[..., Any] | None:
+    """Validate an ``attempt`` argument: ``None``, an int >= 1, or a callable."""
+    if value is None or callable(value):
+        return value
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{argument} must be an int >= 1 or a callable, got {type(value).__name__}")
+    if value < 1:
+        raise ValueError(f"{argument} must be >= 1, got {value}")
+    return value
+
+
+def valid_attempt(value: object) -> int | None:
+    """An attempt number read at run time (a callable's result, a carrier entry), or ``None``."""
+    if isinstance(value, str):
+        try:
+            value = int(value)
+        except ValueError:
+            return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        return None
+    return value
+
+
 def check_seconds(value: object, argument: str) -> float | None:
     """Validate a positive, finite number of seconds (or ``None``)."""
     if value is None:

@@ -66,6 +66,8 @@ class Telemetry:
     clock: Clock
     observer: Observer | None
     default_sla: float | None = None
+    flush: Callable[[], None] | None = None
+    """Set in forked children only: pushes what ended out to the exporters at once."""
 
 
 def _histogram(meter: Meter, spec: semconv.MetricSpec) -> Histogram:

@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from stepwatch.semconv import EventType
+from stepwatch.semconv import EXECUTION_END_EVENTS, EventType
 from stepwatch.version import __version__
 
 if TYPE_CHECKING:
@@ -36,12 +36,7 @@ if TYPE_CHECKING:
 __all__ = ["build_parser", "main"]
 
 EXIT_PASS, EXIT_WARN, EXIT_FAIL, EXIT_UNREACHABLE = 0, 1, 2, 3
-_ENDED = (
-    EventType.EXECUTION_COMPLETED,
-    EventType.EXECUTION_FAILED,
-    EventType.EXECUTION_TIMEOUT,
-    EventType.EXECUTION_CANCELLED,
-)
+_ENDED = tuple(dict.fromkeys(EXECUTION_END_EVENTS.values()))
 _HEALTH_EXIT = {"pass": EXIT_PASS, "warn": EXIT_WARN, "fail": EXIT_FAIL}
 _MISSING_RICH = (
     "stepwatch {command} draws with 'rich', which is not installed.\n"

@@ -450,7 +450,8 @@ class HealthEvaluator:
             by_outcome = per_name.setdefault(name, {})
             by_outcome[outcome] = by_outcome.get(outcome, 0.0) + count
         for name, by_outcome in per_name.items():
-            total = sum(by_outcome.values())
+            # Final outcomes only: a retried attempt is neither a success nor a failure.
+            total = sum(by_outcome.values()) - by_outcome.get(Outcome.RETRY.value, 0.0)
             if total < rules.min_executions:
                 continue
             for rule, severity, outcome, threshold in (

@@ -26,9 +26,18 @@ import asyncio
 import concurrent.futures
 import inspect
 import math
+import os
+import threading
 import uuid
-from collections import deque
-from collections.abc import AsyncGenerator, Callable, Generator, Mapping, MutableMapping
+from collections import OrderedDict, deque
+from collections.abc import (
+    AsyncGenerator,
+    Callable,
+    Generator,
+    Iterable,
+    Mapping,
+    MutableMapping,
+)
 from contextvars import ContextVar, Token
 from threading import Lock
 from types import TracebackType
@@ -41,9 +50,9 @@ from opentelemetry.context import Context
 from opentelemetry.trace import INVALID_SPAN, Span, SpanKind, Status, StatusCode
 
 from stepwatch import _attributes as attrs
-from stepwatch import _telemetry, semconv
+from stepwatch import _fork, _telemetry, semconv
 from stepwatch._safety import report
-from stepwatch.progress import ExecutionProgress, StepProgress, pace_eta
+from stepwatch.progress import ExecutionProgress, StepProgress, blend_eta
 from stepwatch.progress import keep_steps as select_steps
 from stepwatch.semconv import ExecutionState, Outcome
 
@@ -83,6 +92,12 @@ PROGRESS_EVENT_INTERVAL: Final = 1.0
 MAX_PROGRESS_EVENTS: Final = 64
 """Most ``step.progress`` span events one step span carries."""
 _MAX_CACHED_ATTRIBUTE_SETS: Final = 4096
+MAX_RETRIABLE_STEP_NAMES: Final = 1024
+"""Step names per execution remembered as "may run again" (latest attempt failed or was
+closed early); past it the oldest is forgotten and a later run of it counts as a new step."""
+MAX_STARTED_CARRIERS: Final = 10_000
+"""Enqueues remembered per process, so a carrier started again is known as the next attempt."""
+_GENERATOR_CLOSED: Final = "generator closed by its consumer"
 
 
 # ------------------------------------------------------------------ classification
@@ -176,6 +191,7 @@ class _Run:
         "_ctx",
         "_ended",
         "_explicit",
+        "_generation",
         "_reason",
         "_recording",
         "_started_at",
@@ -193,6 +209,7 @@ class _Run:
     _updated_at: float
     _recording: bool
     _ended: bool
+    _generation: int
     _explicit: Outcome | None
     _reason: str | None
     outcome: Outcome | None
@@ -204,6 +221,7 @@ class _Run:
         self._updated_at = now
         self._recording = recording
         self._ended = False
+        self._generation = _fork.current
         self._explicit = None
         self._reason = None
         self.outcome = None
@@ -230,10 +248,21 @@ class _Run:
     def _close(self, token: Token[Context] | None, exc: BaseException | None) -> None:
         self._deactivate(token)
         if self._recording and not self._ended:
+            if self._generation != _fork.current:
+                # Started before this process was forked: the parent ends it, not us.
+                self._ended = True
+                return
             try:
                 self._finish(exc)
             except Exception:
                 report(f"{self._kind}.finish", "stepwatch: failed to end %s", self, exc_info=True)
+
+    def _close_by_consumer(self, token: Token[Context] | None) -> None:
+        """End a generator its consumer closed after a normal yield: ``skip``, not an error."""
+        if self._explicit is None:
+            self._explicit = Outcome.SKIP
+            self._reason = _GENERATOR_CLOSED
+        self._close(token, None)
 
     _kind = "run"
 
@@ -255,6 +284,9 @@ class _Run:
         return True
 
     def _resolve_outcome(self, exc: BaseException | None) -> tuple[Outcome, str | None]:
+        if self._explicit is Outcome.RETRY:
+            # A retry declared by the engine wins over the exception that carries it.
+            return Outcome.RETRY, None if exc is None else _error_type(exc)
         if exc is not None:
             outcome = classify(exc)
             if outcome in (Outcome.FAILURE, Outcome.TIMEOUT):
@@ -293,6 +325,8 @@ class _Run:
         if exc is not None and outcome in (Outcome.FAILURE, Outcome.TIMEOUT):
             span.record_exception(exc, timestamp=end_ns)
             span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+        elif exc is not None and outcome is Outcome.RETRY:
+            span.record_exception(exc, timestamp=end_ns)  # the attempt's cause; not an error
         elif outcome in (Outcome.FAILURE, Outcome.TIMEOUT):
             span.set_status(Status(StatusCode.ERROR, self._reason or outcome.value))
 
@@ -318,6 +352,7 @@ class Step(_Run):
     __slots__ = (
         "_emitted",
         "_last_emit",
+        "attempt",
         "done",
         "execution",
         "fraction",
@@ -330,6 +365,7 @@ class Step(_Run):
 
     name: str
     step_type: str | None
+    attempt: int
     execution: Execution | None
     fraction: float | None
     done: int | None
@@ -358,14 +394,18 @@ class Step(_Run):
         self.message = None
         self._last_emit = None
         self._emitted = 0
+        self.attempt = 1
+        if execution is not None:
+            execution._step_started(self)  # sets the attempt of a step name run again
+        attributes = spec.span_attributes
+        if self.attempt != 1:
+            attributes = {**attributes, semconv.WORKFLOW_TASK_ATTEMPT: self.attempt}
         span = tel.tracer.start_span(
-            spec.span_name, context=parent_ctx, attributes=spec.span_attributes, start_time=_ns(now)
+            spec.span_name, context=parent_ctx, attributes=attributes, start_time=_ns(now)
         )
         self.span = span
         ctx = trace.set_span_in_context(span, parent_ctx)
         self._ctx = otel_context.set_value(_STEP_KEY, self, ctx)
-        if execution is not None:
-            execution._step_started(self)
         observer = tel.observer
         if observer is not None:
             observer.step_started(self)
@@ -378,6 +418,7 @@ class Step(_Run):
         self.name = name or "step"
         self.step_type = step_type
         self.execution = None
+        self.attempt = 1
         self.fraction = self.done = self.total = None
         self.message = None
         self._last_emit = None
@@ -516,6 +557,7 @@ class Step(_Run):
             duration=None if ended is None else max(ended - self._started_at, 0.0),
             fraction=self.fraction,
             message=self.message,
+            attempt=self.attempt,
         )
 
     def __repr__(self) -> str:
@@ -528,6 +570,14 @@ _INVALID: Final = object()
 def _failed_step(step: Step) -> bool:
     outcome = step.outcome
     return outcome is not None and outcome not in (Outcome.SUCCESS, Outcome.SKIP)
+
+
+_RUNNING_PERCENT_CAP: Final = 99.9
+
+
+def _running_fraction(steps: Iterable[Step]) -> float:
+    """Sum of the fractions running steps reported (a step with none counts 0)."""
+    return sum(s.fraction for s in steps if s.outcome is None and s.fraction is not None)
 
 
 def _progress_fraction(fraction: object, done: object, total: object) -> object:
@@ -575,8 +625,10 @@ class Execution(_Run):
         "_current",
         "_failed",
         "_lock",
+        "_retriable",
         "_running",
         "_steps",
+        "attempt",
         "id",
         "name",
         "queue_wait",
@@ -588,6 +640,7 @@ class Execution(_Run):
 
     id: str
     name: str
+    attempt: int
     total_steps: int | None
     sla: float | None
     sla_violated: bool
@@ -597,6 +650,7 @@ class Execution(_Run):
     _failed: int
     _running: int
     _steps: deque[Step]
+    _retriable: OrderedDict[str, tuple[int, bool]]
     _current: Step | None
     _approval_at: float | None
 
@@ -611,6 +665,7 @@ class Execution(_Run):
         self._init_run(tel, now, recording)
         self.id = execution_id
         self.name = name
+        self.attempt = 1
         self.total_steps = None
         self.sla = None
         self.sla_violated = False
@@ -620,6 +675,7 @@ class Execution(_Run):
         self._failed = 0
         self._running = 0
         self._steps = deque(maxlen=MAX_STEPS_KEPT)
+        self._retriable = OrderedDict()
         self._current = None
         self._approval_at = None
 
@@ -654,14 +710,25 @@ class Execution(_Run):
         self.total_steps = total
         self.sla = spec.sla if spec.sla is not None else tel.default_sla
 
+        told = _resolve(spec.attempt, args, kwargs, "attempt")
+        attempt = attrs.valid_attempt(told)
+        if told is not None and attempt is None:
+            report("execution.attempt", "stepwatch: attempt %r is not an int >= 1", told)
+
         parent = parent_ctx
         enqueued_at: float | None = None
+        consumes_enqueue = False
         if carrier is not None:
             parent, enqueued_at = _extract(carrier, parent_ctx)
+            attempt, consumes_enqueue = _carrier_attempt(carrier, attempt)
+            if not consumes_enqueue:
+                enqueued_at = None  # a wait across earlier attempts is not this attempt's
+        self.attempt = attempt or 1
         span_attributes: dict[str, Any] = {
             **spec.attributes,
             semconv.WORKFLOW_DEFINITION_NAME: name,
             semconv.WORKFLOW_EXECUTION_ID: self.id,
+            semconv.WORKFLOW_EXECUTION_ATTEMPT: self.attempt,
         }
         if total is not None:
             span_attributes[semconv.WORKFLOW_EXECUTION_STEPS_TOTAL] = total
@@ -675,13 +742,15 @@ class Execution(_Run):
             _EXECUTION_KEY, self, trace.set_span_in_context(span, parent)
         )
         started_attributes: dict[str, Any] = {}
-        if enqueued_at is not None:
-            wait = max(now - enqueued_at, 0.0)
-            self.queue_wait = wait
-            started_attributes[semconv.WORKFLOW_EXECUTION_QUEUE_WAIT] = wait
+        if consumes_enqueue:
+            # Each enqueue leaves ``pending`` once: on the first start of its carrier.
             pending = _ACTIVE_ATTRIBUTES.get(name, _PENDING)
-            tel.execution_duration.record(wait, pending)
             tel.execution_active.add(-1, pending)
+            if enqueued_at is not None:
+                wait = max(now - enqueued_at, 0.0)
+                self.queue_wait = wait
+                started_attributes[semconv.WORKFLOW_EXECUTION_QUEUE_WAIT] = wait
+                tel.execution_duration.record(wait, pending)
         if span.is_recording():
             span.add_event(
                 semconv.EventType.EXECUTION_STARTED.value, started_attributes, timestamp=_ns(now)
@@ -713,9 +782,20 @@ class Execution(_Run):
         """When anything about this execution last changed (epoch seconds)."""
         return self._updated_at
 
-    # Step bookkeeping (called by Step, under the execution's lock).
+    # Step bookkeeping (called by Step, under the execution's lock). A step name
+    # whose latest attempt failed (or, for a generator, was closed by its
+    # consumer) may run again: that run is the same step's next attempt, so it
+    # takes the earlier attempt out of the finished counts.
     def _step_started(self, step: Step) -> None:
         with self._lock:
+            earlier = self._retriable.pop(step.name, None)
+            if earlier is not None:
+                attempts, failed = earlier
+                step.attempt = attempts + 1
+                if failed:
+                    self._failed -= 1
+                else:
+                    self._completed -= 1
             self._running += 1
             self._steps.append(step)
             self._current = step
@@ -724,10 +804,16 @@ class Execution(_Run):
     def _step_ended(self, step: Step, outcome: Outcome) -> None:
         with self._lock:
             self._running -= 1
-            if outcome in (Outcome.SUCCESS, Outcome.SKIP):
+            completed = outcome in (Outcome.SUCCESS, Outcome.SKIP)
+            if completed:
                 self._completed += 1
             else:
                 self._failed += 1
+            if not completed or step._reason is _GENERATOR_CLOSED:
+                retriable = self._retriable
+                retriable[step.name] = (step.attempt, not completed)
+                if len(retriable) > MAX_RETRIABLE_STEP_NAMES:
+                    retriable.popitem(last=False)
             if self._current is step:
                 self._current = None
             if step.ended_at is not None:
@@ -794,6 +880,11 @@ class Execution(_Run):
         observer = tel.observer
         if observer is not None:
             observer.execution_ended(self)
+        flush = tel.flush
+        if flush is not None:
+            # Set only in forked children: a fork-per-job worker may leave with
+            # os._exit right after, so what ended goes out now.
+            flush()
 
     # ---------------------------------------------------------------- public API
     def step(self, name: str, *, step_type: str | None = None) -> StepScope:
@@ -836,12 +927,27 @@ class Execution(_Run):
         try:
             if observer is not None:
                 eta = observer.eta(self, now)
-            elif self.total_steps is not None:
-                completed, failed, _ = self.counts()
-                eta = pace_eta(now - self._started_at, completed + failed, self.total_steps)
+            else:
+                done, total = self.work_done()
+                eta = blend_eta(now - self._started_at, done, total, None)
         except Exception:
             report("execution.eta", "stepwatch: ETA estimate failed", exc_info=True)
         return self.snapshot(eta)
+
+    def work_done(self) -> tuple[float, int | None]:
+        """Return ``(steps done, total)``: finished steps plus running steps' reported fractions.
+
+        The total is the declared one, raised to the steps seen when more ran;
+        ``None`` when undeclared.
+        """
+        with self._lock:
+            finished = self._completed + self._failed
+            running = self._running
+            fractions = _running_fraction(self._steps) if running else 0.0
+        total = self.total_steps
+        if total is not None:
+            total = max(total, finished + running)
+        return finished + fractions, total
 
     def snapshot(
         self, eta: float | None = None, *, keep_steps: int | None = None
@@ -857,20 +963,22 @@ class Execution(_Run):
             current = self._current
         total = self.total_steps
         finished = completed + failed
+        if total is not None:
+            total = max(total, finished + running)  # more steps ran than were declared
         outcome = self.outcome
-        running_fraction = sum(
-            s.fraction for s in steps if s.outcome is None and s.fraction is not None
-        )
+        running_fraction = _running_fraction(steps) if running else 0.0
         percent: float | None = None
         pending: int | None = None
         if outcome is Outcome.SUCCESS:
             percent = 100.0
         elif total:
             percent = min(100.0, 100.0 * (finished + running_fraction) / total)
+            if running and percent >= _RUNNING_PERCENT_CAP:
+                percent = _RUNNING_PERCENT_CAP  # never 100 while a step runs
         elif total == 0:
             percent = 100.0 if outcome is not None else 0.0
         if total is not None:
-            pending = max(total - finished - running, 0)
+            pending = total - finished - running
         if outcome is not None:
             eta = 0.0 if outcome is Outcome.SUCCESS else None
         kept = steps if keep_steps is None else select_steps(steps, _failed_step, keep_steps)
@@ -889,6 +997,7 @@ class Execution(_Run):
             updated_at=self._updated_at,
             eta_seconds=eta,
             steps=[s.snapshot() for s in kept],
+            attempt=self.attempt,
         )
 
     def event(self, name: str, **attributes: Any) -> None:
@@ -981,6 +1090,18 @@ class Execution(_Run):
             short = {key.rsplit(".", 1)[-1]: value for key, value in data.items()}
             observer.lifecycle(event_type, self.id, {"name": self.name, **short})
 
+    def retry(self, reason: str | None = None) -> None:
+        """End this attempt as ``retry``: the engine schedules the execution again.
+
+        Wins over an exception the attempt then raises (an engine's retry is
+        often raised): the exception is recorded on the span, its type goes to
+        ``error.type``, and the outcome stays ``retry``. A retried attempt is
+        neither a success nor a failure; the next attempt decides.
+
+        .. versionadded:: 0.2.0
+        """
+        self._set_explicit(Outcome.RETRY, reason, "retry")
+
     def fail(self, reason: str) -> None:
         """End as ``failure`` when the execution returns normally (no raise needed)."""
         self._set_explicit(Outcome.FAILURE, reason, "fail")
@@ -1011,6 +1132,45 @@ def _resolve(value: object, args: tuple[Any, ...], kwargs: dict[str, Any], argum
             exc_info=True,
         )
         return None
+
+
+_started_carriers: OrderedDict[str, int] = OrderedDict()
+_started_lock = threading.Lock()
+
+
+def _reset_started_lock() -> None:
+    global _started_lock  # noqa: PLW0603 - a parent thread may have held it at fork time
+    _started_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_reset_started_lock)
+
+
+def _carrier_attempt(carrier: Mapping[str, Any], told: int | None) -> tuple[int, bool]:
+    """Which attempt a start from ``carrier`` is, and whether it takes the enqueue out of pending.
+
+    The carrier names the attempt it was enqueued for (1 unless the engine
+    re-enqueued with ``enqueue(..., attempt=n)``) and a unique enqueue id. A
+    start the engine did not number is that attempt the first time this
+    process starts the carrier, and the next one after each earlier start
+    here. Only the first start of an enqueue leaves ``pending``: a later
+    attempt from the same carrier (a redelivery, an in-place retry) never
+    does again, so ``pending`` cannot go below zero.
+    """
+    enqueued_for = attrs.valid_attempt(carrier.get(semconv.CARRIER_ATTEMPT)) or 1
+    enqueue_id = carrier.get(semconv.CARRIER_ENQUEUE_ID)
+    earlier: int | None = None
+    if isinstance(enqueue_id, str) and enqueue_id:
+        with _started_lock:
+            earlier = _started_carriers.get(enqueue_id)
+            attempt = told or (enqueued_for if earlier is None else earlier + 1)
+            _started_carriers[enqueue_id] = max(attempt, earlier or 0)
+            _started_carriers.move_to_end(enqueue_id)
+            if len(_started_carriers) > MAX_STARTED_CARRIERS:
+                _started_carriers.popitem(last=False)
+    else:
+        attempt = told or enqueued_for
+    return attempt, earlier is None and attempt <= enqueued_for
 
 
 def _extract(carrier: Mapping[str, Any], parent: Context) -> tuple[Context, float | None]:
@@ -1143,8 +1303,10 @@ class ExecutionScope(_Scope[Execution]):
         sla: float | None = None,
         attributes: Mapping[str, Any] | None = None,
         carrier: Mapping[str, str] | Callable[..., Mapping[str, str]] | None = None,
+        attempt: int | Callable[..., int] | None = None,
     ) -> None:
         self.name = attrs.check_name(name, "name")
+        self.attempt = attrs.check_attempt(attempt)
         if isinstance(execution_id, str):
             attrs.check_name(execution_id, "execution_id")
         self.execution_id = attrs.check_callable_or(
@@ -1164,6 +1326,7 @@ class ExecutionScope(_Scope[Execution]):
             sla=self.sla,
             attributes=self.attributes,
             carrier=self.carrier,  # type: ignore[arg-type]
+            attempt=self.attempt,
         )
 
     def _begin(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Execution | None:
@@ -1314,14 +1477,14 @@ def _generator_wrapper(begin: _Begin) -> Callable[..., Any]:
             try:
                 to_send = yield item
                 to_throw = None
-            except GeneratorExit as closing:
+            except GeneratorExit:
                 token = run._activate()
                 try:
                     generator.close()
                 except BaseException as exc:
                     run._close(token, exc)
                     raise
-                run._close(token, closing)
+                run._close_by_consumer(token)
                 raise
             except BaseException as exc:
                 to_send, to_throw = None, exc
@@ -1358,14 +1521,14 @@ def _async_generator_wrapper(begin: _Begin) -> Callable[..., Any]:
             try:
                 to_send = yield item
                 to_throw = None
-            except GeneratorExit as closing:
+            except GeneratorExit:
                 token = run._activate()
                 try:
                     await generator.aclose()
                 except BaseException as exc:
                     run._close(token, exc)
                     raise
-                run._close(token, closing)
+                run._close_by_consumer(token)
                 raise
             except BaseException as exc:
                 to_send, to_throw = None, exc
@@ -1385,6 +1548,7 @@ def execution(
     sla: float | None = None,
     attributes: Mapping[str, Any] | None = None,
     carrier: Mapping[str, str] | Callable[..., Mapping[str, str]] | None = None,
+    attempt: int | Callable[..., int] | None = None,
 ) -> ExecutionScope: ...
 def execution(
     name: Any = None,
@@ -1394,6 +1558,7 @@ def execution(
     sla: float | None = None,
     attributes: Mapping[str, Any] | None = None,
     carrier: Mapping[str, str] | Callable[..., Mapping[str, str]] | None = None,
+    attempt: int | Callable[..., int] | None = None,
 ) -> Any:
     """Instrument an execution: a decorator (bare or called) and a sync/async context manager.
 
@@ -1409,6 +1574,10 @@ def execution(
         attributes: Static attributes for the execution span (not metrics).
         carrier: The dict :func:`enqueue` returned (or a callable returning
             it): continues that trace and records the queue wait.
+        attempt: The 1-based attempt number (an int >= 1 or a callable like
+            ``execution_id``), on the span as ``workflow.execution.attempt``.
+            Default: 1, or, for a carrier this process started before, the
+            next attempt. See ``docs/processes.md``.
 
     Returns:
         An :class:`ExecutionScope`; entering it yields an :class:`Execution`.
@@ -1428,6 +1597,7 @@ def execution(
         sla=sla,
         attributes=attributes,
         carrier=carrier,
+        attempt=attempt,
     )
 
 
@@ -1492,6 +1662,7 @@ def enqueue(
     execution_id: str,
     carrier: MutableMapping[str, str] | None = None,
     queue: str = "default",
+    attempt: int = 1,
 ) -> dict[str, str]:
     """Record that an execution was queued and return a carrier to start it with.
 
@@ -1507,6 +1678,9 @@ def enqueue(
         execution_id: The id the execution will run under.
         carrier: A dict to write into (e.g. message headers); default a new one.
         queue: The queue's name (span attribute only, not a metric dimension).
+        attempt: The attempt this enqueue is for: an engine that re-enqueues a
+            failed execution passes its next attempt number, so that attempt's
+            queue wait starts here and it leaves ``pending`` once.
 
     Returns:
         A plain ``dict[str, str]`` (the given carrier's contents plus stepwatch's
@@ -1535,6 +1709,10 @@ def enqueue(
         )
         return result
     queue_name = queue if isinstance(queue, str) and queue else "default"
+    for_attempt = attrs.valid_attempt(attempt)
+    if for_attempt is None:
+        report("enqueue.attempt", "stepwatch: enqueue attempt %r is not an int >= 1", attempt)
+        for_attempt = 1
     try:
         tel = _telemetry.current()
         now = tel.clock()
@@ -1542,6 +1720,8 @@ def enqueue(
         result[semconv.CARRIER_EXECUTION_ID] = execution_id
         result[semconv.CARRIER_NAME] = name
         result[semconv.CARRIER_QUEUE] = queue_name
+        result[semconv.CARRIER_ATTEMPT] = str(for_attempt)
+        result[semconv.CARRIER_ENQUEUE_ID] = uuid.uuid4().hex
         if otel_context.get_value(_SUPPRESS_KEY):
             return result
         at = _ns(now)
@@ -1552,6 +1732,7 @@ def enqueue(
                 semconv.WORKFLOW_DEFINITION_NAME: name,
                 semconv.WORKFLOW_EXECUTION_ID: execution_id,
                 semconv.WORKFLOW_EXECUTION_QUEUE: queue_name,
+                semconv.WORKFLOW_EXECUTION_ATTEMPT: for_attempt,
             },
             start_time=at,
         )

@@ -54,8 +54,10 @@ class StepProgress:
         duration: Seconds, ``None`` while running.
         fraction: Last reported progress in [0, 1], or ``None``.
         message: Last reported progress message, or ``None``.
+        attempt: 1, or the attempt of a step name run again after it failed.
 
     .. versionadded:: 0.1.0
+    .. versionchanged:: 0.2.0 ``attempt``.
     """
 
     name: str
@@ -66,6 +68,7 @@ class StepProgress:
     duration: float | None = None
     fraction: float | None = None
     message: str | None = None
+    attempt: int = 1
 
     def to_dict(self) -> dict[str, Any]:
         """Return JSON-ready values (ISO 8601 timestamps)."""
@@ -81,21 +84,26 @@ class ExecutionProgress:
         execution_id: The execution id.
         name: The execution (definition) name.
         state: ``"pending"``, ``"executing"`` or the final outcome value.
-        total_steps: Declared total, or ``None`` when unknown.
+        total_steps: Declared total (raised to the steps seen when more
+            ran), or ``None`` when unknown. When known,
+            ``completed + failed + running + pending == total``.
         completed_steps: Steps that ended in success or skip.
-        failed_steps: Steps that ended in failure, timeout or cancellation.
+        failed_steps: Steps that ended in failure, timeout or cancellation
+            (a step name run again after failing counts once: its latest attempt).
         running_steps: Steps running now.
         pending_steps: Steps not started yet (``None`` when the total is unknown).
         percent: 0-100 (finished steps plus running steps' reported
             fractions, over the total), ``None`` when the total is unknown;
-            100 after a successful end.
+            below 100 while a step runs, 100 after a successful end.
         current_step: Name of the most recently started running step.
         started_at: When it started running (``None`` while pending).
         updated_at: Last change.
         eta_seconds: Estimated seconds to completion, ``None`` when unknown.
         steps: The most recent steps (bounded; see ``docs/progress.md``).
+        attempt: The execution's attempt number (1 for a first run).
 
     .. versionadded:: 0.1.0
+    .. versionchanged:: 0.2.0 ``attempt``.
     """
 
     execution_id: str
@@ -112,6 +120,7 @@ class ExecutionProgress:
     updated_at: float
     eta_seconds: float | None
     steps: list[StepProgress] = field(default_factory=list)
+    attempt: int = 1
 
     def to_dict(self) -> dict[str, Any]:
         """Return JSON-ready values (ISO 8601 timestamps, enum values as strings)."""
@@ -119,16 +128,19 @@ class ExecutionProgress:
         return result
 
 
-def pace_eta(elapsed: float, finished: float, total: int) -> float | None:
+def pace_eta(elapsed: float, done: float, total: int) -> float | None:
     """Estimate the seconds left from the run's own pace.
 
-    ``elapsed / finished`` seconds per step times the steps left; ``None``
-    before any step has finished (nothing to extrapolate from).
+    ``elapsed / done`` seconds per step times the steps left, where ``done``
+    counts finished steps plus the fractions running steps reported. ``None``
+    before any work is done (nothing to extrapolate from) and when no work is
+    left while the execution still runs (the end is not known yet: an ETA of
+    0 is only ever given once it has succeeded).
     """
-    if finished <= 0 or elapsed < 0:
+    remaining = total - done
+    if done <= 0 or elapsed < 0 or remaining <= 0:
         return None
-    remaining = max(total - finished, 0.0)
-    return elapsed / finished * remaining
+    return elapsed / done * remaining
 
 
 def blend_eta(
@@ -308,12 +320,9 @@ class ProgressTracker:
 
     def eta(self, execution: Execution, now: float) -> float | None:
         """Seconds left for a running execution (see :func:`blend_eta`)."""
-        completed, failed, _ = execution.counts()
+        done, total = execution.work_done()
         return blend_eta(
-            now - execution.started_at,
-            completed + failed,
-            execution.total_steps,
-            self.typical_duration(execution.name),
+            now - execution.started_at, done, total, self.typical_duration(execution.name)
         )
 
     def get(self, execution_id: str) -> ExecutionProgress | None:

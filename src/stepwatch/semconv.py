@@ -21,13 +21,16 @@ from opentelemetry.semconv.attributes.error_attributes import ERROR_TYPE
 
 __all__ = [
     "APPROVAL_METRIC_ATTRIBUTES",
+    "CARRIER_ATTEMPT",
     "CARRIER_ENQUEUED_AT",
+    "CARRIER_ENQUEUE_ID",
     "CARRIER_EXECUTION_ID",
     "CARRIER_NAME",
     "CARRIER_QUEUE",
     "ERROR_TYPE",
     "ERROR_TYPE_OTHER",
     "EXECUTION_METRIC_ATTRIBUTES",
+    "FINAL_OUTCOMES",
     "INSTRUMENTATION_SCOPE",
     "METRICS",
     "SPAN_ENQUEUE",
@@ -73,11 +76,15 @@ WORKFLOW_EXECUTION_SLA: Final = "workflow.execution.sla"
 WORKFLOW_EXECUTION_DURATION: Final = "workflow.execution.duration"
 WORKFLOW_EXECUTION_QUEUE_WAIT: Final = "workflow.execution.queue_wait"
 WORKFLOW_EXECUTION_OUTCOME_REASON: Final = "workflow.execution.outcome.reason"
+WORKFLOW_EXECUTION_ATTEMPT: Final = "workflow.execution.attempt"
+"""1-based attempt number of an execution run (span attribute only, never on metrics)."""
 
 WORKFLOW_TASK_NAME: Final = "workflow.task.name"
 WORKFLOW_TASK_TYPE: Final = "workflow.task.type"
 WORKFLOW_TASK_OUTCOME: Final = "workflow.task.outcome"
 WORKFLOW_TASK_OUTCOME_REASON: Final = "workflow.task.outcome.reason"
+WORKFLOW_TASK_ATTEMPT: Final = "workflow.task.attempt"
+"""1-based attempt of a step name run again in one execution after it failed (span only)."""
 WORKFLOW_TASK_PROGRESS: Final = "workflow.task.progress"
 WORKFLOW_TASK_PROGRESS_DONE: Final = "workflow.task.progress.done"
 WORKFLOW_TASK_PROGRESS_TOTAL: Final = "workflow.task.progress.total"
@@ -101,6 +108,11 @@ CARRIER_ENQUEUED_AT: Final = "stepwatch-enqueued-at"
 CARRIER_EXECUTION_ID: Final = "stepwatch-execution-id"
 CARRIER_NAME: Final = "stepwatch-definition-name"
 CARRIER_QUEUE: Final = "stepwatch-queue"
+CARRIER_ATTEMPT: Final = "stepwatch-attempt"
+"""The attempt an enqueue was for (``enqueue(..., attempt=n)``; 1 when not given)."""
+CARRIER_ENQUEUE_ID: Final = "stepwatch-enqueue-id"
+"""A unique id per :func:`stepwatch.enqueue` call: a process that starts the same
+carrier again knows it is the next attempt of the same enqueue."""
 
 
 # ------------------------------------------------------------------------- enums
@@ -111,9 +123,14 @@ class Outcome(enum.StrEnum):
     (``asyncio.CancelledError``, ``concurrent.futures.CancelledError``,
     ``KeyboardInterrupt``, ``SystemExit``, ``GeneratorExit``) are
     ``CANCELLATION``; any other exception is ``FAILURE``. ``SKIP`` is only ever
-    set explicitly with :meth:`stepwatch.Step.skip`.
+    set explicitly with :meth:`stepwatch.Step.skip`. ``RETRY`` marks an
+    execution attempt that ends by being scheduled again
+    (:meth:`stepwatch.Execution.retry`, or an engine's retry exception mapped
+    by an integration): neither a success nor a failure, it is left out of the
+    failure and timeout rates, which count final outcomes.
 
     .. versionadded:: 0.1.0
+    .. versionchanged:: 0.2.0 ``RETRY``.
     """
 
     SUCCESS = "success"
@@ -121,6 +138,11 @@ class Outcome(enum.StrEnum):
     TIMEOUT = "timeout"
     CANCELLATION = "cancellation"
     SKIP = "skip"
+    RETRY = "retry"
+
+
+FINAL_OUTCOMES: Final = frozenset(o for o in Outcome if o is not Outcome.RETRY)
+"""Outcomes that end an execution for good (every one but ``RETRY``)."""
 
 
 class ExecutionState(enum.StrEnum):
@@ -150,6 +172,7 @@ class EventType(enum.StrEnum):
     EXECUTION_FAILED = "execution.failed"
     EXECUTION_CANCELLED = "execution.cancelled"
     EXECUTION_TIMEOUT = "execution.timeout"
+    EXECUTION_RETRIED = "execution.retried"
     STEP_STARTED = "step.started"
     STEP_COMPLETED = "step.completed"
     STEP_FAILED = "step.failed"
@@ -169,6 +192,7 @@ EXECUTION_END_EVENTS: Final[dict[Outcome, EventType]] = {
     Outcome.TIMEOUT: EventType.EXECUTION_TIMEOUT,
     Outcome.CANCELLATION: EventType.EXECUTION_CANCELLED,
     Outcome.SKIP: EventType.EXECUTION_COMPLETED,
+    Outcome.RETRY: EventType.EXECUTION_RETRIED,
 }
 """The lifecycle event that ends an execution of each outcome."""
 
@@ -178,6 +202,7 @@ STEP_END_EVENTS: Final[dict[Outcome, EventType]] = {
     Outcome.FAILURE: EventType.STEP_FAILED,
     Outcome.TIMEOUT: EventType.STEP_FAILED,
     Outcome.CANCELLATION: EventType.STEP_FAILED,
+    Outcome.RETRY: EventType.STEP_FAILED,
 }
 """The lifecycle event that ends a step of each outcome (the outcome rides in its data)."""
 

@@ -137,12 +137,13 @@ class MetricsSummary:
     Attributes:
         window: The window in seconds.
         name: The execution name it is limited to, or ``None`` for all.
-        total: Executions that ended in the window.
+        total: Execution attempts that ended in the window (retried ones included).
         outcomes: Counts by outcome value (every outcome present, zeros included).
-        success_rate: Ratio 0-1, ``None`` when ``total`` is 0 (likewise the others).
-        failure_rate: Ratio 0-1.
-        timeout_rate: Ratio 0-1.
-        cancellation_rate: Ratio 0-1.
+        success_rate: Ratio 0-1 of final outcomes (attempts that were not
+            retried), ``None`` when there is none (likewise the next three).
+        failure_rate: Ratio 0-1 of final outcomes.
+        timeout_rate: Ratio 0-1 of final outcomes.
+        cancellation_rate: Ratio 0-1 of final outcomes.
         duration: Run durations of executions that ended.
         queue_wait: Queue waits of executions that started.
         steps: Per step type (steps without one under ``"unspecified"``).
@@ -150,8 +151,11 @@ class MetricsSummary:
         active_executions: Executions running now.
         queue_depth: Executions queued now (from ``observe_queue_depth``
             callbacks when any, else from ``workflow.execution.active{state=pending}``).
+        retry_rate: Ratio 0-1 of the attempts that ended by being scheduled
+            again (``retry``), ``None`` when ``total`` is 0.
 
     .. versionadded:: 0.1.0
+    .. versionchanged:: 0.2.0 ``retry_rate``; the other rates count final outcomes only.
     """
 
     window: float
@@ -168,6 +172,7 @@ class MetricsSummary:
     sla: SLAStats = field(default_factory=lambda: SLAStats(0, None))
     active_executions: int = 0
     queue_depth: int = 0
+    retry_rate: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Return JSON-ready values."""
@@ -203,6 +208,8 @@ def summarize(
         outcome = str(values.get(semconv.WORKFLOW_EXECUTION_OUTCOME, Outcome.FAILURE.value))
         outcomes[outcome] = outcomes.get(outcome, 0) + round(count)
     total = sum(outcomes.values())
+    retries = outcomes[Outcome.RETRY.value]
+    final = total - retries
 
     step_outcomes: dict[str, dict[str, int]] = {}
     for attributes, count in reader.counts(semconv.TASK_DURATION.name, window).items():
@@ -248,10 +255,10 @@ def summarize(
         name=name,
         total=total,
         outcomes=outcomes,
-        success_rate=_ratio(outcomes[Outcome.SUCCESS.value], total),
-        failure_rate=_ratio(outcomes[Outcome.FAILURE.value], total),
-        timeout_rate=_ratio(outcomes[Outcome.TIMEOUT.value], total),
-        cancellation_rate=_ratio(outcomes[Outcome.CANCELLATION.value], total),
+        success_rate=_ratio(outcomes[Outcome.SUCCESS.value], final),
+        failure_rate=_ratio(outcomes[Outcome.FAILURE.value], final),
+        timeout_rate=_ratio(outcomes[Outcome.TIMEOUT.value], final),
+        cancellation_rate=_ratio(outcomes[Outcome.CANCELLATION.value], final),
         duration=DurationStats.from_histogram(
             reader.histogram(
                 semconv.EXECUTION_DURATION.name,
@@ -272,4 +279,5 @@ def summarize(
         sla=SLAStats(violations, None if total == 0 else max(0.0, 1 - violations / total)),
         active_executions=max(0, round(active)),
         queue_depth=max(0, math.floor(depth)),
+        retry_rate=_ratio(retries, total),
     )
