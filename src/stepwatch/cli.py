@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from stepwatch.semconv import EXECUTION_END_EVENTS, EventType
+from stepwatch.semconv import EXECUTION_END_EVENTS
 from stepwatch.version import __version__
 
 if TYPE_CHECKING:
