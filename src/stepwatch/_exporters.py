@@ -1,29 +1,58 @@
-"""Exporter wrappers that report each export's result to the Monitor (TelemetryExportFailing)."""
+"""Exporter wrappers that report each export's result to the Monitor (TelemetryExportFailing).
+
+Both know which fork of the process built them (see :mod:`stepwatch._pipeline`):
+in a forked child the span exporter wrapper builds a fresh exporter (the
+inherited one shares the parent's connections), and the metric exporter
+wrapper exports nothing (its provider holds the parent's metric state).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult, MetricsData
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
+from stepwatch import _fork
 from stepwatch.health import ExportStatus
 
 __all__ = ["DropCountingBatchSpanProcessor", "ObservedMetricExporter", "ObservedSpanExporter"]
 
 
 class ObservedSpanExporter(SpanExporter):
-    """Delegates to ``exporter`` and records whether each export succeeded."""
+    """Delegates to ``exporter`` and records whether each export succeeded.
 
-    def __init__(self, exporter: SpanExporter, status: ExportStatus) -> None:
+    Args:
+        exporter: The exporter to delegate to.
+        status: Where results are recorded.
+        factory: Builds a replacement for ``exporter`` in a forked child
+            (without one, the child keeps using ``exporter``).
+    """
+
+    def __init__(
+        self,
+        exporter: SpanExporter,
+        status: ExportStatus,
+        factory: Callable[[], SpanExporter] | None = None,
+    ) -> None:
         self.exporter = exporter
         self._status = status
+        self._factory = factory
+        self._generation = _fork.current
+
+    def _current(self) -> SpanExporter:
+        if self._generation != _fork.current:
+            self._generation = _fork.current
+            if self._factory is not None:
+                self.exporter = self._factory()
+        return self.exporter
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        exporter = self._current()
         try:
-            result = self.exporter.export(spans)
+            result = exporter.export(spans)
         except Exception as exc:
             self._status.record(False, f"{type(exc).__name__}: {exc}")
             raise
@@ -31,10 +60,10 @@ class ObservedSpanExporter(SpanExporter):
         return result
 
     def shutdown(self) -> None:
-        self.exporter.shutdown()
+        self._current().shutdown()
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
-        return self.exporter.force_flush(timeout_millis)
+        return self._current().force_flush(timeout_millis)
 
 
 class ObservedMetricExporter(MetricExporter):
@@ -47,10 +76,17 @@ class ObservedMetricExporter(MetricExporter):
         )
         self.exporter = exporter
         self._status = status
+        self._generation = _fork.current
+
+    def _inherited(self) -> bool:
+        """Whether this process is a fork of the one that built it (then it exports nothing)."""
+        return self._generation != _fork.current
 
     def export(
         self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
     ) -> MetricExportResult:
+        if self._inherited():
+            return MetricExportResult.SUCCESS  # the parent's state: never exported again
         try:
             result = self.exporter.export(metrics_data, timeout_millis=timeout_millis, **kwargs)
         except Exception as exc:
@@ -60,9 +96,13 @@ class ObservedMetricExporter(MetricExporter):
         return result
 
     def force_flush(self, timeout_millis: float = 10_000) -> bool:
+        if self._inherited():
+            return True
         return self.exporter.force_flush(timeout_millis=timeout_millis)
 
     def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
+        if self._inherited():
+            return  # the parent's exporter and connections: not the child's to close
         self.exporter.shutdown(timeout_millis=timeout_millis, **kwargs)
 
 

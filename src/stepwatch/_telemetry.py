@@ -85,6 +85,8 @@ def build(
     clock: Clock | None = None,
     observer: Observer | None = None,
     default_sla: float | None = None,
+    *,
+    flush: Callable[[], None] | None = None,
 ) -> Telemetry:
     """Create the tracer and instruments stepwatch emits through.
 
@@ -115,6 +117,7 @@ def build(
         clock=clock or time.time,
         observer=observer,
         default_sla=default_sla,
+        flush=flush,
     )
 
 

@@ -16,7 +16,9 @@ Configuration:
 - Endpoints, headers, timeouts, compression, certificates and metric
   temporality: read by the OTLP exporters themselves from their standard variables.
 - Resource: ``service_name`` (when given) over ``OTEL_SERVICE_NAME`` over
-  ``OTEL_RESOURCE_ATTRIBUTES``, as :meth:`Resource.create` merges them.
+  ``OTEL_RESOURCE_ATTRIBUTES``, as :meth:`Resource.create` merges them; a
+  random ``service.instance.id`` unless those set one (a forked child always
+  gets a new one: see ``docs/processes.md``).
 - Sampler: ``OTEL_TRACES_SAMPLER`` / ``OTEL_TRACES_SAMPLER_ARG``, read by the
   SDK's ``TracerProvider``.
 - Export interval: ``OTEL_METRIC_EXPORT_INTERVAL``, read by the SDK.
@@ -24,29 +26,19 @@ Configuration:
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
-from typing import Any
+import sys
 
 from opentelemetry import metrics, trace
 from opentelemetry.metrics import MeterProvider
-from opentelemetry.sdk.metrics import MeterProvider as SdkMeterProvider
-from opentelemetry.sdk.metrics.export import (
-    ConsoleMetricExporter,
-    MetricExporter,
-    MetricReader,
-    PeriodicExportingMetricReader,
-)
-from opentelemetry.sdk.resources import SERVICE_NAME, Resource
-from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
+from opentelemetry.sdk.metrics.export import ConsoleMetricExporter, MetricExporter
+from opentelemetry.sdk.resources import SERVICE_INSTANCE_ID, SERVICE_NAME, Resource
 from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SpanExporter
 from opentelemetry.trace import TracerProvider
 
-from stepwatch._exporters import (
-    DropCountingBatchSpanProcessor,
-    ObservedMetricExporter,
-    ObservedSpanExporter,
-)
+from stepwatch._pipeline import Pipeline, new_instance_id
 from stepwatch.health import ExportStatus, Rules
 from stepwatch.monitor import Monitor
 
@@ -173,61 +165,55 @@ def configure(
     kind = _choose_exporter(exporter)
     if service_name is not None and (not isinstance(service_name, str) or not service_name):
         raise TypeError("service_name must be a non-empty string or None")
-    resource: Resource | None = None
-
-    def get_resource() -> Resource:
-        nonlocal resource
-        if resource is None:
-            resource = Resource.create({SERVICE_NAME: service_name} if service_name else {})
-        return resource
-
-    # Exporters are built first and handed to the providers at construction:
-    # MeterProvider.force_flush() and shutdown() only reach the readers it was
-    # constructed with. Each is wrapped so the Monitor sees its results.
-    status = ExportStatus()
-    owned: list[Any] = []
-    exporters: list[SpanExporter | MetricExporter] = []
-    built_tracer = tracer_provider is None
-    if tracer_provider is None:
-        sdk_tracer_provider = SdkTracerProvider(resource=get_resource())
-        if kind != "none":
-            span_exporter = _span_exporter(kind)
-            exporters.append(span_exporter)
-            sdk_tracer_provider.add_span_processor(
-                DropCountingBatchSpanProcessor(ObservedSpanExporter(span_exporter, status), status)
-            )
-        owned.append(sdk_tracer_provider)
-        tracer_provider = sdk_tracer_provider
-    built_meter = meter_provider is None
-    if meter_provider is None:
-        readers: list[MetricReader] = []
-        if kind != "none":
-            metric_exporter = _metric_exporter(kind)
-            exporters.append(metric_exporter)
-            readers.append(
-                PeriodicExportingMetricReader(ObservedMetricExporter(metric_exporter, status))
-            )
-        sdk_meter_provider = SdkMeterProvider(resource=get_resource(), metric_readers=readers)
-        owned.append(sdk_meter_provider)
-        meter_provider = sdk_meter_provider
-
-    monitor = Monitor(
-        tracer_provider=tracer_provider,
-        meter_provider=meter_provider,
-        rules=rules,
-        export_status=status,
+    if rules is not None and not isinstance(rules, Rules):
+        raise TypeError(f"rules must be a stepwatch.Rules, got {type(rules).__name__}")
+    attributes: dict[str, str] = {SERVICE_NAME: service_name} if service_name else {}
+    resource = Resource.create(attributes)
+    if SERVICE_INSTANCE_ID not in resource.attributes:
+        # Each process is its own telemetry source (a forked child gets another).
+        resource = resource.merge(Resource({SERVICE_INSTANCE_ID: new_instance_id()}))
+    exporting = kind != "none"
+    pipeline = Pipeline(
+        resource=resource,
+        status=ExportStatus(),
+        span_exporter=functools.partial(_span_exporter, kind) if exporting else None,
+        metric_exporter=functools.partial(_metric_exporter, kind) if exporting else None,
+        build_tracer=tracer_provider is None,
+        build_meter=meter_provider is None,
+        export_timeout=_export_timeout(),
     )
-    monitor._owned_providers.extend(owned)
-    if exporters:
-        monitor.shutdown_timeout = _export_timeout()
-    monitor.exporters = tuple(exporters)
+    monitor = Monitor(
+        tracer_provider=tracer_provider or pipeline.tracer_provider,
+        meter_provider=meter_provider or pipeline.meter_provider,
+        rules=rules,
+        pipeline=pipeline,
+    )
     if set_global:
-        if built_tracer and isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
-            trace.set_tracer_provider(tracer_provider)
-        if built_meter and _global_meter_provider_unset():
-            metrics.set_meter_provider(meter_provider)
+        if pipeline.tracer_provider is not None and isinstance(
+            trace.get_tracer_provider(), trace.ProxyTracerProvider
+        ):
+            trace.set_tracer_provider(pipeline.tracer_provider)
+        if pipeline.meter_provider is not None and _global_meter_provider_unset():
+            metrics.set_meter_provider(pipeline.meter_provider)
         monitor.install()
+    _flush_at_multiprocessing_exit(monitor)
     return monitor
+
+
+def _flush_at_multiprocessing_exit(monitor: Monitor) -> None:
+    """In a ``multiprocessing`` child, shut the Monitor down (flushing) when the child ends.
+
+    Such a child (spawn, forkserver or fork start method; ``Pool`` and
+    ``ProcessPoolExecutor`` workers) leaves with ``os._exit`` after its
+    target returns: atexit handlers, where the SDK flushes, never run, but
+    ``multiprocessing``'s own finalizers do.
+    """
+    module = sys.modules.get("multiprocessing")
+    if module is None or module.parent_process() is None:
+        return
+    from multiprocessing import util  # noqa: PLC0415 - only in multiprocessing children
+
+    util.Finalize(monitor, monitor.shutdown, exitpriority=10)
 
 
 def _global_meter_provider_unset() -> bool:

@@ -43,14 +43,13 @@ from threading import Lock
 from types import TracebackType
 from typing import Any, Final, Generic, TypeVar, cast, overload
 
-import wrapt
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.context import Context
 from opentelemetry.trace import INVALID_SPAN, Span, SpanKind, Status, StatusCode
 
 from stepwatch import _attributes as attrs
-from stepwatch import _fork, _telemetry, semconv
+from stepwatch import _fork, _pickling, _telemetry, semconv
 from stepwatch._safety import report
 from stepwatch.progress import ExecutionProgress, StepProgress, blend_eta
 from stepwatch.progress import keep_steps as select_steps
@@ -1239,7 +1238,7 @@ class _Scope(Generic[_H]):
             wrapper = _generator_wrapper(begin)
         else:
             wrapper = _function_wrapper(begin)
-        decorated: Any = wrapt.FunctionWrapper(cast(Any, wrapped), wrapper)
+        decorated: Any = _pickling.decorate(wrapped, wrapper, scope)
         return cast(_T, decorated)
 
     # ---------------------------------------------------------- context manager

@@ -62,6 +62,7 @@ from stepwatch.summary import MetricsSummary, summarize
 from stepwatch.version import __version__
 
 if TYPE_CHECKING:
+    from stepwatch._pipeline import Pipeline
     from stepwatch.http import ServerHandle
     from stepwatch.instrument import Execution, Step
 
@@ -108,8 +109,11 @@ class Monitor:
         max_events: Events kept in the history.
         max_subscriber_queue: Undelivered events kept per subscriber.
         export_status: Where exporters report their results (for
-            ``TelemetryExportFailing``); :func:`stepwatch.configure` passes the
-            one its exporters report to. Default: a fresh one nothing reports to.
+            ``TelemetryExportFailing``). Default: the pipeline's, else a fresh
+            one nothing reports to.
+        pipeline: The providers :func:`stepwatch.configure` built. The Monitor
+            owns them: it shuts them down, and rebuilds them in a forked child
+            (see ``docs/processes.md``).
 
     Raises:
         TypeError: ``clock`` is not callable or ``rules`` is not a ``Rules``.
@@ -133,6 +137,7 @@ class Monitor:
         max_events: int = DEFAULT_MAX_HISTORY,
         max_subscriber_queue: int = DEFAULT_MAX_QUEUE,
         export_status: ExportStatus | None = None,
+        pipeline: Pipeline | None = None,
     ) -> None:
         if clock is not None and not callable(clock):
             raise TypeError(f"clock must be a zero-argument callable, got {type(clock).__name__}")
@@ -142,12 +147,15 @@ class Monitor:
         self.rules: Rules = rules or Rules()
         self.tracker = ProgressTracker(self.clock, retention=retention, max_finished=max_finished)
         self.bus = EventBus(self.clock, max_history=max_events, max_queue=max_subscriber_queue)
-        self._owned_providers: list[Any] = []
-        self.shutdown_timeout: float | None = None
+        self._pipeline = pipeline
+        self._owned_providers: list[Any] = list(pipeline.owned) if pipeline else []
+        self.shutdown_timeout: float | None = (
+            pipeline.export_timeout if pipeline is not None and pipeline.exporters else None
+        )
         """Default deadline (seconds) of :meth:`shutdown`; ``None`` waits as long as it takes."""
-        self.exporters: tuple[object, ...] = ()
+        self.exporters: tuple[object, ...] = pipeline.exporters if pipeline else ()
         """The span and metric exporters :func:`stepwatch.configure` built (empty otherwise)."""
-        self.export_status = export_status or ExportStatus()
+        self.export_status = export_status or (pipeline.status if pipeline else ExportStatus())
         """Results of the exporters ``configure()`` built (for ``TelemetryExportFailing``)."""
         self.reader = HealthMetricReader(self.clock, window=self.rules.window)
         """The :class:`~stepwatch.reader.HealthMetricReader` behind ``summary()`` and the rules."""
@@ -164,12 +172,20 @@ class Monitor:
             self.export_status,
             self._observed_queue_depth,
         )
-        self._telemetry = _telemetry.build(
-            tracer_provider, self.meter_provider, self.clock, self, self.rules.sla
-        )
+        self._telemetry = self._build_telemetry()
         self._loop: _EvaluationLoop | None = None
         self._closed = False
         _LIVE_MONITORS.add(self)
+
+    def _build_telemetry(self, flush: Callable[[], None] | None = None) -> _telemetry.Telemetry:
+        return _telemetry.build(
+            self.tracer_provider,
+            self.meter_provider,
+            self.clock,
+            self,
+            self.rules.sla,
+            flush=flush,
+        )
 
     def _after_fork_in_child(self) -> None:
         """Engines fork workers: the child starts clean where threads and locks are concerned.
@@ -179,16 +195,53 @@ class Monitor:
         forgets the parent's running executions and subscribers, and (if the
         parent's loop ran) starts its own evaluation loop. The history of
         finished executions and events is kept.
+
+        Telemetry: providers ``configure()`` built are rebuilt (a new telemetry
+        source with its own ``service.instance.id`` that exports only what it
+        records, on locks no parent thread can hold), and every execution that
+        ends in the child is flushed to the exporters at once, since a
+        fork-per-job worker may leave with ``os._exit`` right after.
         """
         self.tracker.after_fork_in_child()
         self.bus.after_fork_in_child()
         self.reader.after_fork_in_child()
         self._evaluator.after_fork_in_child()
+        pipeline = self._pipeline
+        if pipeline is not None and pipeline.respawn():
+            self._owned_providers = list(pipeline.owned)
+            self.exporters = pipeline.exporters
+            self.tracer_provider = pipeline.tracer_provider or self.tracer_provider
+            if pipeline.meter_provider is not None:
+                self.meter_provider = self._attach_reader(pipeline.meter_provider, fresh=True)
+                self._evaluator.reader = self.reader
+                if self._queue_callbacks:
+                    self._create_queue_gauge()
+        installed = self.installed
+        self._telemetry = self._build_telemetry(flush=self._flush_now)
+        if installed:
+            _telemetry.install(self._telemetry)
         loop = self._loop
         if loop is not None:
             loop.after_fork_in_child()
 
-    def _attach_reader(self, provider: MeterProvider | None) -> MeterProvider:
+    def _flush_now(self) -> None:
+        """Push what ended to the exporters (forked children, after each execution)."""
+        timeout_millis = (self.shutdown_timeout or 10.0) * 1000
+        for provider in (self.tracer_provider, self.meter_provider):
+            flush = getattr(provider, "force_flush", None)
+            if flush is None:
+                continue
+            try:
+                flush(timeout_millis)
+            except Exception:
+                report("monitor.flush", "stepwatch: flushing telemetry failed", exc_info=True)
+
+    def _attach_reader(
+        self, provider: MeterProvider | None, *, fresh: bool = False
+    ) -> MeterProvider:
+        if fresh:
+            # A forked child's new provider: a new reader, free of the parent's windows.
+            self.reader = HealthMetricReader(self.clock, window=self.rules.window)
         if provider is None:
             global_provider = metrics.get_meter_provider()
             if not isinstance(global_provider, SdkMeterProvider):
@@ -426,15 +479,18 @@ class Monitor:
             raise ValueError(f"queue must be a non-empty string, got {queue!r}")
         self._queue_callbacks[queue] = callback
         if self._queue_gauge is None:
-            meter = metrics.get_meter(
-                semconv.INSTRUMENTATION_SCOPE, __version__, meter_provider=self.meter_provider
-            )
-            self._queue_gauge = meter.create_observable_gauge(
-                semconv.QUEUE_DEPTH.name,
-                callbacks=[self._observe_queues],
-                unit=semconv.QUEUE_DEPTH.unit,
-                description=semconv.QUEUE_DEPTH.description,
-            )
+            self._create_queue_gauge()
+
+    def _create_queue_gauge(self) -> None:
+        meter = metrics.get_meter(
+            semconv.INSTRUMENTATION_SCOPE, __version__, meter_provider=self.meter_provider
+        )
+        self._queue_gauge = meter.create_observable_gauge(
+            semconv.QUEUE_DEPTH.name,
+            callbacks=[self._observe_queues],
+            unit=semconv.QUEUE_DEPTH.unit,
+            description=semconv.QUEUE_DEPTH.description,
+        )
 
     def _read_queues(self) -> dict[str, float]:
         depths: dict[str, float] = {}
