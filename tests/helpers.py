@@ -43,10 +43,10 @@ def require_binary(name: str) -> str:
     return found
 
 
-def run_engine(module: str, **environment: str) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m <module>`` to completion in a clean environment plus ``environment``."""
+def run_engine(module: str, *args: str, **environment: str) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m <module> [args]`` to completion in a clean environment plus extras."""
     return subprocess.run(
-        [sys.executable, "-m", module],
+        [sys.executable, "-m", module, *args],
         capture_output=True,
         text=True,
         timeout=120,

@@ -140,14 +140,26 @@ def _patch_cloudpickle(module: Any) -> None:
         report("pickling.cloudpickle", "stepwatch: could not hook cloudpickle", exc_info=True)
 
 
+def _cloudpickle_by_reference(obj: Any) -> bool:
+    """cloudpickle's rule for functions: by reference when importable, outside ``__main__``
+    and outside the modules registered with ``cloudpickle.register_pickle_by_value``."""
+    name = getattr(obj, "__module__", None)
+    if not isinstance(name, str) or name == "__main__" or not _importable(obj):
+        return False
+    cloudpickle = sys.modules.get("cloudpickle")
+    listing = getattr(cloudpickle, "list_registry_pickle_by_value", None)
+    registered = set(listing()) if listing is not None else set()
+    parts = name.split(".")
+    return not any(".".join(parts[:end]) in registered for end in range(1, len(parts) + 1))
+
+
 def _reducer_override(
     wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Any:
     obj: Any = args[0] if args else None
     kind = type(obj)
     if kind is Decorated:
-        # Ask cloudpickle about the plain function: NotImplemented means "by reference".
-        if wrapped(obj.__wrapped__) is NotImplemented:
+        if _cloudpickle_by_reference(obj):
             return NotImplemented  # pickle then calls Decorated.__reduce_ex__
         return obj._by_value()
     if kind is _BoundDecorated:
