@@ -14,7 +14,8 @@ def test_forked_workers_export_and_monitor() -> None:
             "tests.engines.fork_engine",
             OTEL_EXPORTER_OTLP_ENDPOINT=endpoint,
             OTEL_EXPORTER_OTLP_PROTOCOL="http/protobuf",
-            OTEL_BSP_SCHEDULE_DELAY="100",
+            # No flush call in the engine: multiprocessing's exit finalizers deliver.
+            OTEL_BSP_SCHEDULE_DELAY="60000",
         )
         assert result.returncode == 0, result.stderr
         report = json.loads(result.stdout.strip().splitlines()[-1])

@@ -31,6 +31,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Iterable
+from multiprocessing import util as multiprocessing_util
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -176,6 +177,9 @@ class Monitor:
         self._loop: _EvaluationLoop | None = None
         self._closed = False
         _LIVE_MONITORS.add(self)
+        # multiprocessing children run these after their own fork set-up: they
+        # flush at exit through multiprocessing's finalizers instead.
+        multiprocessing_util.register_after_fork(self, Monitor._after_multiprocessing_fork)
 
     def _build_telemetry(self, flush: Callable[[], None] | None = None) -> _telemetry.Telemetry:
         return _telemetry.build(
@@ -223,6 +227,22 @@ class Monitor:
         loop = self._loop
         if loop is not None:
             loop.after_fork_in_child()
+
+    def _after_multiprocessing_fork(self) -> None:
+        """In a ``multiprocessing`` child: flush once at exit instead of after each execution.
+
+        ``multiprocessing`` runs its finalizers when the child's target returns
+        (before its ``os._exit``), so the per-execution flush of a bare
+        ``os.fork`` child is not needed there.
+        """
+        try:
+            installed = self.installed
+            self._telemetry = self._build_telemetry()
+            if installed:
+                _telemetry.install(self._telemetry)
+            multiprocessing_util.Finalize(self, Monitor.shutdown, args=(self,), exitpriority=10)
+        except Exception:
+            report("monitor.fork", "stepwatch: multiprocessing child set-up failed", exc_info=True)
 
     def _flush_now(self) -> None:
         """Push what ended to the exporters (forked children, after each execution)."""

@@ -17,13 +17,6 @@ import stepwatch
 monitor: stepwatch.Monitor
 
 
-def flush() -> None:
-    for provider in (monitor.tracer_provider, monitor.meter_provider):
-        flusher = getattr(provider, "force_flush", None)
-        if flusher is not None:
-            flusher()
-
-
 def child(number: int, results: Queue[dict[str, Any]]) -> None:
     execution_id = f"child-{number}"
     with (
@@ -33,7 +26,6 @@ def child(number: int, results: Queue[dict[str, Any]]) -> None:
         pass
     progress = monitor.progress(execution_id)
     health = monitor.health(refresh=True)
-    flush()  # a multiprocessing child ends with os._exit: no atexit flush
     results.put(
         {
             "number": number,
