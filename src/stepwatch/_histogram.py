@@ -90,6 +90,40 @@ class ExpHistogram:
             counts=tuple(counts[start:end]),
         )
 
+    def to_wire(self) -> list[Any]:
+        """A JSON-ready list (for the process group's files); see :meth:`from_wire`."""
+        return [
+            self.count,
+            self.sum,
+            self.min,
+            self.max,
+            self.zero_count,
+            self.scale,
+            self.offset,
+            list(self.counts),
+        ]
+
+    @classmethod
+    def from_wire(cls, wire: Any) -> ExpHistogram:
+        """Rebuild from :meth:`to_wire`'s list.
+
+        Raises:
+            ValueError, TypeError: not such a list.
+        """
+        count, total, low, high, zero, scale, offset, counts = wire
+        if not isinstance(counts, list) or not all(isinstance(c, int) and c >= 0 for c in counts):
+            raise ValueError("bucket counts must be a list of ints >= 0")
+        return cls(
+            int(count),
+            float(total),
+            float(low),
+            float(high),
+            int(zero),
+            int(scale),
+            int(offset),
+            tuple(counts),
+        )
+
     def copy(self) -> ExpHistogram:
         """Return an independent copy."""
         return ExpHistogram(
@@ -113,7 +147,23 @@ class ExpHistogram:
             self.offset, self.counts = other.offset, other.counts
             self._fit()
             return
+        # Choose the final scale from the two index ranges before building any
+        # bucket list: at the common scale, two far-apart single buckets of a
+        # fine scale would otherwise span millions of buckets first.
         scale = min(self.scale, other.scale)
+        ends = [
+            (offset + side) >> (own_scale - scale)
+            for offset, counts, own_scale in (
+                (self.offset, self.counts, self.scale),
+                (other.offset, other.counts, other.scale),
+            )
+            if counts
+            for side in (0, len(counts) - 1)
+        ]
+        if ends:
+            low, high = min(ends), max(ends)
+            while high - low + 1 > MAX_BUCKETS:
+                low, high, scale = low >> 1, high >> 1, scale - 1
         own_offset, own = _downscale(self.offset, self.counts, self.scale - scale)
         their_offset, theirs = _downscale(other.offset, other.counts, other.scale - scale)
         if not own:

@@ -39,6 +39,7 @@ from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SpanExporter
 from opentelemetry.trace import TracerProvider
 
 from stepwatch._pipeline import Pipeline, new_instance_id
+from stepwatch.group import ENVIRONMENT_VARIABLE
 from stepwatch.health import ExportStatus, Rules
 from stepwatch.monitor import Monitor
 
@@ -138,6 +139,7 @@ def configure(
     meter_provider: MeterProvider | None = None,
     rules: Rules | None = None,
     set_global: bool = True,
+    multiprocess_dir: str | os.PathLike[str] | None = None,
 ) -> Monitor:
     """Set up OpenTelemetry for an engine process and return its :class:`Monitor`.
 
@@ -151,6 +153,12 @@ def configure(
         set_global: Install the Monitor for the decorators and, for providers
             built here, set them as the global OpenTelemetry providers when
             none is set yet.
+        multiprocess_dir: A directory the processes of one group share
+            (default: the ``STEPWATCH_MULTIPROCESS_DIR`` variable, else none):
+            the Monitor publishes there and answers for the whole group (see
+            :mod:`stepwatch.group`).
+
+            .. versionadded:: 0.2.0
 
     Returns:
         The Monitor (installed when ``set_global``). Call ``shutdown()`` at
@@ -182,11 +190,14 @@ def configure(
         build_meter=meter_provider is None,
         export_timeout=_export_timeout(),
     )
+    if multiprocess_dir is None:
+        multiprocess_dir = os.environ.get(ENVIRONMENT_VARIABLE) or None
     monitor = Monitor(
         tracer_provider=tracer_provider or pipeline.tracer_provider,
         meter_provider=meter_provider or pipeline.meter_provider,
         rules=rules,
         pipeline=pipeline,
+        multiprocess_dir=multiprocess_dir,
     )
     if set_global:
         if pipeline.tracer_provider is not None and isinstance(

@@ -53,7 +53,7 @@ from stepwatch.semconv import AlertState, EventType, ExecutionState, HealthStatu
 if TYPE_CHECKING:
     from stepwatch.events import EventBus
     from stepwatch.progress import ProgressTracker
-    from stepwatch.reader import HealthMetricReader
+    from stepwatch.reader import Windows
 
 __all__ = [
     "Alert",
@@ -62,6 +62,7 @@ __all__ = [
     "HealthEvaluator",
     "Rules",
     "SystemHealth",
+    "worst_status",
 ]
 
 _logger = logging.getLogger(__name__)
@@ -383,12 +384,13 @@ class HealthEvaluator:
     def __init__(
         self,
         rules: Rules,
-        reader: HealthMetricReader | None,
+        reader: Windows | None,
         tracker: ProgressTracker,
         bus: EventBus,
         clock: Callable[[], float],
         export_status: ExportStatus | None = None,
         queue_depth: Callable[[], float | None] | None = None,
+        remote_running: Callable[[], list[tuple[str, str, float]]] | None = None,
     ) -> None:
         self.rules = rules
         self.reader = reader
@@ -397,6 +399,8 @@ class HealthEvaluator:
         self.clock = clock
         self.export_status = export_status
         self.queue_depth = queue_depth
+        self.remote_running = remote_running
+        """Other processes' running executions as (name, id, started_at): the process group."""
         self._lock = threading.Lock()
         self._checks: dict[str, _CheckRunner] = {}
         self._firing: dict[str, Alert] = {}
@@ -559,14 +563,17 @@ class HealthEvaluator:
         ]
 
     def _stuck_findings(self, now: float) -> list[_Finding]:
+        running = [(e.name, e.id, e.started_at) for e in self.tracker.running()]
+        if self.remote_running is not None:
+            running.extend(self.remote_running())
         stuck = [
-            execution
-            for execution in self.tracker.running()
-            if now - execution.started_at > self.rules.stuck_after
+            (name, execution_id)
+            for name, execution_id, started_at in running
+            if now - started_at > self.rules.stuck_after
         ]
         if not stuck:
             return []
-        examples = ", ".join(sorted(f"{e.name}/{e.id}" for e in stuck)[:5])
+        examples = ", ".join(sorted(f"{name}/{execution_id}" for name, execution_id in stuck)[:5])
         return [
             _Finding(
                 semconv.RULE_STUCK_EXECUTIONS,
@@ -722,6 +729,26 @@ class HealthEvaluator:
             firing if active is True else resolved if active is False else firing + resolved
         )
         return [a for a in candidates if wanted is None or a.severity is wanted][:limit]
+
+
+_STATUS_ORDER = (HealthStatus.HEALTHY, HealthStatus.DEGRADED, HealthStatus.UNHEALTHY)
+
+
+def worst_status(status: HealthStatus, alerts: list[Alert]) -> HealthStatus:
+    """``status`` made worse by firing ``alerts`` (critical: unhealthy; warning: degraded)."""
+    for alert in alerts:
+        if alert.state is not AlertState.FIRING:
+            continue
+        implied = (
+            HealthStatus.UNHEALTHY
+            if alert.severity is Severity.CRITICAL
+            else HealthStatus.DEGRADED
+            if alert.severity is Severity.WARNING
+            else HealthStatus.HEALTHY
+        )
+        if _STATUS_ORDER.index(implied) > _STATUS_ORDER.index(status):
+            status = implied
+    return status
 
 
 def _status(firing: list[Alert], components: list[ComponentHealth]) -> HealthStatus:

@@ -25,6 +25,7 @@ undelivered events.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import threading
@@ -50,15 +51,37 @@ from stepwatch.events import (
     ExecutionEvent,
     Subscription,
 )
-from stepwatch.health import Alert, Check, ExportStatus, HealthEvaluator, Rules, SystemHealth
+from stepwatch.group import (
+    DEFAULT_PUBLISH_INTERVAL,
+    GroupWindows,
+    ProcessGroup,
+    merge_progress,
+    snapshot_document,
+)
+from stepwatch.health import (
+    Alert,
+    Check,
+    ExportStatus,
+    HealthEvaluator,
+    Rules,
+    SystemHealth,
+    worst_status,
+)
 from stepwatch.progress import (
     DEFAULT_MAX_FINISHED,
     DEFAULT_RETENTION,
     ExecutionProgress,
     ProgressTracker,
 )
-from stepwatch.reader import HealthMetricReader
-from stepwatch.semconv import EXECUTION_END_EVENTS, STEP_END_EVENTS, EventType, Severity
+from stepwatch.reader import HealthMetricReader, Windows
+from stepwatch.semconv import (
+    EXECUTION_END_EVENTS,
+    STEP_END_EVENTS,
+    AlertState,
+    EventType,
+    ExecutionState,
+    Severity,
+)
 from stepwatch.summary import MetricsSummary, summarize
 from stepwatch.version import __version__
 
@@ -115,6 +138,12 @@ class Monitor:
         pipeline: The providers :func:`stepwatch.configure` built. The Monitor
             owns them: it shuts them down, and rebuilds them in a forked child
             (see ``docs/processes.md``).
+        multiprocess_dir: A directory shared by the processes of one group
+            (see :mod:`stepwatch.group`): this Monitor publishes there and its
+            queries answer for the whole group. ``None``: this process only.
+        publish_interval: Seconds between publishes to the group (at most
+            every second by default); ``None`` reads the group without
+            publishing (a viewer such as ``stepwatch top --dir``).
 
     Raises:
         TypeError: ``clock`` is not callable or ``rules`` is not a ``Rules``.
@@ -139,6 +168,8 @@ class Monitor:
         max_subscriber_queue: int = DEFAULT_MAX_QUEUE,
         export_status: ExportStatus | None = None,
         pipeline: Pipeline | None = None,
+        multiprocess_dir: str | os.PathLike[str] | None = None,
+        publish_interval: float | None = DEFAULT_PUBLISH_INTERVAL,
     ) -> None:
         if clock is not None and not callable(clock):
             raise TypeError(f"clock must be a zero-argument callable, got {type(clock).__name__}")
@@ -173,10 +204,22 @@ class Monitor:
             self.export_status,
             self._observed_queue_depth,
         )
+        self.group: ProcessGroup | None = None
+        """This process's membership of a process group, or ``None``."""
+        self._windows: Windows = self.reader
+        if multiprocess_dir is not None:
+            self.group = ProcessGroup(
+                multiprocess_dir, self._group_document, self.clock, publish_interval
+            )
+            self._windows = GroupWindows(self.reader, self.group.peers, self.clock)
+            self._evaluator.reader = self._windows
+            self._evaluator.remote_running = self._remote_running
         self._telemetry = self._build_telemetry()
         self._loop: _EvaluationLoop | None = None
         self._closed = False
         _LIVE_MONITORS.add(self)
+        if self.group is not None:
+            self.group.start()
         # multiprocessing children run these after their own fork set-up: they
         # flush at exit through multiprocessing's finalizers instead.
         multiprocessing_util.register_after_fork(self, Monitor._after_multiprocessing_fork)
@@ -217,13 +260,18 @@ class Monitor:
             self.tracer_provider = pipeline.tracer_provider or self.tracer_provider
             if pipeline.meter_provider is not None:
                 self.meter_provider = self._attach_reader(pipeline.meter_provider, fresh=True)
-                self._evaluator.reader = self.reader
+                self._windows = self.reader
+                if self.group is not None:
+                    self._windows = GroupWindows(self.reader, self.group.peers, self.clock)
+                self._evaluator.reader = self._windows
                 if self._queue_callbacks:
                     self._create_queue_gauge()
         installed = self.installed
         self._telemetry = self._build_telemetry(flush=self._flush_now)
         if installed:
             _telemetry.install(self._telemetry)
+        if self.group is not None:
+            self.group.after_fork_in_child()
         loop = self._loop
         if loop is not None:
             loop.after_fork_in_child()
@@ -245,7 +293,9 @@ class Monitor:
             report("monitor.fork", "stepwatch: multiprocessing child set-up failed", exc_info=True)
 
     def _flush_now(self) -> None:
-        """Push what ended to the exporters (forked children, after each execution)."""
+        """Push what ended to the exporters and the group (forked children, per execution)."""
+        if self.group is not None:
+            self.group.publish()
         timeout_millis = (self.shutdown_timeout or 10.0) * 1000
         for provider in (self.tracer_provider, self.meter_provider):
             flush = getattr(provider, "force_flush", None)
@@ -321,6 +371,10 @@ class Monitor:
         self.stop()
         self.uninstall()
         self.bus.close()
+        group = self.group
+        if group is not None:
+            group.stop(timeout)
+            group.publish()  # the last word: nothing running here any more
         deadline = self.shutdown_timeout if timeout is None else timeout
         if deadline is None:
             self._flush_providers()
@@ -380,12 +434,61 @@ class Monitor:
 
     # ----------------------------------------------------------------- queries
     def progress(self, execution_id: str) -> ExecutionProgress | None:
-        """Progress of a pending, running or recently finished execution, or ``None``."""
-        return self.tracker.get(execution_id)
+        """Progress of a pending, running or recently finished execution, or ``None``.
+
+        In a process group, the most advanced record of the id in any process.
+        """
+        local = self.tracker.get(execution_id)
+        if self.group is None:
+            return local
+        records = [] if local is None else [local]
+        for peer in self.group.peers():
+            records.extend(
+                p for p in (*peer.executions, *peer.finished) if p.execution_id == execution_id
+            )
+        return merge_progress(records).get(execution_id)
 
     def active_executions(self) -> list[ExecutionProgress]:
-        """Pending and running executions, oldest first."""
-        return self.tracker.active()
+        """Pending and running executions, oldest first (the whole group's, in a group)."""
+        local = self.tracker.active()
+        if self.group is None:
+            return local
+        records = list(local)
+        finished: list[ExecutionProgress] = []
+        for peer in self.group.peers():
+            records.extend(peer.executions)
+            finished.extend(peer.finished)
+        candidates = {record.execution_id for record in records}
+        for execution_id in candidates:
+            own = self.tracker.get(execution_id)
+            if own is not None:
+                records.append(own)
+        records.extend(p for p in finished if p.execution_id in candidates)
+        live = (ExecutionState.PENDING.value, ExecutionState.EXECUTING.value)
+        active = [p for p in merge_progress(records).values() if p.state in live]
+        active.sort(key=lambda p: p.started_at if p.started_at is not None else p.updated_at)
+        return active
+
+    def _remote_running(self) -> list[tuple[str, str, float]]:
+        """The group's other processes' running executions, for ``StuckExecutions``."""
+        if self.group is None:
+            return []
+        return [
+            (p.name, p.execution_id, p.started_at)
+            for peer in self.group.peers()
+            for p in peer.executions
+            if p.started_at is not None and p.state == ExecutionState.EXECUTING.value
+        ]
+
+    def _group_document(self) -> dict[str, Any]:
+        """What this process publishes to its group."""
+        self.reader.refresh()
+        return snapshot_document(
+            self.tracker.active(),
+            self.tracker.finished_records(),
+            self.reader.export_windows(),
+            self._evaluator.alerts(active=True, limit=1_000),
+        )
 
     def events(
         self,
@@ -439,11 +542,34 @@ class Monitor:
         if name is not None and not isinstance(name, str):
             raise TypeError(f"name must be a string, got {type(name).__name__}")
         self.reader.refresh()
-        return summarize(self.reader, float(window), name, self._observed_queue_depth())
+        return summarize(self._windows, float(window), name, self._observed_queue_depth())
 
     def health(self, *, refresh: bool = False) -> SystemHealth:
-        """The last evaluated health; ``refresh=True`` (or never evaluated) evaluates now."""
-        return self._evaluator.health(refresh=refresh)
+        """The last evaluated health; ``refresh=True`` (or never evaluated) evaluates now.
+
+        In a process group the rules read the group's merged windows, and the
+        alerts other processes fire on their own checks count too.
+        """
+        health = self._evaluator.health(refresh=refresh)
+        extra = self._peer_alerts({a.id for a in health.alerts})
+        if not extra:
+            return health
+        alerts = health.alerts + extra
+        return dataclasses.replace(
+            health, alerts=alerts, status=worst_status(health.status, alerts)
+        )
+
+    def _peer_alerts(self, known: set[str]) -> list[Alert]:
+        if self.group is None:
+            return []
+        found: dict[str, Alert] = {}
+        for peer in self.group.peers():
+            if not peer.alive:
+                continue
+            for alert in peer.alerts:
+                if alert.id not in known and alert.state is AlertState.FIRING:
+                    found.setdefault(alert.id, alert)
+        return sorted(found.values(), key=lambda a: (a.started_at, a.id))
 
     def alerts(
         self,
@@ -462,7 +588,18 @@ class Monitor:
         Raises:
             ValueError: an unknown severity or a negative limit.
         """
-        return self._evaluator.alerts(severity, limit, active=active)
+        alerts = self._evaluator.alerts(severity, limit, active=active)
+        if self.group is None or active is False:
+            return alerts
+        wanted = None if severity is None else Severity(severity)
+        extra = [
+            a
+            for a in self._peer_alerts({a.id for a in alerts})
+            if wanted is None or a.severity is wanted
+        ]
+        firing = [a for a in alerts if a.state is AlertState.FIRING]
+        rest = [a for a in alerts if a.state is not AlertState.FIRING]
+        return [*sorted([*firing, *extra], key=lambda a: (a.started_at, a.id)), *rest][:limit]
 
     def add_check(
         self, name: str, check: Check, *, critical: bool = True, timeout: float = 5.0

@@ -306,6 +306,11 @@ class ProgressTracker:
         self._running.clear()
 
     # ----------------------------------------------------------------- queries
+    def finished_records(self) -> list[ExecutionProgress]:
+        """The retained finished executions, oldest first (bounded by ``max_finished``)."""
+        with self._lock:
+            return [record for _, record in self._finished.values()]
+
     def running(self) -> list[Execution]:
         """The executions running now (live handles)."""
         with self._lock:

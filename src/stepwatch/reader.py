@@ -42,7 +42,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from opentelemetry.sdk.metrics import (
     Counter,
@@ -66,7 +66,7 @@ from stepwatch import semconv
 from stepwatch._histogram import ExpHistogram
 from stepwatch._safety import report
 
-__all__ = ["HealthMetricReader", "HealthReader", "SeriesKey"]
+__all__ = ["HealthMetricReader", "HealthReader", "SeriesKey", "Windows"]
 
 _logger = logging.getLogger(__name__)
 
@@ -74,6 +74,31 @@ Attributes = tuple[tuple[str, Any], ...]
 SeriesKey = tuple[str, Attributes]
 GroupKey = tuple[str, str | None, str | None]
 """(metric, execution name or None for all, state or step type or None for all)."""
+
+
+class Windows(Protocol):
+    """What ``summary()`` and the rules read: the reader, or a process group's merged view."""
+
+    @property
+    def window(self) -> float: ...
+
+    def refresh(self) -> None: ...
+
+    def counts(
+        self, metric: str, window: float | None = None, *, long: bool = False
+    ) -> dict[Attributes, float]: ...
+
+    def histogram(
+        self,
+        metric: str,
+        window: float | None = None,
+        *,
+        name: str | None = None,
+        detail: str | None = None,
+    ) -> ExpHistogram: ...
+
+    def levels(self, metric: str) -> dict[Attributes, float]: ...
+
 
 OVERFLOW: Attributes = (("otel.metric.overflow", True),)
 FINE_SLOT = 10.0
@@ -357,6 +382,45 @@ class HealthMetricReader(MetricReader):
                 "groups": len(self._group_keys),
                 "fine_slots": len(self._fine.slots),
                 "coarse_slots": len(self._coarse.slots),
+            }
+
+    def export_windows(self) -> dict[str, Any]:
+        """A JSON-ready copy of the windows and levels, for the process group's file.
+
+        Bounded as the reader is: at most ``max_series`` series and groups per slot.
+        """
+        now = self._clock()
+
+        def counts(slot: _Slot) -> list[Any]:
+            return [
+                [metric, [list(pair) for pair in attributes], value]
+                for (metric, attributes), value in slot.counts.items()
+            ]
+
+        with self._lock:
+            self._fine.evict(now)
+            self._coarse.evict(now)
+            return {
+                "fine_slot": self._fine.width,
+                "coarse_slot": self._coarse.width,
+                "fine": [
+                    {
+                        "start": slot.start,
+                        "counts": counts(slot),
+                        "groups": [
+                            [metric, name, detail, histogram.to_wire()]
+                            for (metric, name, detail), histogram in slot.groups.items()
+                        ],
+                    }
+                    for slot in self._fine.slots
+                ],
+                "coarse": [
+                    {"start": slot.start, "counts": counts(slot)} for slot in self._coarse.slots
+                ],
+                "levels": [
+                    [metric, [list(pair) for pair in attributes], value]
+                    for (metric, attributes), value in self._levels.items()
+                ],
             }
 
     def after_fork_in_child(self) -> None:

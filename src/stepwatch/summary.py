@@ -21,7 +21,7 @@ from typing import Any
 from stepwatch import semconv
 from stepwatch._histogram import ExpHistogram
 from stepwatch._models import json_ready
-from stepwatch.reader import Attributes, HealthMetricReader
+from stepwatch.reader import Attributes, Windows
 from stepwatch.semconv import ExecutionState, Outcome
 
 __all__ = [
@@ -192,7 +192,7 @@ def _ratio(part: int, whole: int) -> float | None:
 
 
 def summarize(
-    reader: HealthMetricReader,
+    reader: Windows,
     window: float,
     name: str | None,
     queue_depth: float | None,
