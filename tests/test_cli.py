@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import yaml
 import stepwatch
 from stepwatch.http import ServerHandle
 from stepwatch.semconv import RULE_NAMES
-from stepwatch.testing import Harness, capture
+from stepwatch.testing import FakeClock, Harness, capture
 
 
 def stepwatch_cli(
@@ -144,3 +145,30 @@ def test_console_script_is_installed() -> None:
     )
     assert result.returncode == 0
     assert textwrap.dedent(result.stdout).startswith("stepwatch ")
+
+
+def test_top_dir_reads_a_process_group_with_no_server(tmp_path: Path) -> None:
+    group = tmp_path / "group"
+    # Group members share the machine's clock: a fake one frozen at "now".
+    clock = FakeClock(time.time())
+    with (
+        capture(clock=clock, multiprocess_dir=group, publish_interval=30.0) as sw,
+        stepwatch.execution("pool-job", execution_id="[/bold]odd-id", total_steps=2) as ex,
+    ):
+        with ex.step("a"):
+            pass
+        with ex.step("b"):
+            assert sw.monitor.group is not None
+            assert sw.monitor.group.publish()
+            result = stepwatch_cli("top", "--dir", str(group), "--once", env={"COLUMNS": "200"})
+    assert result.returncode == 0, result.stderr
+    assert "process group" in result.stdout
+    assert "[/bold]odd-id" in result.stdout  # escaped: an id is data, never markup
+    assert "pool-job" in result.stdout
+    assert "50%" in result.stdout
+
+
+def test_top_needs_a_url_or_a_directory(tmp_path: Path) -> None:
+    assert stepwatch_cli("top", "--once").returncode == 2
+    missing = stepwatch_cli("top", "--dir", str(tmp_path / "missing"), "--once")
+    assert missing.returncode == 3

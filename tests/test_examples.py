@@ -19,6 +19,10 @@ EXAMPLES = {
         "every job: one trace from enqueue to finish",
     ],
     "approvals/approvals.py": ["2 approved and deployed, 1 rejected"],
+    "prefork_pool/pool.py": [
+        "running in the pool: w2-long 75%",
+        "pool summary: 9 executions, 1 failed, nothing running: True",
+    ],
 }
 
 
@@ -41,7 +45,13 @@ def test_example_runs(script: str) -> None:
 
 def test_every_example_has_a_readme_and_a_test() -> None:
     folders = {p.parent.name for p in (ROOT / "examples").glob("*/*.py")}
-    assert folders == {"asyncio_engine", "threadpool_engine", "multiprocess_queue", "approvals"}
+    assert folders == {
+        "asyncio_engine",
+        "threadpool_engine",
+        "multiprocess_queue",
+        "approvals",
+        "prefork_pool",
+    }
     for folder in [*folders, "collector"]:
         assert (ROOT / "examples" / folder / "README.md").is_file(), folder
     scripts = {str(p.relative_to(ROOT / "examples")) for p in (ROOT / "examples").rglob("*.py")}

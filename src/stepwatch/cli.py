@@ -21,7 +21,7 @@ import time
 import tomllib
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -90,8 +90,15 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--speed", type=_seconds, default=1.0, help="multiplier on every delay")
     demo.add_argument("--serve", type=int, metavar="PORT", help="serve the HTTP API on PORT")
 
-    top = commands.add_parser("top", help="live view of a served Monitor")
-    top.add_argument("url")
+    top = commands.add_parser(
+        "top", help="live view of a served Monitor, or of a process group's directory"
+    )
+    top.add_argument("url", nargs="?", help="a served Monitor's base URL")
+    top.add_argument(
+        "--dir",
+        type=Path,
+        help="read a process group's directory instead (no process needs to serve HTTP)",
+    )
     top.add_argument("--token")
     top.add_argument("--interval", type=_seconds, default=1.0)
     top.add_argument("--once", action="store_true", help="render once and exit")
@@ -348,65 +355,123 @@ def _top(args: argparse.Namespace) -> int:
     from rich.live import Live  # noqa: PLC0415
 
     console = Console()
-    base = args.url.rstrip("/")
+    if (args.url is None) == (args.dir is None):
+        console.print("stepwatch top: give a URL or --dir DIR (one of them)")
+        return 2
+    source: Callable[[], RenderableType]
+    monitor: Monitor | None = None
+    if args.dir is not None:
+        from stepwatch.monitor import Monitor as _Monitor  # noqa: PLC0415
+
+        where = str(args.dir)
+        if not args.dir.is_dir():
+            console.print(f"unreachable: {where}: not a directory")
+            return EXIT_UNREACHABLE
+        group_monitor = _Monitor(multiprocess_dir=args.dir, publish_interval=None)
+        monitor = group_monitor
+        source = lambda: _top_view_group(where, group_monitor)  # noqa: E731
+    else:
+        where = args.url.rstrip("/")
+        source = lambda: _top_view(where, args.token)  # noqa: E731
     try:
-        view = _top_view(base, args.token)
-    except (OSError, ValueError) as exc:
-        console.print(f"unreachable: {base}: {exc}")
-        return EXIT_UNREACHABLE
-    if args.once:
-        console.print(view)
-        return 0
-    try:
+        try:
+            view = source()
+        except (OSError, ValueError) as exc:
+            console.print(f"unreachable: {escape_text(where)}: {escape_text(str(exc))}")
+            return EXIT_UNREACHABLE
+        if args.once:
+            console.print(view)
+            return 0
         with Live(view, console=console, refresh_per_second=4) as live:
             while True:
                 time.sleep(args.interval)
                 try:
-                    live.update(_top_view(base, args.token))
+                    live.update(source())
                 except (OSError, ValueError) as exc:
-                    live.update(f"[red]unreachable: {base}: {exc}[/]")
+                    live.update(
+                        f"[red]unreachable: {escape_text(where)}: {escape_text(str(exc))}[/]"
+                    )
     except KeyboardInterrupt:
         return 0
+    finally:
+        if monitor is not None:
+            monitor.shutdown()
+
+
+def escape_text(text: str) -> str:
+    """``text`` with rich markup escaped (ids and names are data, never markup)."""
+    from rich.markup import escape  # noqa: PLC0415
+
+    return escape(text)
 
 
 def _top_view(base: str, token: str | None) -> RenderableType:
-    from rich.console import Group  # noqa: PLC0415
-    from rich.markup import escape  # noqa: PLC0415
-    from rich.table import Table  # noqa: PLC0415
-
     status, health = _get(f"{base}/healthz", token, 5.0)
     if status == 401:
         raise ValueError("unauthorised: pass a valid --token")
     _, executions = _get(f"{base}/executions", token, 5.0)
     _, alerts = _get(f"{base}/alerts?active=true", token, 5.0)
     _, events = _get(f"{base}/events?format=json&limit=8", token, 5.0)
+    return _render_top(
+        base,
+        str(health.get("status", "?")),
+        alerts.get("alerts", []),
+        executions.get("executions", []),
+        events.get("events", []),
+    )
 
-    verdict = str(health.get("status", "?"))
+
+def _top_view_group(where: str, monitor: Monitor) -> RenderableType:
+    """The same view from a process group's directory: its Monitors' published data."""
+    health = monitor.health(refresh=True)
+    return _render_top(
+        f"{where} (process group)",
+        health.status.value,
+        [a.to_dict() for a in monitor.alerts(active=True)],
+        [p.to_dict() for p in monitor.active_executions()],
+        None,
+    )
+
+
+def _render_top(
+    where: str,
+    verdict: str,
+    alerts: list[dict[str, Any]],
+    executions: list[dict[str, Any]],
+    events: list[dict[str, Any]] | None,
+) -> RenderableType:
+    from rich.console import Group  # noqa: PLC0415
+    from rich.markup import escape  # noqa: PLC0415
+    from rich.table import Table  # noqa: PLC0415
+
     parts: list[RenderableType] = [
-        f"[bold]stepwatch top[/] {base}   health: [{_STATUS_STYLE.get(verdict, 'bold')}]"
-        f"{verdict}[/]   {time.strftime('%H:%M:%S')}"
+        f"[bold]stepwatch top[/] {escape(where)}   health: "
+        f"[{_STATUS_STYLE.get(verdict, 'bold')}]{escape(verdict)}[/]   {time.strftime('%H:%M:%S')}"
     ]
-    for alert in alerts.get("alerts", []):
+    for alert in alerts:
         parts.append(
             "  [red]▲[/] " + escape(f"[{alert['severity']}] {alert['rule']}: {alert['message']}")
         )
     table = Table(box=None, header_style="bold", pad_edge=False)
     for column in ("execution", "name", "state", "progress", "", "step", "eta"):
         table.add_column(column)
-    for progress in executions.get("executions", []):
+    for progress in executions:
         percent = progress.get("percent")
         eta = progress.get("eta_seconds")
         table.add_row(
-            str(progress["execution_id"]),
-            str(progress["name"]),
-            str(progress["state"]),
+            escape(str(progress["execution_id"])),
+            escape(str(progress["name"])),
+            escape(str(progress["state"])),
             _bar(percent),
             "" if percent is None else f"{percent:3.0f}%",
-            str(progress.get("current_step") or ""),
+            escape(str(progress.get("current_step") or "")),
             "" if eta is None else f"{eta:.0f}s",
         )
     parts.append(table)
-    parts.append("[bold]latest events[/]")
-    for event in events.get("events", []):
-        parts.append(f"  {event['seq']:>6} {event['type']:<20} {event.get('execution_id') or ''}")
+    if events is not None:
+        parts.append("[bold]latest events[/]")
+        for event in events:
+            parts.append(
+                escape(f"  {event['seq']:>6} {event['type']:<20} {event.get('execution_id') or ''}")
+            )
     return Group(*parts)
