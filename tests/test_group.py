@@ -187,6 +187,8 @@ def _valid_document() -> dict[str, Any]:
         "stepwatch": "0.2.0",
         "pid": os.getpid(),
         "published_at": time.time(),
+        "execution_fields": [],
+        "step_fields": [],
         "executions": [],
         "finished": [],
         "windows": {"fine_slot": 10.0, "coarse_slot": 60.0, "fine": [], "coarse": [], "levels": []},
@@ -240,26 +242,26 @@ def test_fuzzed_group_files_never_raise_from_a_query(
 
 def test_a_valid_peer_file_among_bad_ones_is_read(tmp_path: Path) -> None:
     document = _valid_document()
-    document["executions"] = [
-        {
-            "execution_id": "peer-1",
-            "name": "n",
-            "state": "executing",
-            "total_steps": 2,
-            "completed_steps": 1,
-            "failed_steps": 0,
-            "running_steps": 1,
-            "pending_steps": 0,
-            "percent": 50.0,
-            "current_step": "b",
-            "started_at": time.time(),
-            "updated_at": time.time(),
-            "eta_seconds": None,
-            "steps": [],
-            "attempt": 1,
-            "future_field": "ignored",
-        }
-    ]
+    now = time.time()
+    record = {
+        "execution_id": "peer-1",
+        "name": "n",
+        "state": "executing",
+        "total_steps": 2,
+        "completed_steps": 1,
+        "failed_steps": 0,
+        "running_steps": 1,
+        "pending_steps": 0,
+        "percent": 50.0,
+        "current_step": "b",
+        "started_at": now,
+        "updated_at": now,
+        "eta_seconds": None,
+        "attempt": 1,
+        "a_future_field": "ignored by this reader",
+    }
+    document["execution_fields"] = list(record)
+    document["executions"] = [[*record.values(), []]]
     (tmp_path / f"9-valid{SUFFIX}").write_text(json.dumps(document))
     (tmp_path / f"8-bad{SUFFIX}").write_text("{")
     monitor = stepwatch.Monitor(multiprocess_dir=tmp_path, publish_interval=None)

@@ -82,13 +82,15 @@ def test_outage_then_recovery(
     engine_factory.append(engine)
     outage = engine.line()
     assert outage["phase"] == "outage"
-    assert outage["errors"] == 0  # 40,000 executions, not one exception
-    assert outage["finished"] == 40_000
-    growth = outage["rss_end"] - outage["rss_warm"]
-    print(f"RSS growth over 20,000 executions after warm-up: {growth / 1024:.0f} KiB")
-    # Flat: allocator noise is about 1 MiB here; a leak of even 150 bytes per
-    # execution would add 3 MiB.
-    assert growth <= 3 * 1024 * 1024, growth
+    assert outage["errors"] == 0  # not one exception
+    assert outage["finished"] == outage["executions"] >= 40_000
+    growths = outage["rss_growths"]
+    print(f"RSS growth per window of 20,000 executions after warm-up: {growths} bytes")
+    # Flat: allocator noise is about 1 MiB here (3.6 MiB seen once on a loaded
+    # machine); a leak of even 150 bytes per execution adds 3 MiB to every
+    # window. The engine measures again while a window reads above 3 MiB (up to
+    # three windows): noise does not repeat, a leak does.
+    assert min(growths) <= 3 * 1024 * 1024, growths
     assert outage["failed_exports"] >= 1
     assert outage["firing"] == ["TelemetryExportFailing"]
     assert outage["shutdown_timeout"] == EXPORT_TIMEOUT_SECONDS

@@ -31,6 +31,7 @@ import contextlib
 import dataclasses
 import json
 import logging
+import operator
 import os
 import threading
 import time
@@ -107,34 +108,61 @@ def merge_progress(records: Iterable[ExecutionProgress]) -> dict[str, ExecutionP
 
 
 # ------------------------------------------------------------------ wire format
-def _progress_to_wire(progress: ExecutionProgress) -> dict[str, Any]:
-    wire = dataclasses.asdict(progress)
+# Execution and step records travel as lists in the field order the file's
+# header names (no key repeated per record: half the size, a third of the
+# time); a reader maps the header's names to the fields it knows, so fields
+# added later are ignored by older readers and defaulted by newer ones.
+_STEP_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(StepProgress))
+_EXECUTION_FIELDS: tuple[str, ...] = tuple(
+    f.name for f in dataclasses.fields(ExecutionProgress) if f.name != "steps"
+)
+_step_values = operator.attrgetter(*_STEP_FIELDS)
+_execution_values = operator.attrgetter(*_EXECUTION_FIELDS)
+
+
+def _progress_to_wire(progress: ExecutionProgress) -> list[Any]:
     steps = progress.steps
     if len(steps) > PUBLISHED_STEPS:
         failed = [s for s in steps if s.state not in ("running", "success", "skip")]
-        kept = (failed[-PUBLISHED_STEPS:] + steps[-PUBLISHED_STEPS:])[:PUBLISHED_STEPS]
-        wire["steps"] = [dataclasses.asdict(s) for s in kept]
-    return wire
+        steps = (failed[-PUBLISHED_STEPS:] + steps[-PUBLISHED_STEPS:])[:PUBLISHED_STEPS]
+    return [*_execution_values(progress), [list(_step_values(s)) for s in steps]]
 
 
-_PROGRESS_FIELDS = frozenset(f.name for f in dataclasses.fields(ExecutionProgress))
-_STEP_FIELDS = frozenset(f.name for f in dataclasses.fields(StepProgress))
+class _Decoder:
+    """Turns one file's record lists back into models, by the names its header gives."""
 
+    def __init__(self, execution_fields: Any, step_fields: Any) -> None:
+        if not isinstance(execution_fields, list) or not isinstance(step_fields, list):
+            raise TypeError("the header must list the record fields")
+        self._same = (
+            tuple(execution_fields) == _EXECUTION_FIELDS and tuple(step_fields) == _STEP_FIELDS
+        )
+        known_execution = set(_EXECUTION_FIELDS)
+        known_step = set(_STEP_FIELDS)
+        self._execution = [(i, n) for i, n in enumerate(execution_fields) if n in known_execution]
+        self._step = [(i, n) for i, n in enumerate(step_fields) if n in known_step]
+        self._steps_at = len(execution_fields)
 
-def _progress_from_wire(wire: Any) -> ExecutionProgress:
-    if not isinstance(wire, dict):
-        raise TypeError("an execution record must be an object")
-    values = {k: v for k, v in wire.items() if k in _PROGRESS_FIELDS}
-    values["steps"] = [
-        StepProgress(**{k: v for k, v in step.items() if k in _STEP_FIELDS})
-        for step in wire.get("steps") or []
-    ]
-    progress = ExecutionProgress(**values)
-    if not isinstance(progress.execution_id, str) or not isinstance(progress.state, str):
-        raise TypeError("execution_id and state must be strings")
-    if not isinstance(progress.updated_at, int | float) or not isinstance(progress.attempt, int):
-        raise TypeError("updated_at must be a number and attempt an int")
-    return progress
+    def progress(self, wire: Any) -> ExecutionProgress:
+        if not isinstance(wire, list) or len(wire) != self._steps_at + 1:
+            raise TypeError("an execution record must be a list of the header's length")
+        raw_steps = wire[-1]
+        if not isinstance(raw_steps, list):
+            raise TypeError("steps must be a list")
+        if self._same:
+            steps = [StepProgress(*step) for step in raw_steps]
+            values = dict(zip(_EXECUTION_FIELDS, wire[:-1], strict=True))
+            progress = ExecutionProgress(**values, steps=steps)
+        else:
+            steps = [StepProgress(**{n: step[i] for i, n in self._step}) for step in raw_steps]
+            progress = ExecutionProgress(**{n: wire[i] for i, n in self._execution}, steps=steps)
+        if not isinstance(progress.execution_id, str) or not isinstance(progress.state, str):
+            raise TypeError("execution_id and state must be strings")
+        if not isinstance(progress.updated_at, int | float) or not isinstance(
+            progress.attempt, int
+        ):
+            raise TypeError("updated_at must be a number and attempt an int")
+        return progress
 
 
 def _attributes(wire: Any) -> Attributes:
@@ -186,14 +214,52 @@ class Peer:
     pid: int
     published_at: float
     alive: bool
-    executions: list[ExecutionProgress]
-    finished: list[ExecutionProgress]
+    records: _Records
     alerts: list[Alert]
     fine_width: float
     coarse_width: float
     fine: list[_Slot]
     coarse: list[_Slot]
     levels: dict[tuple[str, Attributes], float]
+
+    @property
+    def executions(self) -> list[ExecutionProgress]:
+        return self.records.decoded()[0] if self.alive else []
+
+    @property
+    def finished(self) -> list[ExecutionProgress]:
+        return self.records.decoded()[1]
+
+
+class _Records:
+    """A peer's execution records, decoded on first use: ``summary()`` and ``health()``
+    read only the windows, so they never pay for them."""
+
+    __slots__ = ("_decoded", "_decoder", "_lock", "_raw")
+
+    def __init__(self, decoder: _Decoder, executions: list[Any], finished: list[Any]) -> None:
+        self._decoder = decoder
+        self._raw: tuple[list[Any], list[Any]] | None = (executions, finished)
+        self._decoded: tuple[list[ExecutionProgress], list[ExecutionProgress]] | None = None
+        self._lock = threading.Lock()
+
+    def decoded(self) -> tuple[list[ExecutionProgress], list[ExecutionProgress]]:
+        with self._lock:
+            if self._decoded is None:
+                raw, self._raw = self._raw or ([], []), None
+                try:
+                    self._decoded = (
+                        [self._decoder.progress(w) for w in raw[0]],
+                        [self._decoder.progress(w) for w in raw[1]],
+                    )
+                except Exception:
+                    report(
+                        "group.records",
+                        "stepwatch: a process group file has malformed executions; skipped",
+                        exc_info=True,
+                    )
+                    self._decoded = ([], [])
+            return self._decoded
 
 
 def _alert_from_wire(wire: Any) -> Alert:
@@ -425,12 +491,10 @@ class ProcessGroup:
                 if peer is None:
                     continue
                 peer.alive = _pid_alive(peer.pid) and now - peer.published_at <= self.stale_after
-                if not peer.alive:
-                    peer.executions = []
-                    if now - peer.published_at > _RETIRE_AFTER:
-                        with contextlib.suppress(OSError):
-                            path.unlink()  # long dead: nothing of it is in any window
-                        continue
+                if not peer.alive and now - peer.published_at > _RETIRE_AFTER:
+                    with contextlib.suppress(OSError):
+                        path.unlink()  # long dead: nothing of it is in any window
+                    continue
                 found.append(peer)
             for gone in set(self._cache) - seen:
                 del self._cache[gone]
@@ -494,7 +558,7 @@ def _encode(document: dict[str, Any]) -> bytes:
 
 def _drop_steps(document: dict[str, Any]) -> None:
     for record in (*document["executions"], *document["finished"]):
-        record["steps"] = []
+        record[-1] = []
 
 
 def _drop_finished(document: dict[str, Any]) -> None:
@@ -520,13 +584,16 @@ def _decode(path: Path, data: bytes) -> Peer:
             f"{document.get('stepwatch')!r}); this reader knows {FORMAT_VERSION}"
         )
     windows = document["windows"]
+    decoder = _Decoder(document["execution_fields"], document["step_fields"])
+    executions, finished = document["executions"], document["finished"]
+    if not isinstance(executions, list) or not isinstance(finished, list):
+        raise TypeError("executions and finished must be lists")
     return Peer(
         path=path,
         pid=int(document["pid"]),
         published_at=float(document["published_at"]),
         alive=True,
-        executions=[_progress_from_wire(w) for w in document["executions"]],
-        finished=[_progress_from_wire(w) for w in document["finished"]],
+        records=_Records(decoder, executions, finished),
         alerts=[_alert_from_wire(w) for w in document["alerts"]],
         fine_width=float(windows["fine_slot"]),
         coarse_width=float(windows["coarse_slot"]),
@@ -547,6 +614,8 @@ def snapshot_document(
 ) -> dict[str, Any]:
     """This process's part of a group file (the header is added when publishing)."""
     return {
+        "execution_fields": _EXECUTION_FIELDS,
+        "step_fields": _STEP_FIELDS,
         "executions": [_progress_to_wire(p) for p in active[-MAX_PUBLISHED_EXECUTIONS:]],
         "finished": [_progress_to_wire(p) for p in finished[-MAX_PUBLISHED_EXECUTIONS:]],
         "windows": windows,
