@@ -270,3 +270,34 @@ def test_a_valid_peer_file_among_bad_ones_is_read(tmp_path: Path) -> None:
         assert not list(tmp_path.glob(f"{os.getpid()}-*{SUFFIX}"))  # a viewer never writes
     finally:
         monitor.shutdown()
+
+
+def test_rules_fire_on_the_groups_merged_windows(tmp_path: Path) -> None:
+    """Two members of one group (two Monitors here, one file each): the pool's failure
+    rate fires HighFailureRate in the member that saw no failure itself."""
+    rules = stepwatch.Rules(min_executions=10, failure_rate=0.2)
+    failing = stepwatch.Monitor(multiprocess_dir=tmp_path, publish_interval=600.0, rules=rules)
+    healthy = stepwatch.Monitor(multiprocess_dir=tmp_path, publish_interval=600.0, rules=rules)
+    try:
+        failing.install()
+        for number in range(12):
+            try:
+                with stepwatch.execution("pool-job", execution_id=f"f-{number}"):
+                    if number % 2:
+                        raise RuntimeError("half of them fail")
+            except RuntimeError:
+                pass
+        assert failing.group is not None and failing.group.publish()
+        healthy.install()
+        for number in range(4):
+            with stepwatch.execution("pool-job", execution_id=f"h-{number}"):
+                pass
+        summary = healthy.summary()
+        assert (summary.total, summary.outcomes["failure"]) == (16, 6)
+        health = healthy.health(refresh=True)
+        assert [a.rule for a in health.alerts] == ["HighFailureRate"]
+        assert health.status.value == "unhealthy"
+        assert healthy.tracker.sizes()["finished"] == 4  # its own data stays its own
+    finally:
+        failing.shutdown()
+        healthy.shutdown()

@@ -424,8 +424,15 @@ class HealthMetricReader(MetricReader):
             }
 
     def after_fork_in_child(self) -> None:
-        """A fresh lock: a parent thread may have held the old one at fork time."""
+        """Start the child clean: a fresh lock (a parent thread may have held the old
+        one at fork time) and empty windows (the parent's data is the parent's: in a
+        process group it would count twice)."""
         self._lock = threading.Lock()
+        self._fine = _Ring(self._fine.width, self.window)
+        self._coarse = _Ring(self._coarse.width, self.long_window)
+        self._series = set()
+        self._group_keys = set()
+        self._levels = {}
 
     def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
         """Nothing to flush or stop: the reader is pulled, never pushes."""
