@@ -301,3 +301,21 @@ def test_rules_fire_on_the_groups_merged_windows(tmp_path: Path) -> None:
     finally:
         failing.shutdown()
         healthy.shutdown()
+
+
+@pytest.mark.parametrize(
+    ("options", "error", "argument"),
+    [
+        ({"multiprocess_dir": 3}, TypeError, "multiprocess_dir"),
+        ({"multiprocess_dir": ""}, TypeError, "multiprocess_dir"),
+        ({"multiprocess_dir": "x", "publish_interval": 0}, ValueError, "publish_interval"),
+        ({"multiprocess_dir": "x", "publish_interval": True}, ValueError, "publish_interval"),
+    ],
+)
+def test_group_setup_errors_name_the_argument(
+    tmp_path: Path, options: dict[str, Any], error: type[Exception], argument: str
+) -> None:
+    if options.get("multiprocess_dir") == "x":
+        options = {**options, "multiprocess_dir": tmp_path / "x"}
+    with pytest.raises(error, match=argument):
+        stepwatch.Monitor(**options)

@@ -31,6 +31,7 @@ import contextlib
 import dataclasses
 import json
 import logging
+import math
 import operator
 import os
 import threading
@@ -320,12 +321,17 @@ class GroupWindows:
         self, metric: str, window: float | None = None, *, long: bool = False
     ) -> dict[Attributes, float]:
         result = dict(self.local.counts(metric, window, long=long))
+        # Fine slots span at most the rules window; coarse ones whatever their
+        # writer keeps (its long window).
+        if long:
+            span = math.inf if window is None else window
+        else:
+            span = self.local.window if window is None else min(window, self.local.window)
         for peer in self._peers():
-            width = peer.coarse_width if long else peer.fine_width
-            span = window if window is not None else (1e18 if long else self.local.window)
-            if not long:
-                span = min(span, self.local.window)
-            for slot in self._since(peer.coarse if long else peer.fine, width, span):
+            slots, width = (
+                (peer.coarse, peer.coarse_width) if long else (peer.fine, peer.fine_width)
+            )
+            for slot in self._since(slots, width, span):
                 for (name, attributes), value in slot.counts.items():
                     if name == metric:
                         result[attributes] = result.get(attributes, 0.0) + value
@@ -375,6 +381,7 @@ class ProcessGroup:
             (``stepwatch top --dir``).
 
     Raises:
+        TypeError: ``directory`` is not a path.
         ValueError: ``publish_interval`` is not a positive number.
         OSError: the directory cannot be created.
 
@@ -395,6 +402,10 @@ class ProcessGroup:
         ):
             raise ValueError(
                 f"publish_interval must be in (0, 3600) seconds or None, got {publish_interval!r}"
+            )
+        if not isinstance(directory, str | os.PathLike) or not os.fspath(directory):
+            raise TypeError(
+                f"multiprocess_dir must be a non-empty path, got {type(directory).__name__}"
             )
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
