@@ -17,7 +17,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import stepwatch
-from stepwatch.group import FORMAT, FORMAT_VERSION, MAX_FILE_BYTES, SUFFIX
+from stepwatch.group import FORMAT, FORMAT_VERSION, MAX_FILE_BYTES, SUFFIX, merge_progress
+from stepwatch.progress import ExecutionProgress
 from tests.helpers import ROOT, clean_environment
 
 
@@ -319,3 +320,42 @@ def test_group_setup_errors_name_the_argument(
         options = {**options, "multiprocess_dir": tmp_path / "x"}
     with pytest.raises(error, match=argument):
         stepwatch.Monitor(**options)
+
+
+def _record(state: str, attempt: int = 1, updated_at: float = 1.0) -> ExecutionProgress:
+    return ExecutionProgress(
+        execution_id="e",
+        name="n",
+        state=state,
+        total_steps=None,
+        completed_steps=0,
+        failed_steps=0,
+        running_steps=0,
+        pending_steps=None,
+        percent=None,
+        current_step=None,
+        started_at=None,
+        updated_at=updated_at,
+        eta_seconds=None,
+        attempt=attempt,
+    )
+
+
+def test_the_most_advanced_record_wins() -> None:
+    def best(*records: ExecutionProgress) -> tuple[str, int]:
+        merged = merge_progress(records)["e"]
+        return merged.state, merged.attempt
+
+    assert best(_record("pending"), _record("executing")) == ("executing", 1)
+    assert best(_record("executing", updated_at=9), _record("success")) == ("success", 1)
+    # Re-enqueued for attempt 2 after attempt 1 ended as retry: pending again.
+    assert best(_record("retry"), _record("pending", attempt=2)) == ("pending", 2)
+    assert best(_record("pending", attempt=2), _record("executing", attempt=2)) == ("executing", 2)
+
+
+def test_a_reenqueued_attempt_is_pending_with_its_attempt(sw: Any) -> None:
+    with stepwatch.execution("job", carrier=stepwatch.enqueue("job", execution_id="r")) as ex:
+        ex.retry()
+    stepwatch.enqueue("job", execution_id="r", attempt=2)
+    progress = sw.monitor.progress("r")
+    assert (progress.state, progress.attempt) == ("pending", 2)

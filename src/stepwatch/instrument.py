@@ -1746,7 +1746,7 @@ def enqueue(
         )
         observer = tel.observer
         if observer is not None:
-            observer.enqueued(name, execution_id, queue_name, now)
+            observer.enqueued(name, execution_id, queue_name, now, for_attempt)
     except Exception:
         report("enqueue", "stepwatch: enqueue failed", exc_info=True)
     if carrier is not None:

@@ -823,9 +823,11 @@ class Monitor:
         except Exception:
             report("monitor.step_progressed", "stepwatch: monitor failed", exc_info=True)
 
-    def enqueued(self, name: str, execution_id: str, queue: str, at: float) -> None:
+    def enqueued(
+        self, name: str, execution_id: str, queue: str, at: float, attempt: int = 1
+    ) -> None:
         try:
-            self.tracker.enqueued(name, execution_id, queue, at)
+            self.tracker.enqueued(name, execution_id, queue, at, attempt)
             data = {"name": name, "queue": queue}
             self.bus.publish(EventType.EXECUTION_CREATED, execution_id, data, at)
             self.bus.publish(EventType.EXECUTION_QUEUED, execution_id, dict(data), at)

@@ -189,6 +189,7 @@ class _Pending:
     name: str
     queue: str
     enqueued_at: float
+    attempt: int = 1
 
     def progress(self) -> ExecutionProgress:
         return ExecutionProgress(
@@ -205,6 +206,7 @@ class _Pending:
             started_at=None,
             updated_at=self.enqueued_at,
             eta_seconds=None,
+            attempt=self.attempt,
         )
 
 
@@ -252,10 +254,12 @@ class ProgressTracker:
         self._history: OrderedDict[str, deque[float]] = OrderedDict()
 
     # ------------------------------------------------------------------ feeding
-    def enqueued(self, name: str, execution_id: str, queue: str, at: float) -> None:
-        """An execution was queued by :func:`stepwatch.enqueue`."""
+    def enqueued(
+        self, name: str, execution_id: str, queue: str, at: float, attempt: int = 1
+    ) -> None:
+        """An execution (its ``attempt``) was queued by :func:`stepwatch.enqueue`."""
         with self._lock:
-            self._pending[execution_id] = _Pending(execution_id, name, queue, at)
+            self._pending[execution_id] = _Pending(execution_id, name, queue, at, attempt)
             self._pending.move_to_end(execution_id)
             self._evict(at)
 
