@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -359,3 +360,63 @@ def test_a_reenqueued_attempt_is_pending_with_its_attempt(sw: Any) -> None:
     stepwatch.enqueue("job", execution_id="r", attempt=2)
     progress = sw.monitor.progress("r")
     assert (progress.state, progress.attempt) == ("pending", 2)
+
+
+@settings(max_examples=60)
+@given(position=st.integers(0, 15), value=_JSON, slot_part=st.integers(0, 2), slot_value=_JSON)
+def test_fuzzed_records_and_windows_never_raise_from_a_query(
+    tmp_path_factory: pytest.TempPathFactory,
+    position: int,
+    value: Any,
+    slot_part: int,
+    slot_value: Any,
+) -> None:
+    now = time.time()
+    fields = [f.name for f in dataclasses.fields(ExecutionProgress) if f.name != "steps"]
+    record: list[Any] = [
+        "fuzz-1",
+        "n",
+        "executing",
+        4,
+        1,
+        0,
+        1,
+        2,
+        25.0,
+        "b",
+        now,
+        now,
+        None,
+        1,
+        [],
+    ]
+    record[position % len(record)] = value
+    histogram = [1, 1.0, 1.0, 1.0, 0, 20, 0, [1]]
+    slot: list[Any] = [
+        "workflow.execution.duration",
+        [["workflow.execution.state", "executing"]],
+        1.0,
+    ]
+    group: list[Any] = ["workflow.execution.duration", None, None, histogram]
+    (slot if slot_part < 2 else group)[slot_part if slot_part < 2 else 3] = slot_value
+    document = {
+        **_valid_document(),
+        "execution_fields": fields,
+        "step_fields": [],
+        "executions": [record],
+        "windows": {
+            "fine_slot": 10.0,
+            "coarse_slot": 60.0,
+            "fine": [{"start": now // 10 * 10, "counts": [slot], "groups": [group]}],
+            "coarse": [],
+            "levels": [],
+        },
+    }
+    directory = tmp_path_factory.mktemp("fuzz-deep")
+    (directory / f"1-deep{SUFFIX}").write_text(json.dumps(document))
+    monitor = stepwatch.Monitor(multiprocess_dir=directory, publish_interval=None)
+    try:
+        _queries(monitor)
+        monitor.summary(60)
+    finally:
+        monitor.shutdown()

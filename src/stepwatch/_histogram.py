@@ -113,6 +113,8 @@ class ExpHistogram:
         count, total, low, high, zero, scale, offset, counts = wire
         if not isinstance(counts, list) or not all(isinstance(c, int) and c >= 0 for c in counts):
             raise ValueError("bucket counts must be a list of ints >= 0")
+        if not -10 <= int(scale) <= 20 or abs(int(offset)) > 2**40 or len(counts) > MAX_BUCKETS:
+            raise ValueError("scale, offset or bucket count out of range")
         return cls(
             int(count),
             float(total),

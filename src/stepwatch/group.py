@@ -157,13 +157,55 @@ class _Decoder:
         else:
             steps = [StepProgress(**{n: step[i] for i, n in self._step}) for step in raw_steps]
             progress = ExecutionProgress(**{n: wire[i] for i, n in self._execution}, steps=steps)
-        if not isinstance(progress.execution_id, str) or not isinstance(progress.state, str):
-            raise TypeError("execution_id and state must be strings")
-        if not isinstance(progress.updated_at, int | float) or not isinstance(
-            progress.attempt, int
-        ):
-            raise TypeError("updated_at must be a number and attempt an int")
+        _check_record(progress)
+        for step in steps:
+            _check_fields(step, _STEP_TEXT, _STEP_NUMBERS)
         return progress
+
+
+_TEXT = ("execution_id", "name", "state")
+_OPTIONAL_TEXT = ("current_step",)
+_NUMBERS = ("updated_at",)
+_OPTIONAL_NUMBERS = (
+    "total_steps",
+    "completed_steps",
+    "failed_steps",
+    "running_steps",
+    "pending_steps",
+    "percent",
+    "started_at",
+    "eta_seconds",
+)
+_STEP_TEXT = ("name", "state")
+_STEP_NUMBERS = ("started_at",)
+
+
+def _number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_fields(record: object, text: tuple[str, ...], numbers: tuple[str, ...]) -> None:
+    for name in text:
+        if not isinstance(getattr(record, name), str):
+            raise TypeError(f"{name} must be a string")
+    for name in numbers:
+        if not _number(getattr(record, name)):
+            raise TypeError(f"{name} must be a finite number")
+
+
+def _check_record(progress: ExecutionProgress) -> None:
+    """Types a query relies on (sorting, arithmetic); a file is data, never trusted."""
+    _check_fields(progress, _TEXT, _NUMBERS)
+    for name in _OPTIONAL_TEXT:
+        value = getattr(progress, name)
+        if value is not None and not isinstance(value, str):
+            raise TypeError(f"{name} must be a string or null")
+    for name in _OPTIONAL_NUMBERS:
+        value = getattr(progress, name)
+        if value is not None and not _number(value):
+            raise TypeError(f"{name} must be a finite number or null")
+    if isinstance(progress.attempt, bool) or not isinstance(progress.attempt, int):
+        raise TypeError("attempt must be an int")
 
 
 def _attributes(wire: Any) -> Attributes:
@@ -286,14 +328,14 @@ def _alert_to_wire(alert: Alert) -> dict[str, Any]:
 
 
 def _pid_alive(pid: int) -> bool:
+    if not 0 < pid < 2**31:
+        return False
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
     except PermissionError:
         return True  # someone else's process by that id: alive
-    except OSError:
-        return False
+    except (OSError, OverflowError, ValueError):
+        return False  # no such process (ProcessLookupError), or no valid id
     return True
 
 
@@ -599,9 +641,12 @@ def _decode(path: Path, data: bytes) -> Peer:
     executions, finished = document["executions"], document["finished"]
     if not isinstance(executions, list) or not isinstance(finished, list):
         raise TypeError("executions and finished must be lists")
+    pid = document["pid"]
+    if isinstance(pid, bool) or not isinstance(pid, int) or not 0 < pid < 2**31:
+        raise ValueError(f"pid must be a process id, got {pid!r}")
     return Peer(
         path=path,
-        pid=int(document["pid"]),
+        pid=pid,
         published_at=float(document["published_at"]),
         alive=True,
         records=_Records(decoder, executions, finished),
