@@ -206,14 +206,12 @@ class Monitor:
         )
         self.group: ProcessGroup | None = None
         """This process's membership of a process group, or ``None``."""
-        self._windows: Windows = self.reader
         if multiprocess_dir is not None:
             self.group = ProcessGroup(
                 multiprocess_dir, self._group_document, self.clock, publish_interval
             )
-            self._windows = GroupWindows(self.reader, self.group.peers, self.clock)
-            self._evaluator.reader = self._windows
             self._evaluator.remote_running = self._remote_running
+        self._windows: Windows = self._connect_windows()
         self._telemetry = self._build_telemetry()
         self._loop: _EvaluationLoop | None = None
         self._closed = False
@@ -223,6 +221,14 @@ class Monitor:
         # multiprocessing children run these after their own fork set-up: they
         # flush at exit through multiprocessing's finalizers instead.
         multiprocessing_util.register_after_fork(self, Monitor._after_multiprocessing_fork)
+
+    def _connect_windows(self) -> Windows:
+        """What ``summary()`` and the rules read: the reader, or the group's merged view."""
+        windows: Windows = self.reader
+        if self.group is not None:
+            windows = GroupWindows(self.reader, self.group.peers, self.clock)
+        self._evaluator.reader = windows
+        return windows
 
     def _build_telemetry(self, flush: Callable[[], None] | None = None) -> _telemetry.Telemetry:
         return _telemetry.build(
@@ -260,10 +266,7 @@ class Monitor:
             self.tracer_provider = pipeline.tracer_provider or self.tracer_provider
             if pipeline.meter_provider is not None:
                 self.meter_provider = self._attach_reader(pipeline.meter_provider, fresh=True)
-                self._windows = self.reader
-                if self.group is not None:
-                    self._windows = GroupWindows(self.reader, self.group.peers, self.clock)
-                self._evaluator.reader = self._windows
+                self._windows = self._connect_windows()
                 if self._queue_callbacks:
                     self._create_queue_gauge()
         installed = self.installed
