@@ -172,3 +172,14 @@ def test_top_needs_a_url_or_a_directory(tmp_path: Path) -> None:
     assert stepwatch_cli("top", "--once").returncode == 2
     missing = stepwatch_cli("top", "--dir", str(tmp_path / "missing"), "--once")
     assert missing.returncode == 3
+
+
+def test_top_treats_ids_and_names_as_text(served: tuple[Harness, ServerHandle]) -> None:
+    _, handle = served
+    with stepwatch.execution("[link=https://example.invalid]n", execution_id="[/bold]id"):
+        result = stepwatch_cli(
+            "top", handle.url, "--token", "tok", "--once", env={"COLUMNS": "200"}
+        )
+    assert result.returncode == 0, result.stderr  # 0.1 crashed on the closing tag
+    assert "[/bold]id" in result.stdout
+    assert "[link=https://example.invalid]n" in result.stdout
