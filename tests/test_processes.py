@@ -181,6 +181,21 @@ def _executing_counts(received: Received) -> dict[str, int]:
     return counts
 
 
+def _executing_levels(received: Received) -> dict[str, float]:
+    """Per service.instance.id, the last exported ``workflow.execution.active{executing}``."""
+    levels: dict[str, float] = {}
+    for metric in received.metrics:
+        if metric.name != "workflow.execution.active":
+            continue
+        instance = str(metric.resource["service.instance.id"])
+        levels[instance] = sum(
+            p["point"].as_int or p["point"].as_double
+            for p in metric.points
+            if p["attributes"].get("workflow.execution.state") == "executing"
+        )
+    return levels
+
+
 def test_fork_per_job_children_export_exactly_their_own() -> None:
     with http_receiver() as (endpoint, received):
         result = run_engine(
@@ -215,6 +230,10 @@ def test_fork_per_job_children_export_exactly_their_own() -> None:
         assert counts[instance_of["parent-1"]] == 2
         assert [counts[instance_of[f"child-{n}"]] for n in range(3)] == [1, 1, 1]
         assert sum(counts.values()) == 5
+        # Nothing runs any more, fleet-wide (0.1 read 3: the parent's level re-exported).
+        levels = _executing_levels(received)
+        assert len(levels) == 4
+        assert sum(levels.values()) == 0
 
 
 def test_fork_while_threads_record_never_hangs_a_child() -> None:
