@@ -38,19 +38,26 @@ from stepwatch._safety import report
 __all__ = ["Decorated", "decorate"]
 
 
-def _importable(obj: Any) -> bool:
-    """Whether ``obj`` is what its module and qualified name resolve to (pickle's own test)."""
-    module = sys.modules.get(getattr(obj, "__module__", None) or "")
-    qualname = getattr(obj, "__qualname__", None)
-    if module is None or not isinstance(qualname, str) or "<locals>" in qualname:
-        return False
+_MISSING = object()
+
+
+def _lookup(module_name: object, dotted: object) -> Any:
+    """What ``module_name`` and a dotted qualified name resolve to now, or ``_MISSING``."""
+    module = sys.modules.get(module_name if isinstance(module_name, str) else "")
+    if module is None or not isinstance(dotted, str) or not dotted or "<locals>" in dotted:
+        return _MISSING
     found: Any = module
     try:
-        for part in qualname.split("."):
+        for part in dotted.split("."):
             found = getattr(found, part)
     except AttributeError:
-        return False
-    return found is obj
+        return _MISSING
+    return found
+
+
+def _importable(obj: Any) -> bool:
+    """Whether ``obj`` is what its module and qualified name resolve to (pickle's own test)."""
+    return _lookup(getattr(obj, "__module__", None), getattr(obj, "__qualname__", None)) is obj
 
 
 def _redecorate(wrapped: Any, scope: Callable[[Any], Any]) -> Any:
@@ -70,15 +77,9 @@ class _BoundDecorated(wrapt.BoundFunctionWrapper[..., Any]):
         # A staticmethod, or a function reached through its class: the owner is
         # the class its qualified name goes through.
         qualname = str(getattr(target, "__qualname__", ""))
-        module = sys.modules.get(getattr(target, "__module__", None) or "")
         owner_path, _, attribute = qualname.rpartition(".")
-        found: Any = module
-        try:
-            for part in owner_path.split("."):
-                found = getattr(found, part)
-        except AttributeError:
-            found = None
-        if found is None or not owner_path or "<locals>" in owner_path:
+        found = _lookup(getattr(target, "__module__", None), owner_path)
+        if found is _MISSING:
             raise TypeError(f"cannot pickle {qualname!r}: its class is not importable")
         return getattr, (found, attribute)
 
@@ -104,7 +105,7 @@ class Decorated(wrapt.FunctionWrapper[..., Any]):
     def __reduce_ex__(self, protocol: object) -> Any:
         if _importable(self):
             return self.__qualname__  # by reference: pickle writes module and name
-        return _redecorate, (self.__wrapped__, self._self_scope)
+        return self._by_value()
 
     def __reduce__(self) -> Any:
         return self.__reduce_ex__(2)
