@@ -47,9 +47,9 @@ from stepwatch import semconv
 from stepwatch._histogram import ExpHistogram
 from stepwatch._safety import report
 from stepwatch.health import Alert
-from stepwatch.progress import ExecutionProgress, StepProgress
+from stepwatch.progress import ExecutionProgress, StepProgress, keep_steps
 from stepwatch.reader import Attributes, Windows
-from stepwatch.semconv import AlertState, ExecutionState, Severity
+from stepwatch.semconv import AlertState, ExecutionState, Outcome, Severity
 from stepwatch.version import __version__
 
 __all__ = [
@@ -121,11 +121,12 @@ _step_values = operator.attrgetter(*_STEP_FIELDS)
 _execution_values = operator.attrgetter(*_EXECUTION_FIELDS)
 
 
+def _step_failed(step: StepProgress) -> bool:
+    return step.state not in ("running", Outcome.SUCCESS.value, Outcome.SKIP.value)
+
+
 def _progress_to_wire(progress: ExecutionProgress) -> list[Any]:
-    steps = progress.steps
-    if len(steps) > PUBLISHED_STEPS:
-        failed = [s for s in steps if s.state not in ("running", "success", "skip")]
-        steps = (failed[-PUBLISHED_STEPS:] + steps[-PUBLISHED_STEPS:])[:PUBLISHED_STEPS]
+    steps = keep_steps(progress.steps, _step_failed, PUBLISHED_STEPS)
     return [*_execution_values(progress), [list(_step_values(s)) for s in steps]]
 
 
@@ -341,12 +342,18 @@ def _pid_alive(pid: int) -> bool:
 
 # ------------------------------------------------------------------ the windows
 class GroupWindows:
-    """This process's health windows plus the group's published ones (a :class:`Windows`)."""
+    """This process's health windows plus the group's published ones (a :class:`Windows`).
+
+    :meth:`refresh` collects this process's data and reads the group's files
+    once; the queries that follow (a summary or an evaluation makes a dozen)
+    read that one snapshot of the peers.
+    """
 
     def __init__(self, local: Windows, peers: Callable[[], list[Peer]], clock: Callable[[], float]):
         self.local = local
-        self._peers = peers
+        self._read_peers = peers
         self._clock = clock
+        self._current: list[Peer] | None = None
 
     @property
     def window(self) -> float:
@@ -354,6 +361,13 @@ class GroupWindows:
 
     def refresh(self) -> None:
         self.local.refresh()
+        self._current = self._read_peers()
+
+    def _peers(self) -> list[Peer]:
+        current = self._current
+        if current is None:
+            current = self._current = self._read_peers()
+        return current
 
     def _since(self, slots: list[_Slot], width: float, span: float) -> list[_Slot]:
         start = self._clock() - span

@@ -544,7 +544,7 @@ class Monitor:
             raise ValueError(f"window must be in (0, {self.reader.window:g}] seconds, got {window}")
         if name is not None and not isinstance(name, str):
             raise TypeError(f"name must be a string, got {type(name).__name__}")
-        self.reader.refresh()
+        self._windows.refresh()
         return summarize(self._windows, float(window), name, self._observed_queue_depth())
 
     def health(self, *, refresh: bool = False) -> SystemHealth:
