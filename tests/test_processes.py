@@ -165,35 +165,33 @@ def test_cloudpickle_by_value_runs_decorated_in_another_process(tmp_path: Path) 
         assert span.resource["service.name"] == "cloudpickle-runner"
 
 
-def _executing_counts(received: Received) -> dict[str, int]:
-    """Per service.instance.id, the latest cumulative count of executions that ran."""
-    counts: dict[str, int] = {}
+def _executing_exports(received: Received, name: str, value: str) -> dict[str, list[float]]:
+    """Per service.instance.id, in arrival order, each export's sum of ``value`` over the
+    points of metric ``name`` in state ``executing``."""
+    found: dict[str, list[float]] = {}
     for metric in received.metrics:
-        if metric.name != "workflow.execution.duration":
+        if metric.name != name:
             continue
-        instance = str(metric.resource["service.instance.id"])
-        total = sum(
-            p["point"].count
-            for p in metric.points
-            if p["attributes"].get("workflow.execution.state") == "executing"
+        found.setdefault(str(metric.resource["service.instance.id"]), []).append(
+            sum(
+                getattr(p["point"], value)
+                for p in metric.points
+                if p["attributes"].get("workflow.execution.state") == "executing"
+            )
         )
-        counts[instance] = max(counts.get(instance, 0), total)
-    return counts
+    return found
+
+
+def _executing_counts(received: Received) -> dict[str, int]:
+    """Per instance, the latest cumulative count of executions that ran."""
+    exports = _executing_exports(received, "workflow.execution.duration", "count")
+    return {instance: int(max(counts)) for instance, counts in exports.items()}
 
 
 def _executing_levels(received: Received) -> dict[str, float]:
-    """Per service.instance.id, the last exported ``workflow.execution.active{executing}``."""
-    levels: dict[str, float] = {}
-    for metric in received.metrics:
-        if metric.name != "workflow.execution.active":
-            continue
-        instance = str(metric.resource["service.instance.id"])
-        levels[instance] = sum(
-            p["point"].as_int or p["point"].as_double
-            for p in metric.points
-            if p["attributes"].get("workflow.execution.state") == "executing"
-        )
-    return levels
+    """Per instance, the last exported ``workflow.execution.active{executing}`` (an int sum)."""
+    exports = _executing_exports(received, "workflow.execution.active", "as_int")
+    return {instance: levels[-1] for instance, levels in exports.items()}
 
 
 def test_fork_per_job_children_export_exactly_their_own() -> None:
