@@ -12,6 +12,7 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 
 import stepwatch
 from stepwatch.events import ExecutionEvent
+from stepwatch.limits import Limits
 from stepwatch.testing import Harness, capture
 
 JOIN_TIMEOUT = 300.0  # a deadlock fails the test instead of hanging it
@@ -20,7 +21,7 @@ JOIN_TIMEOUT = 300.0  # a deadlock fails the test instead of hanging it
 @pytest.fixture
 def fast() -> Iterator[Harness]:
     """Spans sampled out: these tests are about stepwatch's own state, at volume."""
-    with capture(sampler=ALWAYS_OFF, max_finished=20_000) as harness:
+    with capture(sampler=ALWAYS_OFF, limits=Limits(max_finished=20_000)) as harness:
         yield harness
 
 

@@ -309,9 +309,9 @@ def test_rules_fire_on_the_groups_merged_windows(tmp_path: Path) -> None:
     ("options", "error", "argument"),
     [
         ({"multiprocess_dir": 3}, TypeError, "multiprocess_dir"),
-        ({"multiprocess_dir": ""}, TypeError, "multiprocess_dir"),
+        ({"multiprocess_dir": ""}, ValueError, "multiprocess_dir"),
         ({"multiprocess_dir": "x", "publish_interval": 0}, ValueError, "publish_interval"),
-        ({"multiprocess_dir": "x", "publish_interval": True}, ValueError, "publish_interval"),
+        ({"multiprocess_dir": "x", "publish_interval": True}, TypeError, "publish_interval"),
     ],
 )
 def test_group_setup_errors_name_the_argument(

@@ -10,6 +10,7 @@ import pytest
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 
 import stepwatch
+from stepwatch.limits import Limits
 from stepwatch.progress import blend_eta
 from stepwatch.testing import Harness, capture
 
@@ -181,7 +182,7 @@ def test_to_dict_is_json_ready(sw: Harness) -> None:
 
 def test_retention_bounds_memory() -> None:
     # Spans sampled out: this test is about the Monitor's memory, not span export.
-    with capture(max_finished=1_000, max_events=5_000, sampler=ALWAYS_OFF) as sw:
+    with capture(limits=Limits(max_finished=1_000, max_events=5_000), sampler=ALWAYS_OFF) as sw:
         for n in range(100_000):
             with (
                 stepwatch.execution("bulk", execution_id=f"b-{n}", total_steps=1) as ex,
@@ -209,7 +210,7 @@ def test_retention_by_age(sw: Harness) -> None:
 
 
 def test_sixteen_threads_thousand_executions_each() -> None:
-    with capture(max_finished=20_000, max_events=100_000) as sw:
+    with capture(limits=Limits(max_finished=20_000, max_events=100_000)) as sw:
         _run_sixteen_threads(sw)
 
 

@@ -17,10 +17,12 @@ from opentelemetry.metrics import Counter, Histogram, Meter, MeterProvider, UpDo
 from opentelemetry.trace import Tracer, TracerProvider
 
 from stepwatch import semconv
+from stepwatch.limits import Limits
 from stepwatch.version import __version__
 
 if TYPE_CHECKING:
     from stepwatch.instrument import Execution, Step
+    from stepwatch.progress import DurationHistory
 
 __all__ = ["Observer", "Telemetry", "build", "current", "install", "installed", "uninstall"]
 
@@ -28,30 +30,42 @@ Clock = Callable[[], float]
 
 
 class Observer(Protocol):
-    """What the instrument layer tells the Monitor (tracker and event bus).
+    """What the instrument layer tells the Monitor: what happened, never a question.
 
-    Every method is called on the host's thread, must be O(1) and must not
-    raise; the instrument layer guards the calls anyway.
+    Every method is called on the host's thread, must be cheap and must not
+    raise (the Monitor's observer guards each one; the instrument layer does
+    not guard them again). Handles are passed as read-only views: an
+    observer reads them and never changes them.
     """
 
-    def execution_started(self, execution: Execution) -> None: ...
+    def enqueued(self, execution_id: str, data: semconv.ExecutionQueuedData, at: float) -> None: ...
 
-    def execution_ended(self, execution: Execution) -> None: ...
-
-    def step_started(self, step: Step) -> None: ...
-
-    def step_ended(self, step: Step) -> None: ...
-
-    def step_progressed(self, step: Step, emit: bool) -> None: ...
-
-    def enqueued(
-        self, name: str, execution_id: str, queue: str, at: float, attempt: int = 1
+    def execution_started(
+        self, execution: Execution, data: semconv.ExecutionStartedData
     ) -> None: ...
 
-    def eta(self, execution: Execution, now: float) -> float | None: ...
+    def execution_ended(
+        self,
+        execution: Execution,
+        event_type: semconv.EventType,
+        data: semconv.ExecutionEndedData,
+        sla: semconv.SLAViolatedData | None,
+    ) -> None: ...
+
+    def step_started(self, step: Step, execution_id: str | None) -> None: ...
+
+    def step_ended(self, step: Step, execution_id: str | None) -> None: ...
+
+    def step_progressed(
+        self, execution_id: str | None, data: semconv.StepProgressData, at: float
+    ) -> None: ...
 
     def lifecycle(
-        self, event_type: semconv.EventType, execution_id: str | None, data: dict[str, Any]
+        self,
+        event_type: semconv.EventType,
+        execution_id: str | None,
+        data: dict[str, Any],
+        at: float,
     ) -> None: ...
 
 
@@ -66,7 +80,13 @@ class Telemetry:
     sla_violations: Counter
     approval_duration: Histogram
     clock: Clock
+    """Wall-clock epoch seconds: timestamps (span start, ``started_at``, enqueue time)."""
+    monotonic: Clock
+    """Seconds for durations (``time.monotonic``; the injected test clock when one is given)."""
     observer: Observer | None
+    limits: Limits
+    history: DurationHistory | None = None
+    """Typical durations per name for the ETA (the Monitor's), ``None`` without a Monitor."""
     default_sla: float | None = None
     flush: Callable[[], None] | None = None
     """Set in forked children only: pushes what ended out to the exporters at once."""
@@ -88,12 +108,16 @@ def build(
     observer: Observer | None = None,
     default_sla: float | None = None,
     *,
+    limits: Limits | None = None,
+    history: DurationHistory | None = None,
     flush: Callable[[], None] | None = None,
 ) -> Telemetry:
     """Create the tracer and instruments stepwatch emits through.
 
     ``None`` providers mean the global OpenTelemetry API (proxies that start
-    delegating once an SDK is installed globally).
+    delegating once an SDK is installed globally). With no ``clock``,
+    timestamps come from ``time.time`` and durations from ``time.monotonic``;
+    an injected clock drives both.
     """
     tracer = trace.get_tracer(
         semconv.INSTRUMENTATION_SCOPE, __version__, tracer_provider=tracer_provider
@@ -117,7 +141,10 @@ def build(
         ),
         approval_duration=_histogram(meter, semconv.APPROVAL_DURATION),
         clock=clock or time.time,
+        monotonic=clock or time.monotonic,
         observer=observer,
+        limits=limits or Limits(),
+        history=history,
         default_sla=default_sla,
         flush=flush,
     )

@@ -38,9 +38,11 @@ from opentelemetry.sdk.resources import SERVICE_INSTANCE_ID, SERVICE_NAME, Resou
 from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SpanExporter
 from opentelemetry.trace import TracerProvider
 
+from stepwatch import _checks as checks
 from stepwatch._pipeline import Pipeline, new_instance_id
 from stepwatch.group import ENVIRONMENT_VARIABLE
 from stepwatch.health import ExportStatus, Rules
+from stepwatch.limits import Limits
 from stepwatch.monitor import Monitor
 
 __all__ = ["configure"]
@@ -60,9 +62,7 @@ _ENDPOINT_VARIABLES = (
 def _choose_exporter(exporter: str | None) -> str:
     if exporter is None:
         return "otlp" if any(os.environ.get(name) for name in _ENDPOINT_VARIABLES) else "none"
-    if exporter not in EXPORTERS:
-        raise ValueError(f"exporter must be one of {EXPORTERS} or None, got {exporter!r}")
-    return exporter
+    return checks.choice(exporter, "exporter", EXPORTERS)
 
 
 def _protocol(signal: str) -> str:
@@ -140,6 +140,7 @@ def configure(
     rules: Rules | None = None,
     set_global: bool = True,
     multiprocess_dir: str | os.PathLike[str] | None = None,
+    limits: Limits | None = None,
 ) -> Monitor:
     """Set up OpenTelemetry for an engine process and return its :class:`Monitor`.
 
@@ -159,22 +160,28 @@ def configure(
             :mod:`stepwatch.group`).
 
             .. versionadded:: 0.2.0
+        limits: Every memory bound of the Monitor (:class:`~stepwatch.Limits`).
+
+            .. versionadded:: 0.2.0
 
     Returns:
         The Monitor (installed when ``set_global``). Call ``shutdown()`` at
         exit to flush; providers built here are shut down with it.
 
     Raises:
-        ValueError: an unknown ``exporter``.
-        TypeError: ``service_name`` is not a string.
+        TypeError: an argument of the wrong type, named in the message.
+        ValueError: an argument out of range (an unknown ``exporter``, an
+            empty ``service_name``), named in the message.
 
     .. versionadded:: 0.1.0
     """
     kind = _choose_exporter(exporter)
-    if service_name is not None and (not isinstance(service_name, str) or not service_name):
-        raise TypeError("service_name must be a non-empty string or None")
-    if rules is not None and not isinstance(rules, Rules):
-        raise TypeError(f"rules must be a stepwatch.Rules, got {type(rules).__name__}")
+    checks.name(service_name, "service_name", optional=True)
+    if rules is not None:
+        checks.instance(rules, "rules", Rules, "a stepwatch.Rules")
+    if limits is not None:
+        checks.instance(limits, "limits", Limits, "a stepwatch.Limits")
+    checks.path(multiprocess_dir, "multiprocess_dir", optional=True)
     attributes: dict[str, str] = {SERVICE_NAME: service_name} if service_name else {}
     resource = Resource.create(attributes)
     if SERVICE_INSTANCE_ID not in resource.attributes:
@@ -196,6 +203,7 @@ def configure(
         tracer_provider=tracer_provider or pipeline.tracer_provider,
         meter_provider=meter_provider or pipeline.meter_provider,
         rules=rules,
+        limits=limits,
         pipeline=pipeline,
         multiprocess_dir=multiprocess_dir,
     )

@@ -32,6 +32,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any, NamedTuple
 
+from stepwatch import _checks as checks
 from stepwatch._models import iso, json_ready
 from stepwatch.semconv import EventType
 
@@ -265,8 +266,8 @@ class EventBus:
         max_history: int = DEFAULT_MAX_HISTORY,
         max_queue: int = DEFAULT_MAX_QUEUE,
     ) -> None:
-        if max_history < 1 or max_queue < 1:
-            raise ValueError("max_history and max_queue must be >= 1")
+        checks.count(max_history, "max_history")
+        checks.count(max_queue, "max_queue")
         self._clock = clock
         self._lock = threading.Lock()
         self._history: deque[ExecutionEvent] = deque(maxlen=max_history)
@@ -324,9 +325,11 @@ class EventBus:
         Raises:
             ValueError: an unknown ``event_type`` or a negative ``limit``.
         """
-        wanted = None if event_type is None else EventType(event_type)
-        if limit is not None and limit < 0:
-            raise ValueError(f"limit must be >= 0, got {limit}")
+        wanted = checks.member(event_type, "event_type", EventType, optional=True)
+        checks.count(limit, "limit", minimum=0, optional=True)
+        checks.count(since, "since", minimum=0, optional=True)
+        if execution_id is not None:
+            checks.name(execution_id, "execution_id")
         with self._lock:
             history = list(self._history)
         result = [
@@ -353,9 +356,10 @@ class EventBus:
             TypeError: ``callback`` is not callable.
             ValueError: an unknown ``event_type``.
         """
-        if not callable(callback):
-            raise TypeError(f"callback must be callable, got {type(callback).__name__}")
-        wanted = None if event_type is None else EventType(event_type)
+        checks.function(callback, "callback")
+        wanted = checks.member(event_type, "event_type", EventType, optional=True)
+        if execution_id is not None:
+            checks.name(execution_id, "execution_id")
         subscription = Subscription(callback, execution_id, wanted, self._max_queue)
         if subscription.is_async:
             self._start_task(subscription)

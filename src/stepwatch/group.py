@@ -43,6 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from stepwatch import _checks as checks
 from stepwatch import semconv
 from stepwatch._histogram import ExpHistogram
 from stepwatch._safety import report
@@ -451,18 +452,8 @@ class ProcessGroup:
         clock: Callable[[], float] = time.time,
         publish_interval: float | None = DEFAULT_PUBLISH_INTERVAL,
     ) -> None:
-        if publish_interval is not None and (
-            isinstance(publish_interval, bool)
-            or not isinstance(publish_interval, int | float)
-            or not 0 < publish_interval < 3600
-        ):
-            raise ValueError(
-                f"publish_interval must be in (0, 3600) seconds or None, got {publish_interval!r}"
-            )
-        if not isinstance(directory, str | os.PathLike) or not os.fspath(directory):
-            raise TypeError(
-                f"multiprocess_dir must be a non-empty path, got {type(directory).__name__}"
-            )
+        checks.seconds(publish_interval, "publish_interval", optional=True, at_most=3600)
+        checks.path(directory, "multiprocess_dir")
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.publish_interval = publish_interval

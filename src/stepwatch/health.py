@@ -36,15 +36,15 @@ import asyncio
 import hashlib
 import inspect
 import json
-import logging
-import math
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
+from stepwatch import _checks as checks
 from stepwatch import semconv
 from stepwatch._models import json_ready
 from stepwatch._safety import report
@@ -65,8 +65,6 @@ __all__ = [
     "worst_status",
 ]
 
-_logger = logging.getLogger(__name__)
-
 MAX_RESOLVED_ALERTS = 1_000
 """Resolved alerts kept for ``alerts(active=False)``."""
 
@@ -75,23 +73,6 @@ BURN_RATES: tuple[tuple[str, Severity, float, float, float], ...] = (
     ("slow", Severity.WARNING, 6.0, 6 * 3600.0, 1800.0),
 )
 """(label, severity, burn-rate factor, long window s, short window s), after the SRE workbook."""
-
-
-def _ratio_in_range(value: object, argument: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
-        raise TypeError(f"{argument} must be a number in (0, 1], got {value!r}")
-    if not 0 < value <= 1:
-        raise ValueError(f"{argument} must be in (0, 1], got {value}")
-    return float(value)
-
-
-def _positive(value: object, argument: str, *, allow_zero: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
-        raise TypeError(f"{argument} must be a number of seconds, got {value!r}")
-    if value < 0 or (value == 0 and not allow_zero) or math.isinf(value):
-        bound = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"{argument} must be finite and {bound}, got {value}")
-    return float(value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,26 +111,19 @@ class Rules:
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
-        set_(self, "window", _positive(self.window, "window"))
-        set_(self, "failure_rate", _ratio_in_range(self.failure_rate, "failure_rate"))
-        set_(self, "timeout_rate", _ratio_in_range(self.timeout_rate, "timeout_rate"))
-        set_(self, "stuck_after", _positive(self.stuck_after, "stuck_after"))
-        set_(self, "for_seconds", _positive(self.for_seconds, "for_seconds", allow_zero=True))
-        if self.sla is not None:
-            set_(self, "sla", _positive(self.sla, "sla"))
-        for argument in ("min_executions", "queue_depth"):
-            value = getattr(self, argument)
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise TypeError(f"{argument} must be an int, got {value!r}")
-            if value < 1:
-                raise ValueError(f"{argument} must be >= 1, got {value}")
-        objective = self.sla_objective
-        if isinstance(objective, bool) or not isinstance(objective, int | float):
-            raise TypeError(f"sla_objective must be a number in (0, 1), got {objective!r}")
-        if not 0 < objective < 1:
-            raise ValueError(f"sla_objective must be in (0, 1), got {objective}")
-        if self.window < 10:
-            raise ValueError(f"window must be at least 10 seconds, got {self.window}")
+        set_(self, "window", checks.seconds(self.window, "window", at_least=10))
+        set_(self, "failure_rate", checks.ratio(self.failure_rate, "failure_rate"))
+        set_(self, "timeout_rate", checks.ratio(self.timeout_rate, "timeout_rate"))
+        set_(self, "stuck_after", checks.seconds(self.stuck_after, "stuck_after"))
+        set_(self, "for_seconds", checks.seconds(self.for_seconds, "for_seconds", allow_zero=True))
+        set_(self, "sla", checks.seconds(self.sla, "sla", optional=True))
+        checks.count(self.min_executions, "min_executions")
+        checks.count(self.queue_depth, "queue_depth")
+        set_(
+            self,
+            "sla_objective",
+            checks.ratio(self.sla_objective, "sla_objective", include_one=False),
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """Return JSON-ready values."""
@@ -278,6 +252,10 @@ class ExportStatus:
         """Whether the latest export failed."""
         return self.last_ok is False
 
+    def after_fork_in_child(self) -> None:
+        """A fresh lock (an exporter thread of the parent may have held this one)."""
+        self._lock = threading.Lock()
+
 
 Check = Callable[[], "bool | ComponentHealth | Awaitable[bool | ComponentHealth]"]
 
@@ -294,6 +272,11 @@ class _CheckRunner:
         self._done.set()
         self._result: ComponentHealth | None = None
         self._started = 0.0
+
+    def after_fork_in_child(self) -> None:
+        """A run in progress in the parent is not running here: ready to start again."""
+        self._done = threading.Event()
+        self._done.set()
 
     def start(self, clock: Callable[[], float]) -> None:
         if not self._done.is_set():
@@ -408,24 +391,20 @@ class HealthEvaluator:
         self._resolved: deque[Alert] = deque(maxlen=MAX_RESOLVED_ALERTS)
         self._health: SystemHealth | None = None
         self._dropped_seen = 0
-        self.evaluations = 0
 
     def after_fork_in_child(self) -> None:
         """Fresh locks; checks that were running in the parent are not running here."""
         self._lock = threading.Lock()
         if self.export_status is not None:
-            self.export_status._lock = threading.Lock()
+            self.export_status.after_fork_in_child()
         for runner in self._checks.values():
-            runner._done = threading.Event()
-            runner._done.set()
+            runner.after_fork_in_child()
 
     # ------------------------------------------------------------------ checks
     def add_check(self, name: str, check: Check, *, critical: bool, timeout: float) -> None:
-        if not isinstance(name, str) or not name.strip():
-            raise ValueError(f"name must be a non-empty string, got {name!r}")
-        if not callable(check):
-            raise TypeError(f"check must be callable, got {type(check).__name__}")
-        timeout = _positive(timeout, "timeout")
+        checks.name(name, "name")
+        checks.function(check, "check")
+        timeout = checks.seconds(timeout, "timeout")
         with self._lock:
             self._checks[name] = _CheckRunner(name, check, bool(critical), timeout)
 
@@ -605,8 +584,9 @@ class HealthEvaluator:
         status = self.export_status
         if status is None:
             return []
-        dropped = status.dropped_spans - self._dropped_seen
-        self._dropped_seen = status.dropped_spans
+        with self._lock:
+            dropped = status.dropped_spans - self._dropped_seen
+            self._dropped_seen = status.dropped_spans
         if not status.failing() and dropped <= 0:
             return []
         problems = []
@@ -654,16 +634,11 @@ class HealthEvaluator:
             status = _status(firing, components)
             previous = self._health
             self._health = SystemHealth(status, components, firing, now)
-            self.evaluations += 1
         # Before the first evaluation the process counts as healthy.
         previous_status = HealthStatus.HEALTHY if previous is None else previous.status
         if previous_status is not status:
-            self.bus.publish(
-                EventType.HEALTH_CHANGED,
-                None,
-                {"status": status.value, "previous": previous_status.value},
-                now,
-            )
+            change = semconv.HealthChangedData(status=status.value, previous=previous_status.value)
+            self.bus.publish(EventType.HEALTH_CHANGED, None, dict(change), now)
         return self._health
 
     def _apply(self, findings: list[_Finding], now: float) -> None:
@@ -719,9 +694,8 @@ class HealthEvaluator:
         active: bool | None = None,
     ) -> list[Alert]:
         """Firing alerts (oldest first), then resolved ones (newest first), filtered."""
-        wanted = None if severity is None else Severity(severity)
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
-            raise ValueError(f"limit must be an int >= 0, got {limit!r}")
+        wanted = checks.member(severity, "severity", Severity, optional=True)
+        checks.count(limit, "limit", minimum=0)
         with self._lock:
             firing = sorted(self._firing.values(), key=lambda a: (a.started_at, a.id))
             resolved = list(reversed(self._resolved))
@@ -761,3 +735,54 @@ def _status(firing: list[Alert], components: list[ComponentHealth]) -> HealthSta
     ):
         return HealthStatus.DEGRADED
     return HealthStatus.HEALTHY
+
+
+class EvaluationLoop:
+    """A daemon thread evaluating health every ``interval`` seconds; restarted after fork.
+
+    Holds its evaluator weakly: when the Monitor that owns the evaluator is
+    gone, the loop ends. Survives its own errors (reported, then the next
+    tick).
+    """
+
+    def __init__(self, evaluator: HealthEvaluator, interval: float) -> None:
+        self._evaluator = weakref.ref(evaluator)
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def alive(self) -> bool:
+        """Whether the loop's thread runs."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self) -> None:
+        """Start the thread."""
+        self._thread = threading.Thread(target=self._run, name="stepwatch-health", daemon=True)
+        self._thread.start()
+
+    def after_fork_in_child(self) -> None:
+        """Threads do not survive fork: the child of a running loop starts its own."""
+        if not self._stop.is_set():
+            self._stop = threading.Event()
+            self.start()
+
+    def _run(self) -> None:
+        stop = self._stop
+        while not stop.is_set():
+            evaluator = self._evaluator()
+            if evaluator is None:
+                return
+            try:
+                evaluator.health(refresh=True)
+            except Exception:
+                report("monitor.loop", "stepwatch: health evaluation failed", exc_info=True)
+            del evaluator
+            stop.wait(self.interval)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop the loop; wait up to ``timeout`` seconds for a running evaluation to end."""
+        self._stop.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=timeout)

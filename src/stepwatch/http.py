@@ -48,6 +48,8 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
+from stepwatch import _checks as checks
+from stepwatch import semconv
 from stepwatch._models import iso
 from stepwatch.events import ExecutionEvent
 from stepwatch.health import Alert, SystemHealth
@@ -64,8 +66,6 @@ _logger = logging.getLogger(__name__)
 
 HEARTBEAT_SECONDS = 15.0
 """Seconds between SSE heartbeat comments (they also detect gone clients)."""
-MAX_SSE_CLIENTS = 16
-"""Concurrent ``/events`` streams; more get 503."""
 MAX_QUERY_BYTES = 2048
 """Longest query string accepted (414 beyond)."""
 MAX_AUTHORIZATION_BYTES = 1024
@@ -92,13 +92,13 @@ _HEALTH_TO_IETF = {
 }
 _SEVERITY_TO_IETF = {Severity.INFO: "pass", Severity.WARNING: "warn", Severity.CRITICAL: "fail"}
 _RULE_MEASUREMENT = {
-    "HighFailureRate": ("failureRate", "ratio"),
-    "HighTimeoutRate": ("timeoutRate", "ratio"),
-    "QueueBacklog": ("queueDepth", "{execution}"),
-    "StuckExecutions": ("stuckExecutions", "{execution}"),
-    "SLABurnRate": ("burnRate", "ratio"),
-    "ComponentDown": ("status", None),
-    "TelemetryExportFailing": ("exportFailures", "{export}"),
+    semconv.RULE_HIGH_FAILURE_RATE: ("failureRate", "ratio"),
+    semconv.RULE_HIGH_TIMEOUT_RATE: ("timeoutRate", "ratio"),
+    semconv.RULE_QUEUE_BACKLOG: ("queueDepth", "{execution}"),
+    semconv.RULE_STUCK_EXECUTIONS: ("stuckExecutions", "{execution}"),
+    semconv.RULE_SLA_BURN_RATE: ("burnRate", "ratio"),
+    semconv.RULE_COMPONENT_DOWN: ("status", None),
+    semconv.RULE_TELEMETRY_EXPORT_FAILING: ("exportFailures", "{export}"),
 }
 
 Response = tuple[int, str, Iterable[bytes], list[tuple[str, str]]]
@@ -308,8 +308,7 @@ class _App:
 
     # ------------------------------------------------------------------ routes
     def _livez(self, params: dict[str, list[str]], environ: WSGIEnvironment) -> Response:
-        loop = self.monitor._loop
-        if loop is not None and not loop.alive:
+        if self.monitor.loop_died:
             return _json_body(503, {"status": "fail", "output": "evaluation loop stopped"})
         return _json_body(200, {"status": "pass"})
 
@@ -422,7 +421,7 @@ def make_wsgi_app(
     *,
     token: str | None = None,
     heartbeat: float = HEARTBEAT_SECONDS,
-    max_sse_clients: int = MAX_SSE_CLIENTS,
+    max_sse_clients: int | None = None,
 ) -> Callable[[WSGIEnvironment, StartResponse], Iterable[bytes]]:
     """Build the WSGI app serving ``monitor`` (pure: no socket, no thread).
 
@@ -430,19 +429,21 @@ def make_wsgi_app(
         monitor: The data source.
         token: When set, every route but ``/livez`` needs ``Authorization: Bearer <token>``.
         heartbeat: Seconds between SSE heartbeat comments.
-        max_sse_clients: Concurrent ``/events`` streams before 503.
+        max_sse_clients: Concurrent ``/events`` streams before 503 (default
+            ``monitor.limits.max_sse_clients``).
 
     Raises:
-        ValueError: an empty token or non-positive limits.
+        TypeError: an argument of the wrong type, named in the message.
+        ValueError: an empty token, a heartbeat that is not a positive finite
+            number of seconds, or fewer than 1 SSE client.
 
     .. versionadded:: 0.1.0
     """
-    if token is not None and (not isinstance(token, str) or not token):
-        raise ValueError("token must be a non-empty string or None")
-    if not heartbeat > 0:
-        raise ValueError(f"heartbeat must be > 0 seconds, got {heartbeat}")
-    if max_sse_clients < 1:
-        raise ValueError(f"max_sse_clients must be >= 1, got {max_sse_clients}")
+    checks.name(token, "token", optional=True)
+    heartbeat = checks.seconds(heartbeat, "heartbeat")
+    if max_sse_clients is None:
+        max_sse_clients = monitor.limits.max_sse_clients
+    checks.count(max_sse_clients, "max_sse_clients")
     return _App(monitor, token, heartbeat, max_sse_clients)
 
 

@@ -34,7 +34,6 @@ from collections.abc import (
     AsyncGenerator,
     Callable,
     Generator,
-    Iterable,
     Mapping,
     MutableMapping,
 )
@@ -46,13 +45,14 @@ from typing import Any, Final, Generic, TypeVar, cast, overload
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.context import Context
+from opentelemetry.instrumentation.utils import is_instrumentation_enabled
 from opentelemetry.trace import INVALID_SPAN, Span, SpanKind, Status, StatusCode
 
 from stepwatch import _attributes as attrs
+from stepwatch import _checks as checks
 from stepwatch import _fork, _pickling, _telemetry, semconv
 from stepwatch._safety import report
-from stepwatch.progress import ExecutionProgress, StepProgress, blend_eta
-from stepwatch.progress import keep_steps as select_steps
+from stepwatch.progress import ExecutionProgress, StepState, snapshot
 from stepwatch.semconv import ExecutionState, Outcome
 
 __all__ = [
@@ -74,7 +74,6 @@ _H = TypeVar("_H", "Execution", "Step")
 
 _EXECUTION_KEY: Final = otel_context.create_key("stepwatch-execution")
 _STEP_KEY: Final = otel_context.create_key("stepwatch-step")
-_SUPPRESS_KEY: Final = otel_context._SUPPRESS_INSTRUMENTATION_KEY
 
 _CANCELLATIONS: Final = (
     asyncio.CancelledError,
@@ -84,16 +83,9 @@ _CANCELLATIONS: Final = (
     GeneratorExit,
 )
 
-MAX_STEPS_KEPT: Final = 256
-"""How many of an execution's most recent steps its progress lists (counts stay exact)."""
 PROGRESS_EVENT_INTERVAL: Final = 1.0
 """Minimum seconds between two ``step.progress`` span events of one step."""
-MAX_PROGRESS_EVENTS: Final = 64
-"""Most ``step.progress`` span events one step span carries."""
 _MAX_CACHED_ATTRIBUTE_SETS: Final = 4096
-MAX_RETRIABLE_STEP_NAMES: Final = 1024
-"""Step names per execution remembered as "may run again" (latest attempt failed or was
-closed early); past it the oldest is forgotten and a later run of it counts as a new step."""
 MAX_STARTED_CARRIERS: Final = 10_000
 """Enqueues remembered per process, so a carrier started again is known as the next attempt."""
 _GENERATOR_CLOSED: Final = "generator closed by its consumer"
@@ -182,6 +174,16 @@ def _ns(seconds: float) -> int:
     return int(seconds * 1e9)
 
 
+def _span_event(
+    span: Span, event_type: semconv.EventType, data: Mapping[str, Any], at: float
+) -> None:
+    """Add the span event of a lifecycle event, its attributes built from the event's payload."""
+    if span.is_recording():
+        span.add_event(
+            event_type.value, semconv.span_event_attributes(event_type, data), timestamp=_ns(at)
+        )
+
+
 # ------------------------------------------------------------------------ handles
 class _Run:
     """State shared by execution and step handles: span, context, outcome."""
@@ -194,6 +196,7 @@ class _Run:
         "_reason",
         "_recording",
         "_started_at",
+        "_started_mono",
         "_tel",
         "_updated_at",
         "ended_at",
@@ -205,6 +208,7 @@ class _Run:
     _tel: _telemetry.Telemetry
     _ctx: Context
     _started_at: float
+    _started_mono: float
     _updated_at: float
     _recording: bool
     _ended: bool
@@ -217,6 +221,7 @@ class _Run:
     def _init_run(self, tel: _telemetry.Telemetry, now: float, recording: bool) -> None:
         self._tel = tel
         self._started_at = now
+        self._started_mono = tel.monotonic() if recording else 0.0
         self._updated_at = now
         self._recording = recording
         self._ended = False
@@ -226,6 +231,31 @@ class _Run:
         self.outcome = None
         self.ended_at = None
         self.span = INVALID_SPAN
+
+    @property
+    def started_at(self) -> float:
+        """When it started running (epoch seconds, Monitor clock)."""
+        return self._started_at
+
+    @property
+    def updated_at(self) -> float:
+        """When anything about it last changed (epoch seconds, Monitor clock)."""
+        return self._updated_at
+
+    @property
+    def reason(self) -> str | None:
+        """The reason given with an explicit outcome (``fail``, ``skip``, ``retry``...) or ``None``.
+
+        Also "generator closed by its consumer" for a generator step closed early.
+
+        .. versionadded:: 0.2.0
+        """
+        return self._reason
+
+    def _elapsed(self) -> tuple[float, float]:
+        """``(duration, end timestamp)`` now: the duration from the monotonic clock."""
+        duration = max(self._tel.monotonic() - self._started_mono, 0.0)
+        return duration, self._started_at + duration
 
     # Context: attached only while the host's code runs under this handle.
     def _activate(self) -> Token[Context] | None:
@@ -407,7 +437,7 @@ class Step(_Run):
         self._ctx = otel_context.set_value(_STEP_KEY, self, ctx)
         observer = tel.observer
         if observer is not None:
-            observer.step_started(self)
+            observer.step_started(self, None if execution is None else execution.id)
         return self
 
     @classmethod
@@ -424,15 +454,10 @@ class Step(_Run):
         self._emitted = 0
         return self
 
-    @property
-    def started_at(self) -> float:
-        """When the step started (epoch seconds, Monitor clock)."""
-        return self._started_at
-
     def _finish(self, exc: BaseException | None) -> None:
         self._ended = True
         tel = self._tel
-        now = tel.clock()
+        duration, now = self._elapsed()
         outcome, error_type = self._resolve_outcome(exc)
         self.outcome = outcome
         self.ended_at = now
@@ -445,7 +470,7 @@ class Step(_Run):
         span.end(end_time=end_ns)
         execution = self.execution
         tel.task_duration.record(
-            max(now - self._started_at, 0.0),
+            duration,
             _TASK_ATTRIBUTES.get(
                 execution.name if execution else None, self.step_type, outcome.value, error_type
             ),
@@ -454,7 +479,7 @@ class Step(_Run):
             execution._step_ended(self, outcome)
         observer = tel.observer
         if observer is not None:
-            observer.step_ended(self)
+            observer.step_ended(self, None if execution is None else execution.id)
 
     def progress(
         self,
@@ -507,35 +532,26 @@ class Step(_Run):
                 self._last_emit is None
                 or now - self._last_emit >= PROGRESS_EVENT_INTERVAL
                 or self.fraction == 1.0
-            ) and self._emitted < MAX_PROGRESS_EVENTS
+            ) and self._emitted < tel.limits.progress_events
+            execution = self.execution
+            if execution is not None:
+                execution._touch(now)
             if emit:
                 self._last_emit = now
                 self._emitted += 1
-                if self.span.is_recording():
-                    self.span.add_event(
-                        semconv.EventType.STEP_PROGRESS.value,
-                        self._progress_attributes(),
-                        timestamp=_ns(now),
-                    )
-            if self.execution is not None:
-                self.execution._touch(now)
-            observer = tel.observer
-            if observer is not None:
-                observer.step_progressed(self, emit)
+                data = semconv.StepProgressData(
+                    step=self.name,
+                    fraction=self.fraction,
+                    done=self.done,
+                    total=self.total,
+                    message=self.message,
+                )
+                _span_event(self.span, semconv.EventType.STEP_PROGRESS, data, now)
+                observer = tel.observer
+                if observer is not None:
+                    observer.step_progressed(None if execution is None else execution.id, data, now)
         except Exception:
             report("step.progress", "stepwatch: step progress failed", exc_info=True)
-
-    def _progress_attributes(self) -> dict[str, Any]:
-        result: dict[str, Any] = {}
-        if self.fraction is not None:
-            result[semconv.WORKFLOW_TASK_PROGRESS] = self.fraction
-        if self.done is not None:
-            result[semconv.WORKFLOW_TASK_PROGRESS_DONE] = self.done
-        if self.total is not None:
-            result[semconv.WORKFLOW_TASK_PROGRESS_TOTAL] = self.total
-        if self.message is not None:
-            result[semconv.WORKFLOW_TASK_PROGRESS_MESSAGE] = self.message
-        return result
 
     def skip(self, reason: str | None = None) -> None:
         """End this step as skipped (outcome ``skip``) when it returns normally.
@@ -544,39 +560,11 @@ class Step(_Run):
         """
         self._set_explicit(Outcome.SKIP, reason, "skip")
 
-    def snapshot(self) -> StepProgress:
-        """Return this step's progress as a :class:`~stepwatch.StepProgress`."""
-        ended = self.ended_at
-        return StepProgress(
-            name=self.name,
-            step_type=self.step_type,
-            state=self.outcome.value if self.outcome is not None else "running",
-            started_at=self._started_at,
-            ended_at=ended,
-            duration=None if ended is None else max(ended - self._started_at, 0.0),
-            fraction=self.fraction,
-            message=self.message,
-            attempt=self.attempt,
-        )
-
     def __repr__(self) -> str:
         return f"<stepwatch.Step {self.name!r} type={self.step_type!r}>"
 
 
 _INVALID: Final = object()
-
-
-def _failed_step(step: Step) -> bool:
-    outcome = step.outcome
-    return outcome is not None and outcome not in (Outcome.SUCCESS, Outcome.SKIP)
-
-
-_RUNNING_PERCENT_CAP: Final = 99.9
-
-
-def _running_fraction(steps: Iterable[Step]) -> float:
-    """Sum of the fractions running steps reported (a step with none counts 0)."""
-    return sum(s.fraction for s in steps if s.outcome is None and s.fraction is not None)
 
 
 def _progress_fraction(fraction: object, done: object, total: object) -> object:
@@ -624,6 +612,7 @@ class Execution(_Run):
         "_current",
         "_failed",
         "_lock",
+        "_lock_generation",
         "_retriable",
         "_running",
         "_steps",
@@ -645,6 +634,7 @@ class Execution(_Run):
     sla_violated: bool
     queue_wait: float | None
     _lock: Lock
+    _lock_generation: int
     _completed: int
     _failed: int
     _running: int
@@ -670,10 +660,11 @@ class Execution(_Run):
         self.sla_violated = False
         self.queue_wait = None
         self._lock = Lock()
+        self._lock_generation = _fork.current
         self._completed = 0
         self._failed = 0
         self._running = 0
-        self._steps = deque(maxlen=MAX_STEPS_KEPT)
+        self._steps = deque(maxlen=tel.limits.steps_kept)
         self._retriable = OrderedDict()
         self._current = None
         self._approval_at = None
@@ -740,24 +731,24 @@ class Execution(_Run):
         self._ctx = otel_context.set_value(
             _EXECUTION_KEY, self, trace.set_span_in_context(span, parent)
         )
-        started_attributes: dict[str, Any] = {}
+        data = semconv.ExecutionStartedData(name=name, attempt=self.attempt)
+        if total is not None:
+            data["total_steps"] = total
         if consumes_enqueue:
             # Each enqueue leaves ``pending`` once: on the first start of its carrier.
             pending = _ACTIVE_ATTRIBUTES.get(name, _PENDING)
             tel.execution_active.add(-1, pending)
             if enqueued_at is not None:
+                # Across processes: the wall clock is the one both sides share.
                 wait = max(now - enqueued_at, 0.0)
                 self.queue_wait = wait
-                started_attributes[semconv.WORKFLOW_EXECUTION_QUEUE_WAIT] = wait
+                data["queue_wait"] = wait
                 tel.execution_duration.record(wait, pending)
-        if span.is_recording():
-            span.add_event(
-                semconv.EventType.EXECUTION_STARTED.value, started_attributes, timestamp=_ns(now)
-            )
+        _span_event(span, semconv.EventType.EXECUTION_STARTED, data, now)
         tel.execution_active.add(1, self._executing_attributes())
         observer = tel.observer
         if observer is not None:
-            observer.execution_started(self)
+            observer.execution_started(self, data)
         return self
 
     @classmethod
@@ -771,22 +762,19 @@ class Execution(_Run):
     def _executing_attributes(self) -> dict[str, str]:
         return _ACTIVE_ATTRIBUTES.get(self.name, _EXECUTING)
 
-    @property
-    def started_at(self) -> float:
-        """When the execution started running (epoch seconds, Monitor clock)."""
-        return self._started_at
-
-    @property
-    def updated_at(self) -> float:
-        """When anything about this execution last changed (epoch seconds)."""
-        return self._updated_at
+    def _locked(self) -> Lock:
+        """The step counts' lock; a new one in a forked child (a parent thread may hold it)."""
+        if self._lock_generation != _fork.current:
+            self._lock = Lock()
+            self._lock_generation = _fork.current
+        return self._lock
 
     # Step bookkeeping (called by Step, under the execution's lock). A step name
     # whose latest attempt failed (or, for a generator, was closed by its
     # consumer) may run again: that run is the same step's next attempt, so it
     # takes the earlier attempt out of the finished counts.
     def _step_started(self, step: Step) -> None:
-        with self._lock:
+        with self._locked():
             earlier = self._retriable.pop(step.name, None)
             if earlier is not None:
                 attempts, failed = earlier
@@ -801,7 +789,7 @@ class Execution(_Run):
             self._updated_at = step._started_at
 
     def _step_ended(self, step: Step, outcome: Outcome) -> None:
-        with self._lock:
+        with self._locked():
             self._running -= 1
             completed = outcome in (Outcome.SUCCESS, Outcome.SKIP)
             if completed:
@@ -811,7 +799,7 @@ class Execution(_Run):
             if not completed or step._reason is _GENERATOR_CLOSED:
                 retriable = self._retriable
                 retriable[step.name] = (step.attempt, not completed)
-                if len(retriable) > MAX_RETRIABLE_STEP_NAMES:
+                if len(retriable) > self._tel.limits.retried_step_names:
                     retriable.popitem(last=False)
             if self._current is step:
                 self._current = None
@@ -821,22 +809,34 @@ class Execution(_Run):
     def _touch(self, now: float) -> None:
         self._updated_at = now
 
-    def counts(self) -> tuple[int, int, int]:
-        """Return ``(completed, failed, running)`` step counts, read consistently."""
-        with self._lock:
-            return self._completed, self._failed, self._running
+    def step_state(self) -> StepState:
+        """The step counts, the kept steps and the current step, read at one instant.
+
+        The read-only view :mod:`stepwatch.progress` builds snapshots from.
+
+        .. versionadded:: 0.2.0
+        """
+        with self._locked():
+            current = self._current
+            return StepState(
+                self._completed,
+                self._failed,
+                self._running,
+                tuple(self._steps),
+                None if current is None else current.name,
+            )
 
     def _finish(self, exc: BaseException | None) -> None:
         self._ended = True
         tel = self._tel
-        now = tel.clock()
+        duration, now = self._elapsed()
         outcome, error_type = self._resolve_outcome(exc)
         self.outcome = outcome
         self.ended_at = now
         self._updated_at = now
-        duration = max(now - self._started_at, 0.0)
         end_ns = _ns(now)
-        completed, failed, _ = self.counts()
+        state = self.step_state()
+        completed, failed = state.completed, state.failed
         span = self.span
         sla = self.sla
         self.sla_violated = sla is not None and duration > sla
@@ -853,21 +853,22 @@ class Execution(_Run):
             self._end_span(
                 exc, outcome, error_type, end_ns, semconv.WORKFLOW_EXECUTION_OUTCOME_REASON
             )
-            end_attributes: dict[str, Any] = {semconv.WORKFLOW_EXECUTION_OUTCOME: outcome.value}
-            if self._reason is not None:
-                end_attributes[semconv.WORKFLOW_EXECUTION_OUTCOME_REASON] = self._reason
-            span.add_event(
-                semconv.EXECUTION_END_EVENTS[outcome].value, end_attributes, timestamp=end_ns
-            )
-            if self.sla_violated:
-                span.add_event(
-                    semconv.EventType.SLA_VIOLATED.value,
-                    {
-                        semconv.WORKFLOW_EXECUTION_SLA: sla,
-                        semconv.WORKFLOW_EXECUTION_DURATION: duration,
-                    },
-                    timestamp=end_ns,
-                )
+        event_type = semconv.EXECUTION_END_EVENTS[outcome]
+        data = semconv.ExecutionEndedData(
+            name=self.name,
+            outcome=outcome.value,
+            duration=duration,
+            completed_steps=completed,
+            failed_steps=failed,
+            attempt=self.attempt,
+        )
+        if self._reason is not None:
+            data["reason"] = self._reason
+        _span_event(span, event_type, data, now)
+        violation: semconv.SLAViolatedData | None = None
+        if sla is not None and self.sla_violated:
+            violation = semconv.SLAViolatedData(name=self.name, sla=sla, duration=duration)
+            _span_event(span, semconv.EventType.SLA_VIOLATED, violation, now)
         span.end(end_time=end_ns)
         tel.execution_duration.record(
             duration,
@@ -878,7 +879,7 @@ class Execution(_Run):
             tel.sla_violations.add(1, _SLA_ATTRIBUTES.get(self.name))
         observer = tel.observer
         if observer is not None:
-            observer.execution_ended(self)
+            observer.execution_ended(self, event_type, data, violation)
         flush = tel.flush
         if flush is not None:
             # Set only in forked children: a fork-per-job worker may leave with
@@ -919,85 +920,14 @@ class Execution(_Run):
             report("execution.set_total_steps", "stepwatch: set_total_steps failed", exc_info=True)
 
     def progress(self) -> ExecutionProgress:
-        """Return this execution's progress now (as ``monitor.progress(id)`` would)."""
-        now = self._tel.clock() if self._recording else self._started_at
-        observer = self._tel.observer
-        eta: float | None = None
-        try:
-            if observer is not None:
-                eta = observer.eta(self, now)
-            else:
-                done, total = self.work_done()
-                eta = blend_eta(now - self._started_at, done, total, None)
-        except Exception:
-            report("execution.eta", "stepwatch: ETA estimate failed", exc_info=True)
-        return self.snapshot(eta)
+        """Return this execution's progress now (what ``monitor.progress(id)`` answers).
 
-    def work_done(self) -> tuple[float, int | None]:
-        """Return ``(steps done, total)``: finished steps plus running steps' reported fractions.
-
-        The total is the declared one, raised to the steps seen when more ran;
-        ``None`` when undeclared.
+        Built by :func:`stepwatch.progress.snapshot` from this handle's own
+        state and the installed Monitor's duration history. Never raises.
         """
-        with self._lock:
-            finished = self._completed + self._failed
-            running = self._running
-            fractions = _running_fraction(self._steps) if running else 0.0
-        total = self.total_steps
-        if total is not None:
-            total = max(total, finished + running)
-        return finished + fractions, total
-
-    def snapshot(
-        self, eta: float | None = None, *, keep_steps: int | None = None
-    ) -> ExecutionProgress:
-        """Return progress now with the given ETA (0 after success, None after other ends).
-
-        ``keep_steps`` limits the step records built (failed steps first, then
-        the latest); counts stay exact.
-        """
-        with self._lock:
-            completed, failed, running = self._completed, self._failed, self._running
-            steps = list(self._steps)
-            current = self._current
-        total = self.total_steps
-        finished = completed + failed
-        if total is not None:
-            total = max(total, finished + running)  # more steps ran than were declared
-        outcome = self.outcome
-        running_fraction = _running_fraction(steps) if running else 0.0
-        percent: float | None = None
-        pending: int | None = None
-        if outcome is Outcome.SUCCESS:
-            percent = 100.0
-        elif total:
-            percent = min(100.0, 100.0 * (finished + running_fraction) / total)
-            if running and percent >= _RUNNING_PERCENT_CAP:
-                percent = _RUNNING_PERCENT_CAP  # never 100 while a step runs
-        elif total == 0:
-            percent = 100.0 if outcome is not None else 0.0
-        if total is not None:
-            pending = total - finished - running
-        if outcome is not None:
-            eta = 0.0 if outcome is Outcome.SUCCESS else None
-        kept = steps if keep_steps is None else select_steps(steps, _failed_step, keep_steps)
-        return ExecutionProgress(
-            execution_id=self.id,
-            name=self.name,
-            state=outcome.value if outcome is not None else ExecutionState.EXECUTING.value,
-            total_steps=total,
-            completed_steps=completed,
-            failed_steps=failed,
-            running_steps=running,
-            pending_steps=pending,
-            percent=percent,
-            current_step=current.name if current is not None else None,
-            started_at=self._started_at,
-            updated_at=self._updated_at,
-            eta_seconds=eta,
-            steps=[s.snapshot() for s in kept],
-            attempt=self.attempt,
-        )
+        tel = self._tel
+        now = tel.clock() if self._recording else self._started_at
+        return snapshot(self, now, tel.history)
 
     def event(self, name: str, **attributes: Any) -> None:
         """Add a custom event to the execution's span. Never raises."""
@@ -1020,10 +950,11 @@ class Execution(_Run):
             return
         try:
             now = self._tel.clock()
-            self._approval_at = now
-            data = attrs.clean_attributes(attributes, "execution.request_approval")
+            self._approval_at = self._tel.monotonic()
+            data: dict[str, Any] = attrs.clean_attributes(attributes, "execution.request_approval")
+            data["name"] = self.name
             if approver is not None:
-                data[semconv.WORKFLOW_APPROVAL_APPROVER] = attrs.text(approver)
+                data["approver"] = attrs.text(approver)
             self._approval_event(semconv.EventType.APPROVAL_REQUESTED, data, now)
         except Exception:
             report(
@@ -1060,20 +991,20 @@ class Execution(_Run):
             tel = self._tel
             now = tel.clock()
             tel.approval_duration.record(
-                max(now - requested_at, 0.0),
+                max(tel.monotonic() - requested_at, 0.0),
                 _APPROVAL_ATTRIBUTES.get(self.name, outcome.value),
             )
-            data: dict[str, Any] = {semconv.WORKFLOW_APPROVAL_OUTCOME: outcome.value}
+            data = semconv.ApprovalResolvedData(name=self.name, outcome=outcome.value)
             if by is not None:
-                data[semconv.WORKFLOW_APPROVAL_BY] = attrs.text(by)
+                data["by"] = attrs.text(by)
             if reason is not None:
-                data[semconv.WORKFLOW_APPROVAL_REASON] = attrs.text(reason)
+                data["reason"] = attrs.text(reason)
             event_type = (
                 semconv.EventType.APPROVAL_APPROVED
                 if outcome is semconv.ApprovalOutcome.APPROVED
                 else semconv.EventType.APPROVAL_REJECTED
             )
-            self._approval_event(event_type, data, now)
+            self._approval_event(event_type, dict(data), now)
         except Exception:
             report(f"execution.{method}", "stepwatch: %s() failed", method, exc_info=True)
 
@@ -1081,13 +1012,10 @@ class Execution(_Run):
         self, event_type: semconv.EventType, data: dict[str, Any], now: float
     ) -> None:
         self._updated_at = now
-        if self.span.is_recording():
-            self.span.add_event(event_type.value, data, timestamp=_ns(now))
+        _span_event(self.span, event_type, data, now)
         observer = self._tel.observer
         if observer is not None:
-            # Bus data uses short keys: "workflow.approval.by" -> "by".
-            short = {key.rsplit(".", 1)[-1]: value for key, value in data.items()}
-            observer.lifecycle(event_type, self.id, {"name": self.name, **short})
+            observer.lifecycle(event_type, self.id, data, now)
 
     def retry(self, reason: str | None = None) -> None:
         """End this attempt as ``retry``: the engine schedules the execution again.
@@ -1304,34 +1232,34 @@ class ExecutionScope(_Scope[Execution]):
         carrier: Mapping[str, str] | Callable[..., Mapping[str, str]] | None = None,
         attempt: int | Callable[..., int] | None = None,
     ) -> None:
-        self.name = attrs.check_name(name, "name")
-        self.attempt = attrs.check_attempt(attempt)
+        self.name = checks.name(name, "name", optional=True)
+        self.attempt = checks.count_or_callable(attempt, "attempt", minimum=1)
         if isinstance(execution_id, str):
-            attrs.check_name(execution_id, "execution_id")
-        self.execution_id = attrs.check_callable_or(
-            execution_id, "execution_id", (str,), "a string"
+            checks.name(execution_id, "execution_id")
+        self.execution_id = checks.callable_or(
+            execution_id, "execution_id", (str,), "a non-empty string"
         )
-        self.total_steps = attrs.check_count(total_steps, "total_steps")
-        self.sla = attrs.check_seconds(sla, "sla")
-        self.attributes = attrs.setup_attributes(attributes)
-        self.carrier = attrs.check_callable_or(carrier, "carrier", (Mapping,), "a mapping")
+        self.total_steps = checks.count_or_callable(total_steps, "total_steps", minimum=0)
+        self.sla = checks.seconds(sla, "sla", optional=True)
+        self.attributes = checks.attributes(attributes)
+        self.carrier = checks.callable_or(carrier, "carrier", (Mapping,), "a mapping")
         self.span_name = semconv.SPAN_EXECUTION.format(name=self.name or "execution")
 
     def _named(self, name: str) -> ExecutionScope:
         return ExecutionScope(
             name,
-            execution_id=self.execution_id,  # type: ignore[arg-type]
+            execution_id=self.execution_id,
             total_steps=self.total_steps,
             sla=self.sla,
             attributes=self.attributes,
-            carrier=self.carrier,  # type: ignore[arg-type]
+            carrier=self.carrier,
             attempt=self.attempt,
         )
 
     def _begin(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Execution | None:
         tel = _telemetry.current()
         ctx = otel_context.get_current()
-        if ctx.get(_SUPPRESS_KEY):
+        if not is_instrumentation_enabled():
             return None
         try:
             return Execution._start(self, tel, ctx, args, kwargs)
@@ -1368,9 +1296,9 @@ class StepScope(_Scope[Step]):
         step_type: str | None = None,
         attributes: Mapping[str, Any] | None = None,
     ) -> None:
-        self.name = attrs.check_name(name, "name")
-        self.step_type = attrs.check_name(step_type, "step_type")
-        self.attributes = attrs.setup_attributes(attributes)
+        self.name = checks.name(name, "name", optional=True)
+        self.step_type = checks.name(step_type, "step_type", optional=True)
+        self.attributes = checks.attributes(attributes)
         self.span_name = semconv.SPAN_STEP.format(name=self.name or "step")
         self.span_attributes: dict[str, Any] = {
             **self.attributes,
@@ -1388,7 +1316,7 @@ class StepScope(_Scope[Step]):
     def _begin(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Step | None:
         tel = _telemetry.current()
         ctx = otel_context.get_current()
-        if ctx.get(_SUPPRESS_KEY):
+        if not is_instrumentation_enabled():
             return None
         try:
             execution = self._execution
@@ -1721,7 +1649,7 @@ def enqueue(
         result[semconv.CARRIER_QUEUE] = queue_name
         result[semconv.CARRIER_ATTEMPT] = str(for_attempt)
         result[semconv.CARRIER_ENQUEUE_ID] = uuid.uuid4().hex
-        if otel_context.get_value(_SUPPRESS_KEY):
+        if not is_instrumentation_enabled():
             return result
         at = _ns(now)
         span = tel.tracer.start_span(
@@ -1746,7 +1674,8 @@ def enqueue(
         )
         observer = tel.observer
         if observer is not None:
-            observer.enqueued(name, execution_id, queue_name, now, for_attempt)
+            data = semconv.ExecutionQueuedData(name=name, queue=queue_name, attempt=for_attempt)
+            observer.enqueued(execution_id, data, now)
     except Exception:
         report("enqueue", "stepwatch: enqueue failed", exc_info=True)
     if carrier is not None:

@@ -9,48 +9,45 @@ Usage::
     monitor.summary(60)                # MetricsSummary over the last minute
     monitor.health()                   # SystemHealth
 
-A Monitor is the instrument layer's observer: every execution and step start
-and end, progress report, approval and enqueue reaches its
-:class:`~stepwatch.progress.ProgressTracker` and
+The instrument layer reports every execution and step start and end,
+progress report, approval and enqueue to the Monitor's private observer
+(:mod:`stepwatch._observer`), which feeds the
+:class:`~stepwatch.progress.ProgressTracker` and the
 :class:`~stepwatch.events.EventBus` synchronously, so queries read their own
 writes. Its :class:`~stepwatch.reader.HealthMetricReader` reads stepwatch's
-own metrics for ``summary()`` and the alert rules. Nothing here runs I/O on
-the engine's thread.
+own metrics for ``summary()`` and the alert rules. The Monitor itself keeps
+the lifecycle (install, start/stop, shutdown, serve) and answers queries; it
+receives nothing from the handles. Nothing here runs I/O on the engine's
+thread. See ``docs/architecture.md``.
 
-Configuration (constructor arguments): ``rules`` (:class:`~stepwatch.Rules`),
-``retention`` and ``max_finished`` bound the finished executions kept;
-``max_events`` the event history; ``max_subscriber_queue`` each subscriber's
-undelivered events.
+Configuration (constructor arguments): ``rules`` (:class:`~stepwatch.Rules`)
+and ``limits`` (:class:`~stepwatch.Limits`, every memory bound).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import threading
 import time
+import warnings
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from multiprocessing import util as multiprocessing_util
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import metrics
-from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
+from opentelemetry.metrics import MeterProvider
 from opentelemetry.sdk.metrics import MeterProvider as SdkMeterProvider
 from opentelemetry.trace import TracerProvider
 
-from stepwatch import _telemetry, semconv
+from stepwatch import _checks as checks
+from stepwatch import _telemetry
+from stepwatch._observer import MonitorObserver
+from stepwatch._queues import QueueDepths
 from stepwatch._safety import report
-from stepwatch.events import (
-    DEFAULT_MAX_HISTORY,
-    DEFAULT_MAX_QUEUE,
-    Callback,
-    EventBus,
-    ExecutionEvent,
-    Subscription,
-)
+from stepwatch.events import Callback, EventBus, ExecutionEvent, Subscription
 from stepwatch.group import (
     DEFAULT_PUBLISH_INTERVAL,
     GroupWindows,
@@ -61,34 +58,22 @@ from stepwatch.group import (
 from stepwatch.health import (
     Alert,
     Check,
+    EvaluationLoop,
     ExportStatus,
     HealthEvaluator,
     Rules,
     SystemHealth,
     worst_status,
 )
-from stepwatch.progress import (
-    DEFAULT_MAX_FINISHED,
-    DEFAULT_RETENTION,
-    ExecutionProgress,
-    ProgressTracker,
-)
+from stepwatch.limits import Limits
+from stepwatch.progress import DurationHistory, ExecutionProgress, ProgressTracker
 from stepwatch.reader import HealthMetricReader, Windows
-from stepwatch.semconv import (
-    EXECUTION_END_EVENTS,
-    STEP_END_EVENTS,
-    AlertState,
-    EventType,
-    ExecutionState,
-    Severity,
-)
+from stepwatch.semconv import AlertState, EventType, ExecutionState, Severity
 from stepwatch.summary import MetricsSummary, summarize
-from stepwatch.version import __version__
 
 if TYPE_CHECKING:
     from stepwatch._pipeline import Pipeline
     from stepwatch.http import ServerHandle
-    from stepwatch.instrument import Execution, Step
 
 __all__ = ["DEFAULT_INTERVAL", "Monitor"]
 
@@ -128,10 +113,9 @@ class Monitor:
         clock: Zero-argument callable returning epoch seconds (default
             ``time.time``); every duration stepwatch records and every
             time-based decision of the Monitor reads it.
-        retention: Seconds finished executions stay queryable.
-        max_finished: Finished executions kept at most.
-        max_events: Events kept in the history.
-        max_subscriber_queue: Undelivered events kept per subscriber.
+        limits: Every bound on what the Monitor keeps (:class:`~stepwatch.Limits`).
+        retention, max_finished, max_events, max_subscriber_queue: Deprecated
+            since 0.2.0 (removed in 0.3.0): the same fields of ``limits``.
         export_status: Where exporters report their results (for
             ``TelemetryExportFailing``). Default: the pipeline's, else a fresh
             one nothing reports to.
@@ -146,8 +130,9 @@ class Monitor:
             publishing (a viewer such as ``stepwatch top --dir``).
 
     Raises:
-        TypeError: ``clock`` is not callable or ``rules`` is not a ``Rules``.
-        ValueError: a bound is not positive.
+        TypeError: an argument of the wrong type (``clock`` not callable,
+            ``rules`` not a ``Rules``...), named in the message.
+        ValueError: an argument out of range, named in the message.
 
     Creating a Monitor has no global side effects; :meth:`install` (or
     :func:`stepwatch.configure`) makes it the one the decorators use.
@@ -162,23 +147,44 @@ class Monitor:
         meter_provider: MeterProvider | None = None,
         rules: Rules | None = None,
         clock: Callable[[], float] | None = None,
-        retention: float = DEFAULT_RETENTION,
-        max_finished: int = DEFAULT_MAX_FINISHED,
-        max_events: int = DEFAULT_MAX_HISTORY,
-        max_subscriber_queue: int = DEFAULT_MAX_QUEUE,
+        limits: Limits | None = None,
         export_status: ExportStatus | None = None,
         pipeline: Pipeline | None = None,
         multiprocess_dir: str | os.PathLike[str] | None = None,
         publish_interval: float | None = DEFAULT_PUBLISH_INTERVAL,
+        retention: float | None = None,
+        max_finished: int | None = None,
+        max_events: int | None = None,
+        max_subscriber_queue: int | None = None,
     ) -> None:
-        if clock is not None and not callable(clock):
-            raise TypeError(f"clock must be a zero-argument callable, got {type(clock).__name__}")
-        if rules is not None and not isinstance(rules, Rules):
-            raise TypeError(f"rules must be a stepwatch.Rules, got {type(rules).__name__}")
+        self._given_clock = checks.function(clock, "clock", optional=True)
         self.clock: Callable[[], float] = clock or time.time
-        self.rules: Rules = rules or Rules()
-        self.tracker = ProgressTracker(self.clock, retention=retention, max_finished=max_finished)
-        self.bus = EventBus(self.clock, max_history=max_events, max_queue=max_subscriber_queue)
+        self.rules: Rules = (
+            Rules()
+            if rules is None
+            else checks.instance(rules, "rules", Rules, "a stepwatch.Rules")
+        )
+        limits = (
+            Limits()
+            if limits is None
+            else checks.instance(limits, "limits", Limits, "a stepwatch.Limits")
+        )
+        self.limits: Limits = _fold_deprecated(
+            limits,
+            retention=retention,
+            max_finished=max_finished,
+            max_events=max_events,
+            max_subscriber_queue=max_subscriber_queue,
+        )
+        """Every bound on what this Monitor keeps."""
+        self.history = DurationHistory(self.limits)
+        self.tracker = ProgressTracker(self.clock, self.limits, self.history)
+        self.bus = EventBus(
+            self.clock,
+            max_history=self.limits.max_events,
+            max_queue=self.limits.max_subscriber_queue,
+        )
+        self._observer = MonitorObserver(self.tracker, self.bus)
         self._pipeline = pipeline
         self._owned_providers: list[Any] = list(pipeline.owned) if pipeline else []
         self.shutdown_timeout: float | None = (
@@ -189,12 +195,13 @@ class Monitor:
         """The span and metric exporters :func:`stepwatch.configure` built (empty otherwise)."""
         self.export_status = export_status or (pipeline.status if pipeline else ExportStatus())
         """Results of the exporters ``configure()`` built (for ``TelemetryExportFailing``)."""
-        self.reader = HealthMetricReader(self.clock, window=self.rules.window)
+        self.reader = HealthMetricReader(
+            self.clock, window=self.rules.window, max_series=self.limits.max_series
+        )
         """The :class:`~stepwatch.reader.HealthMetricReader` behind ``summary()`` and the rules."""
         self.tracer_provider = tracer_provider
         self.meter_provider = self._attach_reader(meter_provider)
-        self._queue_callbacks: dict[str, Callable[[], float]] = {}
-        self._queue_gauge: Any = None
+        self._queues = QueueDepths()
         self._evaluator = HealthEvaluator(
             self.rules,
             self.reader,
@@ -202,7 +209,7 @@ class Monitor:
             self.bus,
             self.clock,
             self.export_status,
-            self._observed_queue_depth,
+            self._queues.total,
         )
         self.group: ProcessGroup | None = None
         """This process's membership of a process group, or ``None``."""
@@ -213,7 +220,7 @@ class Monitor:
             self._evaluator.remote_running = self._remote_running
         self._windows: Windows = self._connect_windows()
         self._telemetry = self._build_telemetry()
-        self._loop: _EvaluationLoop | None = None
+        self._loop: EvaluationLoop | None = None
         self._closed = False
         _LIVE_MONITORS.add(self)
         if self.group is not None:
@@ -234,9 +241,11 @@ class Monitor:
         return _telemetry.build(
             self.tracer_provider,
             self.meter_provider,
-            self.clock,
-            self,
+            self._given_clock,
+            self._observer,
             self.rules.sla,
+            limits=self.limits,
+            history=self.history,
             flush=flush,
         )
 
@@ -267,8 +276,7 @@ class Monitor:
             if pipeline.meter_provider is not None:
                 self.meter_provider = self._attach_reader(pipeline.meter_provider, fresh=True)
                 self._windows = self._connect_windows()
-                if self._queue_callbacks:
-                    self._create_queue_gauge()
+                self._queues.attach(self.meter_provider)
         installed = self.installed
         self._telemetry = self._build_telemetry(flush=self._flush_now)
         if installed:
@@ -314,7 +322,9 @@ class Monitor:
     ) -> MeterProvider:
         if fresh:
             # A forked child's new provider: a new reader, free of the parent's windows.
-            self.reader = HealthMetricReader(self.clock, window=self.rules.window)
+            self.reader = HealthMetricReader(
+                self.clock, window=self.rules.window, max_series=self.limits.max_series
+            )
         if provider is None:
             global_provider = metrics.get_meter_provider()
             if not isinstance(global_provider, SdkMeterProvider):
@@ -536,16 +546,15 @@ class Monitor:
             ValueError: ``window`` out of range.
             TypeError: ``window`` or ``name`` of the wrong type.
         """
-        if window is None:
-            window = self.rules.window
-        if isinstance(window, bool) or not isinstance(window, int | float):
-            raise TypeError(f"window must be a number of seconds, got {window!r}")
-        if math.isnan(window) or not 0 < window <= self.reader.window:
-            raise ValueError(f"window must be in (0, {self.reader.window:g}] seconds, got {window}")
-        if name is not None and not isinstance(name, str):
-            raise TypeError(f"name must be a string, got {type(name).__name__}")
+        window = self.rules.window if window is None else checks.seconds(window, "window")
+        if window > self.reader.window:
+            raise ValueError(
+                f"window must be a finite number of seconds in (0, {self.reader.window:g}], "
+                f"got {checks.show(window)}"
+            )
+        checks.name(name, "name", optional=True)
         self._windows.refresh()
-        return summarize(self._windows, float(window), name, self._observed_queue_depth())
+        return summarize(self._windows, float(window), name, self._queues.total())
 
     def health(self, *, refresh: bool = False) -> SystemHealth:
         """The last evaluated health; ``refresh=True`` (or never evaluated) evaluates now.
@@ -633,49 +642,9 @@ class Monitor:
             TypeError: ``callback`` is not callable.
             ValueError: ``queue`` is empty.
         """
-        if not callable(callback):
-            raise TypeError(f"callback must be callable, got {type(callback).__name__}")
-        if not isinstance(queue, str) or not queue:
-            raise ValueError(f"queue must be a non-empty string, got {queue!r}")
-        self._queue_callbacks[queue] = callback
-        if self._queue_gauge is None:
-            self._create_queue_gauge()
-
-    def _create_queue_gauge(self) -> None:
-        meter = metrics.get_meter(
-            semconv.INSTRUMENTATION_SCOPE, __version__, meter_provider=self.meter_provider
-        )
-        self._queue_gauge = meter.create_observable_gauge(
-            semconv.QUEUE_DEPTH.name,
-            callbacks=[self._observe_queues],
-            unit=semconv.QUEUE_DEPTH.unit,
-            description=semconv.QUEUE_DEPTH.description,
-        )
-
-    def _read_queues(self) -> dict[str, float]:
-        depths: dict[str, float] = {}
-        for queue, callback in list(self._queue_callbacks.items()):
-            try:
-                depths[queue] = float(callback())
-            except Exception:
-                report(
-                    "monitor.queue_depth",
-                    "stepwatch: queue depth callback for %r failed",
-                    queue,
-                    exc_info=True,
-                )
-        return depths
-
-    def _observe_queues(self, options: CallbackOptions) -> Iterable[Observation]:
-        return [
-            Observation(depth, {semconv.WORKFLOW_EXECUTION_QUEUE: queue})
-            for queue, depth in self._read_queues().items()
-        ]
-
-    def _observed_queue_depth(self) -> float | None:
-        if not self._queue_callbacks:
-            return None
-        return sum(self._read_queues().values())
+        checks.function(callback, "callback")
+        checks.name(queue, "queue")
+        self._queues.observe(queue, callback, self.meter_provider)
 
     def serve(
         self,
@@ -715,10 +684,9 @@ class Monitor:
         Raises:
             ValueError: ``interval`` is not a positive number.
         """
-        if isinstance(interval, bool) or not isinstance(interval, int | float) or not interval > 0:
-            raise ValueError(f"interval must be > 0 seconds, got {interval!r}")
+        interval = checks.seconds(interval, "interval")
         self.stop()
-        self._loop = _EvaluationLoop(self, float(interval))
+        self._loop = EvaluationLoop(self._evaluator, interval)
         self._loop.start()
 
     def stop(self) -> None:
@@ -732,166 +700,27 @@ class Monitor:
         """Whether the background evaluation loop is alive."""
         return self._loop is not None and self._loop.alive
 
-    # -------------------------------------------- observer (instrument layer)
-    def execution_started(self, execution: Execution) -> None:
-        try:
-            self.tracker.started(execution)
-            data: dict[str, Any] = {"name": execution.name}
-            if execution.total_steps is not None:
-                data["total_steps"] = execution.total_steps
-            if execution.queue_wait is not None:
-                data["queue_wait"] = execution.queue_wait
-            self.bus.publish(EventType.EXECUTION_STARTED, execution.id, data, execution.started_at)
-        except Exception:
-            report("monitor.execution_started", "stepwatch: monitor failed", exc_info=True)
+    @property
+    def loop_died(self) -> bool:
+        """Whether :meth:`start` was called and its thread died without :meth:`stop` (``/livez``).
 
-    def execution_ended(self, execution: Execution) -> None:
-        try:
-            self.tracker.ended(execution)
-            outcome = execution.outcome
-            if outcome is None:
-                return
-            ended_at = execution.ended_at
-            duration = None if ended_at is None else ended_at - execution.started_at
-            completed, failed, _ = execution.counts()
-            data: dict[str, Any] = {
-                "name": execution.name,
-                "outcome": outcome.value,
-                "duration": duration,
-                "completed_steps": completed,
-                "failed_steps": failed,
-            }
-            if execution._reason is not None:
-                data["reason"] = execution._reason
-            self.bus.publish(EXECUTION_END_EVENTS[outcome], execution.id, data, ended_at)
-            if execution.sla_violated:
-                self.bus.publish(
-                    EventType.SLA_VIOLATED,
-                    execution.id,
-                    {"name": execution.name, "sla": execution.sla, "duration": duration},
-                    ended_at,
-                )
-        except Exception:
-            report("monitor.execution_ended", "stepwatch: monitor failed", exc_info=True)
-
-    def step_started(self, step: Step) -> None:
-        try:
-            execution = step.execution
-            self.bus.publish(
-                EventType.STEP_STARTED,
-                execution.id if execution is not None else None,
-                {"step": step.name, "step_type": step.step_type},
-                step.started_at,
-            )
-        except Exception:
-            report("monitor.step_started", "stepwatch: monitor failed", exc_info=True)
-
-    def step_ended(self, step: Step) -> None:
-        try:
-            outcome = step.outcome
-            if outcome is None:
-                return
-            execution = step.execution
-            ended_at = step.ended_at
-            self.bus.publish(
-                STEP_END_EVENTS[outcome],
-                execution.id if execution is not None else None,
-                {
-                    "step": step.name,
-                    "step_type": step.step_type,
-                    "outcome": outcome.value,
-                    "duration": None if ended_at is None else ended_at - step.started_at,
-                },
-                ended_at,
-            )
-        except Exception:
-            report("monitor.step_ended", "stepwatch: monitor failed", exc_info=True)
-
-    def step_progressed(self, step: Step, emit: bool) -> None:
-        if not emit:
-            return
-        try:
-            execution = step.execution
-            self.bus.publish(
-                EventType.STEP_PROGRESS,
-                execution.id if execution is not None else None,
-                {
-                    "step": step.name,
-                    "fraction": step.fraction,
-                    "done": step.done,
-                    "total": step.total,
-                    "message": step.message,
-                },
-            )
-        except Exception:
-            report("monitor.step_progressed", "stepwatch: monitor failed", exc_info=True)
-
-    def enqueued(
-        self, name: str, execution_id: str, queue: str, at: float, attempt: int = 1
-    ) -> None:
-        try:
-            self.tracker.enqueued(name, execution_id, queue, at, attempt)
-            data = {"name": name, "queue": queue}
-            self.bus.publish(EventType.EXECUTION_CREATED, execution_id, data, at)
-            self.bus.publish(EventType.EXECUTION_QUEUED, execution_id, dict(data), at)
-        except Exception:
-            report("monitor.enqueued", "stepwatch: monitor failed", exc_info=True)
-
-    def lifecycle(
-        self, event_type: EventType, execution_id: str | None, data: dict[str, Any]
-    ) -> None:
-        try:
-            self.bus.publish(event_type, execution_id, data)
-        except Exception:
-            report("monitor.lifecycle", "stepwatch: monitor failed", exc_info=True)
-
-    def eta(self, execution: Execution, now: float) -> float | None:
-        return self.tracker.eta(execution, now)
+        .. versionadded:: 0.2.0
+        """
+        return self._loop is not None and not self._loop.alive
 
     def __repr__(self) -> str:
         return f"<stepwatch.Monitor installed={self.installed}>"
 
 
-class _EvaluationLoop:
-    """A daemon thread ticking ``monitor.health(refresh=True)``; restarted after fork."""
-
-    def __init__(self, monitor: Monitor, interval: float) -> None:
-        self._monitor = weakref.ref(monitor)
-        self.interval = interval
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self.ticks = 0
-
-    @property
-    def alive(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="stepwatch-health", daemon=True)
-        self._thread.start()
-
-    def after_fork_in_child(self) -> None:
-        # Threads do not survive fork: a child of a running loop starts its own.
-        if not self._stop.is_set():
-            self._stop = threading.Event()
-            self.start()
-
-    def _run(self) -> None:
-        stop = self._stop
-        while not stop.is_set():
-            monitor = self._monitor()
-            if monitor is None:
-                return
-            try:
-                monitor.health(refresh=True)
-                self.ticks += 1
-            except Exception:
-                report("monitor.loop", "stepwatch: health evaluation failed", exc_info=True)
-            del monitor
-            stop.wait(self.interval)
-
-    def stop(self) -> None:
-        self._stop.set()
-        thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout=5.0)
+def _fold_deprecated(limits: Limits, **given: Any) -> Limits:
+    """Apply the 0.1 bound arguments (deprecated since 0.2.0) onto ``limits``."""
+    used = {key: value for key, value in given.items() if value is not None}
+    if not used:
+        return limits
+    warnings.warn(
+        f"Monitor({', '.join(sorted(used))}=...) is deprecated since stepwatch 0.2.0: "
+        "pass limits=stepwatch.Limits(...) instead",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+    return dataclasses.replace(limits, **used)

@@ -1,13 +1,17 @@
-"""Live progress of executions: the public models and the in-process ProgressTracker.
+"""Live progress of executions: the models, the ETA, and the in-process ProgressTracker.
 
 Usage::
 
     monitor.progress("n-42")          # ExecutionProgress | None
     monitor.active_executions()       # list[ExecutionProgress]
 
-The tracker is fed directly by the instrument layer (no span scanning): an
-execution handle keeps its own counters, and the tracker only indexes the
-handles, so a step start or end costs O(1).
+This module owns every answer about progress: the snapshot of an execution
+(:func:`snapshot`), which steps it lists (:func:`keep_steps`) and its ETA
+(:func:`blend_eta`, one formula). It reads executions through the read-only
+:class:`ExecutionView` protocol and never imports or calls the instrument
+layer: handles record, the Monitor's observer tells the tracker what
+happened, and this module answers. Following a step costs the tracker
+nothing; an execution's end stores one frozen :class:`ExecutionProgress`.
 """
 
 from __future__ import annotations
@@ -17,28 +21,93 @@ import threading
 from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 from stepwatch._models import json_ready
+from stepwatch.limits import Limits
 from stepwatch.semconv import ExecutionState, Outcome
 
-if TYPE_CHECKING:
-    from stepwatch.instrument import Execution
-
-__all__ = ["ExecutionProgress", "ProgressTracker", "StepProgress", "keep_steps", "pace_eta"]
+__all__ = [
+    "DurationHistory",
+    "ExecutionProgress",
+    "ExecutionView",
+    "ProgressTracker",
+    "StepProgress",
+    "StepState",
+    "StepView",
+    "blend_eta",
+    "keep_steps",
+    "pace_eta",
+    "snapshot",
+    "step_progress",
+]
 
 _S = TypeVar("_S")
 
-DEFAULT_RETENTION = 3600.0
-DEFAULT_MAX_FINISHED = 10_000
-DEFAULT_MAX_PENDING = 10_000
-HISTORY_NAMES = 1_000
-"""Execution names whose recent durations are kept for ETAs (least recently used evicted)."""
-HISTORY_RUNS = 50
-"""Successful run durations kept per name for ETAs."""
-FINISHED_STEPS_KEPT = 8
-"""Steps a finished execution's retained progress lists: its failed steps first
-(up to this many), then its most recent ones. Counts stay exact."""
+RUNNING_PERCENT_CAP = 99.9
+"""The highest ``percent`` while a step runs: 100 only ever means done."""
+
+
+class StepView(Protocol):
+    """What progress reads of a step (a :class:`~stepwatch.Step` is one)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def step_type(self) -> str | None: ...
+    @property
+    def attempt(self) -> int: ...
+    @property
+    def outcome(self) -> Outcome | None: ...
+    @property
+    def started_at(self) -> float: ...
+    @property
+    def ended_at(self) -> float | None: ...
+    @property
+    def fraction(self) -> float | None: ...
+    @property
+    def message(self) -> str | None: ...
+    @property
+    def reason(self) -> str | None: ...
+
+
+class StepState(NamedTuple):
+    """An execution's steps, read at one instant (under the execution's lock)."""
+
+    completed: int
+    failed: int
+    running: int
+    steps: Sequence[StepView]
+    """The most recent steps (bounded by ``Limits.steps_kept``), oldest first."""
+    current: str | None
+    """The name of the most recently started step still running."""
+
+
+class ExecutionView(Protocol):
+    """What progress reads of an execution (an :class:`~stepwatch.Execution` is one).
+
+    Like the read-only span the OpenTelemetry SDK hands its span processors:
+    attributes to read, and :meth:`step_state` for the counts read consistently.
+    """
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def attempt(self) -> int: ...
+    @property
+    def total_steps(self) -> int | None: ...
+    @property
+    def outcome(self) -> Outcome | None: ...
+    @property
+    def started_at(self) -> float: ...
+    @property
+    def updated_at(self) -> float: ...
+    @property
+    def ended_at(self) -> float | None: ...
+
+    def step_state(self) -> StepState: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,6 +252,139 @@ def keep_steps(steps: Sequence[_S], failed: Callable[[_S], bool], keep: int) -> 
     return [s for s in steps if id(s) in kept]
 
 
+def _failed(step: StepView) -> bool:
+    outcome = step.outcome
+    return outcome is not None and outcome not in (Outcome.SUCCESS, Outcome.SKIP)
+
+
+def _running_fraction(steps: Sequence[StepView]) -> float:
+    """Sum of the fractions running steps reported (a step with none counts 0)."""
+    return sum(s.fraction for s in steps if s.outcome is None and s.fraction is not None)
+
+
+def step_progress(step: StepView) -> StepProgress:
+    """A step's progress as of now."""
+    ended = step.ended_at
+    outcome = step.outcome
+    return StepProgress(
+        name=step.name,
+        step_type=step.step_type,
+        state=outcome.value if outcome is not None else "running",
+        started_at=step.started_at,
+        ended_at=ended,
+        duration=None if ended is None else max(ended - step.started_at, 0.0),
+        fraction=step.fraction,
+        message=step.message,
+        attempt=step.attempt,
+    )
+
+
+class DurationHistory:
+    """Recent successful durations per execution name: the ETA's *history* estimate.
+
+    Bounded: ``history_names`` names (least recently used evicted) times
+    ``history_runs`` durations each. Thread-safe.
+    """
+
+    def __init__(self, limits: Limits | None = None) -> None:
+        limits = limits or Limits()
+        self._names = limits.history_names
+        self._runs = limits.history_runs
+        self._lock = threading.Lock()
+        self._history: OrderedDict[str, deque[float]] = OrderedDict()
+
+    def learn(self, name: str, duration: float) -> None:
+        """Remember a successful run's duration."""
+        with self._lock:
+            runs = self._history.get(name)
+            if runs is None:
+                runs = self._history[name] = deque(maxlen=self._runs)
+                if len(self._history) > self._names:
+                    self._history.popitem(last=False)
+            else:
+                self._history.move_to_end(name)
+            runs.append(duration)
+
+    def typical(self, name: str) -> float | None:
+        """Median duration of recent successful runs of ``name``, or ``None``."""
+        with self._lock:
+            runs = self._history.get(name)
+            samples = list(runs) if runs else None
+        return statistics.median(samples) if samples else None
+
+    def __len__(self) -> int:
+        return len(self._history)
+
+    def after_fork_in_child(self) -> None:
+        """A fresh lock (a parent thread may have held this one at fork time)."""
+        self._lock = threading.Lock()
+
+
+def snapshot(
+    execution: ExecutionView,
+    now: float,
+    history: DurationHistory | None = None,
+    *,
+    keep: int | None = None,
+) -> ExecutionProgress:
+    """An execution's progress at ``now``: counts, percent, ETA and steps.
+
+    Args:
+        execution: The execution, read once through :meth:`ExecutionView.step_state`.
+        now: The time the ETA is computed for (the Monitor's clock).
+        history: Typical durations per name (the ETA's history estimate);
+            ``None``: the run's own pace only.
+        keep: At most this many steps listed (failed first, then the latest);
+            ``None``: every step the execution holds. Counts stay exact.
+
+    ``total_steps`` is raised to the steps seen when more ran than declared,
+    so ``completed + failed + running + pending == total`` whenever it is
+    known; ``percent`` is below 100 while a step runs; the ETA is 0 after a
+    success, ``None`` after any other end (see :func:`blend_eta`).
+    """
+    state = execution.step_state()
+    completed, failed, running = state.completed, state.failed, state.running
+    finished = completed + failed
+    total = execution.total_steps
+    if total is not None:
+        total = max(total, finished + running)  # more steps ran than were declared
+    outcome = execution.outcome
+    fraction = _running_fraction(state.steps) if running else 0.0
+    percent: float | None = None
+    if outcome is Outcome.SUCCESS:
+        percent = 100.0
+    elif total:
+        percent = min(100.0, 100.0 * (finished + fraction) / total)
+        if running and percent >= RUNNING_PERCENT_CAP:
+            percent = RUNNING_PERCENT_CAP  # never 100 while a step runs
+    elif total == 0:
+        percent = 100.0 if outcome is not None else 0.0
+    eta: float | None
+    if outcome is not None:
+        eta = 0.0 if outcome is Outcome.SUCCESS else None
+    else:
+        typical = history.typical(execution.name) if history is not None else None
+        eta = blend_eta(now - execution.started_at, finished + fraction, total, typical)
+    steps = state.steps if keep is None else keep_steps(state.steps, _failed, keep)
+    return ExecutionProgress(
+        execution_id=execution.id,
+        name=execution.name,
+        state=outcome.value if outcome is not None else ExecutionState.EXECUTING.value,
+        total_steps=total,
+        completed_steps=completed,
+        failed_steps=failed,
+        running_steps=running,
+        pending_steps=None if total is None else total - finished - running,
+        percent=percent,
+        current_step=state.current,
+        started_at=execution.started_at,
+        updated_at=execution.updated_at,
+        eta_seconds=eta,
+        steps=[step_progress(s) for s in steps],
+        attempt=execution.attempt,
+    )
+
+
 @dataclass(slots=True)
 class _Pending:
     execution_id: str
@@ -213,45 +415,41 @@ class _Pending:
 class ProgressTracker:
     """Indexes live executions and keeps finished ones for a bounded time and count.
 
-    Running executions are the live handles themselves (they keep their own
-    counters), so following a step costs nothing here; an execution's end
+    Fed by the Monitor's observer: a running execution is held as its
+    read-only :class:`ExecutionView` (it keeps its own counters, so following
+    a step costs nothing here) and read only when asked; an execution's end
     stores one frozen :class:`ExecutionProgress`.
 
     Args:
         clock: Zero-argument callable returning epoch seconds.
-        retention: Seconds a finished (or never started pending) execution
-            stays queryable.
-        max_finished: Finished executions kept at most (oldest evicted first).
-        max_pending: Pending (enqueued, not started) executions kept at most.
+        limits: ``retention``, ``max_finished``, ``max_pending`` and
+            ``finished_steps_kept`` apply here.
+        history: The durations the ETA learns from (shared with the
+            instrument layer's ``Execution.progress()``); default a new one.
 
     Memory: at most ``max_finished`` snapshots of up to
-    ``instrument.MAX_STEPS_KEPT`` steps each, ``max_pending`` small records,
-    ``HISTORY_NAMES x HISTORY_RUNS`` floats, plus the executions running now.
+    ``finished_steps_kept`` steps each, ``max_pending`` small records, the
+    history's ``history_names x history_runs`` floats, plus the executions
+    running now.
 
     .. versionadded:: 0.1.0
+    .. versionchanged:: 0.2.0 ``limits`` and ``history`` replace ``retention``,
+       ``max_finished`` and ``max_pending``.
     """
 
     def __init__(
         self,
         clock: Callable[[], float],
-        *,
-        retention: float = DEFAULT_RETENTION,
-        max_finished: int = DEFAULT_MAX_FINISHED,
-        max_pending: int = DEFAULT_MAX_PENDING,
+        limits: Limits | None = None,
+        history: DurationHistory | None = None,
     ) -> None:
-        if retention <= 0:
-            raise ValueError(f"retention must be > 0 seconds, got {retention}")
-        if max_finished < 1 or max_pending < 1:
-            raise ValueError("max_finished and max_pending must be >= 1")
         self._clock = clock
-        self.retention = retention
-        self.max_finished = max_finished
-        self.max_pending = max_pending
+        self.limits = limits or Limits()
+        self.history = history or DurationHistory(self.limits)
         self._lock = threading.Lock()
-        self._running: dict[str, Execution] = {}
+        self._running: dict[str, ExecutionView] = {}
         self._pending: OrderedDict[str, _Pending] = OrderedDict()
         self._finished: OrderedDict[str, tuple[float, ExecutionProgress]] = OrderedDict()
-        self._history: OrderedDict[str, deque[float]] = OrderedDict()
 
     # ------------------------------------------------------------------ feeding
     def enqueued(
@@ -263,51 +461,46 @@ class ProgressTracker:
             self._pending.move_to_end(execution_id)
             self._evict(at)
 
-    def started(self, execution: Execution) -> None:
+    def started(self, execution: ExecutionView) -> None:
         """An execution started running."""
         with self._lock:
             self._pending.pop(execution.id, None)
             self._running[execution.id] = execution
 
-    def ended(self, execution: Execution) -> None:
-        """An execution ended: keep its final progress, learn its duration."""
-        snapshot = execution.snapshot(keep_steps=FINISHED_STEPS_KEPT)
-        now = execution.ended_at if execution.ended_at is not None else self._clock()
+    def ended(self, execution: ExecutionView) -> ExecutionProgress:
+        """An execution ended: keep its final progress (returned), learn its duration."""
+        ended_at = execution.ended_at
+        now = ended_at if ended_at is not None else self._clock()
+        record = snapshot(execution, now, keep=self.limits.finished_steps_kept)
         with self._lock:
             if self._running.get(execution.id) is execution:
                 del self._running[execution.id]
-            self._finished[execution.id] = (now, snapshot)
+            self._finished[execution.id] = (now, record)
             self._finished.move_to_end(execution.id)
-            if execution.outcome is Outcome.SUCCESS:
-                runs = self._history.get(execution.name)
-                if runs is None:
-                    runs = self._history[execution.name] = deque(maxlen=HISTORY_RUNS)
-                    if len(self._history) > HISTORY_NAMES:
-                        self._history.popitem(last=False)
-                else:
-                    self._history.move_to_end(execution.name)
-                runs.append(now - execution.started_at)
             self._evict(now)
+        if execution.outcome is Outcome.SUCCESS:
+            self.history.learn(execution.name, now - execution.started_at)
+        return record
 
     def _evict(self, now: float) -> None:
-        horizon = now - self.retention
+        limits = self.limits
+        horizon = now - limits.retention
         finished = self._finished
         while finished and (
-            len(finished) > self.max_finished or next(iter(finished.values()))[0] < horizon
+            len(finished) > limits.max_finished or next(iter(finished.values()))[0] < horizon
         ):
             finished.popitem(last=False)
         pending = self._pending
         while pending and (
-            len(pending) > self.max_pending or next(iter(pending.values())).enqueued_at < horizon
+            len(pending) > limits.max_pending or next(iter(pending.values())).enqueued_at < horizon
         ):
             pending.popitem(last=False)
 
     def after_fork_in_child(self) -> None:
         """Forget the parent's running executions; fresh locks (a parent may have held one)."""
         self._lock = threading.Lock()
-        for execution in self._running.values():
-            execution._lock = threading.Lock()
         self._running.clear()
+        self.history.after_fork_in_child()
 
     # ----------------------------------------------------------------- queries
     def finished_records(self) -> list[ExecutionProgress]:
@@ -315,24 +508,10 @@ class ProgressTracker:
         with self._lock:
             return [record for _, record in self._finished.values()]
 
-    def running(self) -> list[Execution]:
-        """The executions running now (live handles)."""
+    def running(self) -> list[ExecutionView]:
+        """The executions running now (read-only views)."""
         with self._lock:
             return list(self._running.values())
-
-    def typical_duration(self, name: str) -> float | None:
-        """Median duration of recent successful runs of ``name``, or ``None``."""
-        with self._lock:
-            runs = self._history.get(name)
-            samples = list(runs) if runs else None
-        return statistics.median(samples) if samples else None
-
-    def eta(self, execution: Execution, now: float) -> float | None:
-        """Seconds left for a running execution (see :func:`blend_eta`)."""
-        done, total = execution.work_done()
-        return blend_eta(
-            now - execution.started_at, done, total, self.typical_duration(execution.name)
-        )
 
     def get(self, execution_id: str) -> ExecutionProgress | None:
         """Progress of a running, pending or retained finished execution."""
@@ -341,7 +520,7 @@ class ProgressTracker:
             pending = self._pending.get(execution_id)
             finished = self._finished.get(execution_id)
         if running is not None:
-            return running.snapshot(self.eta(running, self._clock()))
+            return snapshot(running, self._clock(), self.history)
         if pending is not None:
             return pending.progress()
         if finished is not None:
@@ -356,7 +535,7 @@ class ProgressTracker:
             pending = list(self._pending.values())
             running = list(self._running.values())
         result = [p.progress() for p in pending]
-        result.extend(ex.snapshot(self.eta(ex, now)) for ex in running)
+        result.extend(snapshot(ex, now, self.history) for ex in running)
         result.sort(key=lambda p: p.started_at if p.started_at is not None else p.updated_at)
         return result
 
@@ -367,10 +546,5 @@ class ProgressTracker:
                 "running": len(self._running),
                 "pending": len(self._pending),
                 "finished": len(self._finished),
-                "history_names": len(self._history),
+                "history_names": len(self.history),
             }
-
-    @property
-    def pending_count(self) -> int:
-        """Executions enqueued in this process and not started yet."""
-        return len(self._pending)

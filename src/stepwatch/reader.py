@@ -35,7 +35,6 @@ keep the bounded attributes: state, outcome, step type, error type). With the de
 
 from __future__ import annotations
 
-import logging
 import math
 import threading
 import time
@@ -62,13 +61,13 @@ from opentelemetry.sdk.metrics.export import (
 )
 from opentelemetry.sdk.metrics.view import ExponentialBucketHistogramAggregation
 
+from stepwatch import _checks as checks
 from stepwatch import semconv
 from stepwatch._histogram import ExpHistogram
 from stepwatch._safety import report
 
 __all__ = ["HealthMetricReader", "HealthReader", "SeriesKey", "Windows"]
 
-_logger = logging.getLogger(__name__)
 
 Attributes = tuple[tuple[str, Any], ...]
 SeriesKey = tuple[str, Attributes]
@@ -180,18 +179,14 @@ class HealthMetricReader(MetricReader):
         long_window: float = LONG_WINDOW,
         max_series: int = DEFAULT_MAX_SERIES,
     ) -> None:
-        for value, argument in (
-            (window, "window"),
-            (fine_slot, "fine_slot"),
-            (coarse_slot, "coarse_slot"),
-            (long_window, "long_window"),
-        ):
-            if not value > 0:
-                raise ValueError(f"{argument} must be > 0 seconds, got {value}")
-        if window < fine_slot:
-            raise ValueError(f"window ({window}) must be at least fine_slot ({fine_slot})")
-        if max_series < 1:
-            raise ValueError(f"max_series must be >= 1, got {max_series}")
+        fine_slot = checks.seconds(fine_slot, "fine_slot")
+        if checks.seconds(window, "window") < fine_slot:
+            raise ValueError(
+                f"window must be at least fine_slot ({fine_slot:g} s), got {checks.show(window)}"
+            )
+        checks.seconds(coarse_slot, "coarse_slot")
+        checks.seconds(long_window, "long_window")
+        checks.count(max_series, "max_series")
         super().__init__(
             preferred_temporality={
                 Counter: AggregationTemporality.DELTA,
@@ -354,16 +349,6 @@ class HealthMetricReader(MetricReader):
                 if histogram is not None:
                     merged.merge(histogram)
         return merged
-
-    def group_details(self, metric: str, name: str | None = None) -> set[str]:
-        """The states or step types seen for ``metric`` (and ``name``) in the fine window."""
-        with self._lock:
-            return {
-                detail
-                for slot in self._fine.slots
-                for (group_metric, group_name, detail) in slot.groups
-                if group_metric == metric and group_name == name and detail is not None
-            }
 
     def levels(self, metric: str) -> dict[Attributes, float]:
         """The latest value per series of an up-down counter or gauge."""

@@ -14,8 +14,9 @@ listed in :data:`EXECUTION_METRIC_ATTRIBUTES` and friends.
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final, NotRequired, TypedDict
 
 from opentelemetry.semconv.attributes.error_attributes import ERROR_TYPE
 
@@ -29,22 +30,36 @@ __all__ = [
     "CARRIER_QUEUE",
     "ERROR_TYPE",
     "ERROR_TYPE_OTHER",
+    "EVENT_DATA",
+    "EXECUTION_ENDED_TYPES",
     "EXECUTION_METRIC_ATTRIBUTES",
     "FINAL_OUTCOMES",
     "INSTRUMENTATION_SCOPE",
-    "METRICS",
     "SPAN_ENQUEUE",
+    "SPAN_EVENT_KEYS",
     "SPAN_EXECUTION",
     "SPAN_STEP",
     "STEP_METRIC_ATTRIBUTES",
+    "AlertData",
     "AlertState",
     "ApprovalOutcome",
+    "ApprovalRequestedData",
+    "ApprovalResolvedData",
     "EventType",
+    "ExecutionEndedData",
+    "ExecutionQueuedData",
+    "ExecutionStartedData",
     "ExecutionState",
+    "HealthChangedData",
     "HealthStatus",
     "MetricSpec",
     "Outcome",
+    "SLAViolatedData",
     "Severity",
+    "StepEndedData",
+    "StepProgressData",
+    "StepStartedData",
+    "span_event_attributes",
 ]
 
 INSTRUMENTATION_SCOPE: Final = "stepwatch"
@@ -206,6 +221,196 @@ STEP_END_EVENTS: Final[dict[Outcome, EventType]] = {
 }
 """The lifecycle event that ends a step of each outcome (the outcome rides in its data)."""
 
+EXECUTION_ENDED_TYPES: Final = frozenset(EXECUTION_END_EVENTS.values())
+"""The event types that end an execution."""
+
+
+# ------------------------------------------------------------- event payloads
+# One schema per EventType: what ``ExecutionEvent.data`` holds (history, SSE,
+# subscribers). Where a span event of the same type exists, its attributes are
+# built from the same payload by :func:`span_event_attributes`.
+class ExecutionQueuedData(TypedDict):
+    """``execution.created`` and ``execution.queued``."""
+
+    name: str
+    queue: str
+    attempt: int
+
+
+class ExecutionStartedData(TypedDict):
+    """``execution.started``."""
+
+    name: str
+    attempt: int
+    total_steps: NotRequired[int]
+    queue_wait: NotRequired[float]
+    """Seconds since its enqueue (first start of a carrier only)."""
+
+
+class ExecutionEndedData(TypedDict):
+    """``execution.completed``, ``.failed``, ``.timeout``, ``.cancelled``, ``.retried``."""
+
+    name: str
+    outcome: str
+    duration: float
+    completed_steps: int
+    failed_steps: int
+    attempt: int
+    reason: NotRequired[str]
+
+
+class SLAViolatedData(TypedDict):
+    """``sla.violated``."""
+
+    name: str
+    sla: float
+    duration: float
+
+
+class StepStartedData(TypedDict):
+    """``step.started``."""
+
+    step: str
+    step_type: str | None
+    attempt: int
+
+
+class StepEndedData(TypedDict):
+    """``step.completed`` and ``step.failed`` (the outcome tells which failure)."""
+
+    step: str
+    step_type: str | None
+    outcome: str
+    duration: float
+    attempt: int
+    reason: NotRequired[str]
+
+
+class StepProgressData(TypedDict):
+    """``step.progress``: the latest report (``None`` where never reported)."""
+
+    step: str
+    fraction: float | None
+    done: int | None
+    total: int | None
+    message: str | None
+
+
+class ApprovalRequestedData(TypedDict, total=False):
+    """``approval.requested``: plus the custom attributes given, under their own keys."""
+
+    name: str
+    approver: str
+
+
+class ApprovalResolvedData(TypedDict):
+    """``approval.approved`` and ``approval.rejected``."""
+
+    name: str
+    outcome: str
+    by: NotRequired[str]
+    reason: NotRequired[str]
+
+
+class HealthChangedData(TypedDict):
+    """``health.changed``."""
+
+    status: str
+    previous: str
+
+
+class AlertData(TypedDict):
+    """``alert.fired`` and ``alert.resolved``: ``Alert.to_dict()``."""
+
+    id: str
+    rule: str
+    severity: str
+    message: str
+    labels: dict[str, str]
+    value: float | None
+    threshold: float | None
+    state: str
+    started_at: str
+    resolved_at: str | None
+
+
+EVENT_DATA: Final[dict[EventType, type]] = {
+    EventType.EXECUTION_CREATED: ExecutionQueuedData,
+    EventType.EXECUTION_QUEUED: ExecutionQueuedData,
+    EventType.EXECUTION_STARTED: ExecutionStartedData,
+    **dict.fromkeys(EXECUTION_ENDED_TYPES, ExecutionEndedData),
+    EventType.STEP_STARTED: StepStartedData,
+    EventType.STEP_COMPLETED: StepEndedData,
+    EventType.STEP_FAILED: StepEndedData,
+    EventType.STEP_PROGRESS: StepProgressData,
+    EventType.APPROVAL_REQUESTED: ApprovalRequestedData,
+    EventType.APPROVAL_APPROVED: ApprovalResolvedData,
+    EventType.APPROVAL_REJECTED: ApprovalResolvedData,
+    EventType.SLA_VIOLATED: SLAViolatedData,
+    EventType.HEALTH_CHANGED: HealthChangedData,
+    EventType.ALERT_FIRED: AlertData,
+    EventType.ALERT_RESOLVED: AlertData,
+}
+"""The payload schema of every event type."""
+
+_ON_SPAN_ELSEWHERE: Final = {"name": None, "attempt": None, "total_steps": None}
+_EXECUTION_END_SPAN: Final = {
+    **_ON_SPAN_ELSEWHERE,
+    "outcome": WORKFLOW_EXECUTION_OUTCOME,
+    "reason": WORKFLOW_EXECUTION_OUTCOME_REASON,
+    "duration": None,
+    "completed_steps": None,
+    "failed_steps": None,
+}
+_APPROVAL_SPAN: Final = {
+    "name": None,
+    "outcome": WORKFLOW_APPROVAL_OUTCOME,
+    "approver": WORKFLOW_APPROVAL_APPROVER,
+    "by": WORKFLOW_APPROVAL_BY,
+    "reason": WORKFLOW_APPROVAL_REASON,
+}
+SPAN_EVENT_KEYS: Final[dict[EventType, Mapping[str, str | None]]] = {
+    EventType.EXECUTION_CREATED: {"name": None, "queue": None, "attempt": None},
+    EventType.EXECUTION_QUEUED: {"name": None, "queue": None, "attempt": None},
+    EventType.EXECUTION_STARTED: {
+        **_ON_SPAN_ELSEWHERE,
+        "queue_wait": WORKFLOW_EXECUTION_QUEUE_WAIT,
+    },
+    **dict.fromkeys(EXECUTION_ENDED_TYPES, _EXECUTION_END_SPAN),
+    EventType.SLA_VIOLATED: {
+        "name": None,
+        "sla": WORKFLOW_EXECUTION_SLA,
+        "duration": WORKFLOW_EXECUTION_DURATION,
+    },
+    EventType.STEP_PROGRESS: {
+        "step": None,
+        "fraction": WORKFLOW_TASK_PROGRESS,
+        "done": WORKFLOW_TASK_PROGRESS_DONE,
+        "total": WORKFLOW_TASK_PROGRESS_TOTAL,
+        "message": WORKFLOW_TASK_PROGRESS_MESSAGE,
+    },
+    EventType.APPROVAL_REQUESTED: _APPROVAL_SPAN,
+    EventType.APPROVAL_APPROVED: _APPROVAL_SPAN,
+    EventType.APPROVAL_REJECTED: _APPROVAL_SPAN,
+}
+"""Payload key -> span event attribute for the events that are also span events
+(``None``: on the span itself, not repeated on the event). Keys not listed (an
+approval request's custom attributes) keep their own name."""
+
+
+def span_event_attributes(event_type: EventType, data: Mapping[str, Any]) -> dict[str, Any]:
+    """The attributes of the span event ``event_type`` built from its payload ``data``.
+
+    ``None`` values are left out (OpenTelemetry attributes cannot be null).
+    """
+    names = SPAN_EVENT_KEYS.get(event_type, {})
+    result: dict[str, Any] = {}
+    for key, value in data.items():
+        attribute = names.get(key, key)
+        if attribute is not None and value is not None:
+            result[attribute] = value
+    return result
+
 
 class HealthStatus(enum.StrEnum):
     """Overall or per-component health.
@@ -280,16 +485,6 @@ QUEUE_DEPTH: Final = MetricSpec(
     "{execution}",
     "Executions waiting in a broker's queue, as read by monitor.observe_queue_depth callbacks.",
 )
-
-METRICS: Final = (
-    EXECUTION_DURATION,
-    EXECUTION_ACTIVE,
-    TASK_DURATION,
-    SLA_VIOLATIONS,
-    APPROVAL_DURATION,
-)
-"""Every synchronous metric instrument stepwatch creates (plus :data:`QUEUE_DEPTH`,
-an observable gauge, when ``observe_queue_depth`` is used)."""
 
 RULE_HIGH_FAILURE_RATE: Final = "HighFailureRate"
 RULE_HIGH_TIMEOUT_RATE: Final = "HighTimeoutRate"
