@@ -66,7 +66,7 @@ def main() -> None:
         "rss_end_mib": round(end / 2**20, 2),
         "rss_growth_kib": round((end - warm) / 1024),
         "tracker": monitor.tracker.sizes(),
-        "tracker_max_finished": monitor.tracker.max_finished,
+        "tracker_max_finished": monitor.limits.max_finished,
         "event_history": len(monitor.bus),
         "event_history_max": monitor.bus.max_history,
         "reader": monitor.reader.sizes(),

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 from hypothesis import HealthCheck, settings
 
-from stepwatch import _safety
+from stepwatch import testing
 from stepwatch.testing import Harness, capture
 
 # ``make test`` runs the default profile; ``make fuzz`` the fuzz profile
@@ -24,11 +24,11 @@ settings.load_profile("default")
 @pytest.fixture
 def sw() -> Iterator[Harness]:
     """A Monitor wired to in-memory span exporter and metric reader, installed."""
-    _safety.reset_internal_errors()
+    testing.reset_internal_errors()
     with capture() as harness:
         yield harness
 
 
 @pytest.fixture(autouse=True)
 def _fresh_internal_errors() -> None:
-    _safety.reset_internal_errors()
+    testing.reset_internal_errors()

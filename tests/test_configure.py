@@ -28,7 +28,6 @@ PROBE = """
 import json
 from opentelemetry import metrics, trace
 import stepwatch
-from stepwatch import _telemetry
 monitor = stepwatch.configure({args})
 tp = monitor.tracer_provider
 exporters = [type(e).__name__ for e in monitor.exporters]
@@ -38,7 +37,7 @@ print(json.dumps({{
     "team": tp.resource.attributes.get("team"),
     "exporters": exporters,
     "modules": modules,
-    "installed": _telemetry.installed() is monitor._telemetry,
+    "installed": monitor.installed,
     "global_tracer": trace.get_tracer_provider() is tp,
     "global_meter": metrics.get_meter_provider() is monitor.meter_provider,
     "sampler": type(tp.sampler).__name__,

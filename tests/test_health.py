@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
@@ -370,11 +369,16 @@ def test_background_loop_survives_its_own_errors(sw: Harness) -> None:
         return True
 
     sw.monitor.add_check("probe", check)
+    refresh = sw.monitor.reader.refresh
+    refreshes = {"n": 0}
 
-    def explode() -> list[Any]:
-        raise RuntimeError("rule bug")
+    def explode() -> None:  # every other evaluation fails before its checks run
+        refreshes["n"] += 1
+        refresh()
+        if refreshes["n"] % 2 == 0:
+            raise RuntimeError("a bug in the evaluation")
 
-    sw.monitor._evaluator._rate_findings = explode  # type: ignore[method-assign]
+    sw.monitor.reader.refresh = explode  # type: ignore[method-assign]
     sw.monitor.start(interval=0.01)
     for _ in range(3):
         assert ticks.acquire(timeout=WAIT)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.client
 import json
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -14,6 +15,8 @@ import stepwatch
 from stepwatch import Rules
 from stepwatch.http import ServerHandle, make_wsgi_app
 from stepwatch.testing import Harness, capture
+
+WAIT = 30.0  # upper bound for waits; never reached when things work
 
 TOKEN = "t0ken-for-tests"
 
@@ -88,15 +91,24 @@ def test_readyz_ignores_slo_alerts(served: tuple[Harness, ServerHandle]) -> None
     assert request(handle, "/healthz")[0] == 503
 
 
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
 def test_livez_reports_a_dead_loop(served: tuple[Harness, ServerHandle]) -> None:
     sw, handle = served
     sw.monitor.start(interval=60)
     assert request(handle, "/livez")[0] == 200
-    loop = sw.monitor._loop
-    assert loop is not None
-    loop._stop.set()  # simulate the loop thread ending on its own
-    assert loop._thread is not None
-    loop._thread.join(timeout=30)
+    fatal = threading.Event()
+
+    def die() -> None:
+        fatal.set()
+        raise SystemExit  # not an Exception: it ends the loop's thread
+
+    sw.monitor.reader.refresh = die  # type: ignore[method-assign]
+    sw.monitor.start(interval=0.01)
+    assert fatal.wait(WAIT)
+    deadline = time.monotonic() + WAIT
+    while not sw.monitor.loop_died and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert sw.monitor.loop_died
     status, _, body = request(handle, "/livez")
     assert (status, body["status"]) == (503, "fail")
 

@@ -48,15 +48,19 @@ def test_public_methods_of_handles_and_monitor_are_documented() -> None:
         for name, member in inspect.getmembers(cls):
             if name.startswith("_") or not callable(member):
                 continue
-            if name in {
-                "execution_started",
-                "execution_ended",
-                "step_started",
-                "step_ended",
-                "step_progressed",
-                "enqueued",
-                "lifecycle",
-                "eta",
-            }:
-                continue  # the instrument layer's observer hooks, documented on the protocol
             assert _own_doc(member), f"{cls.__name__}.{name} has no docstring"
+
+
+def test_the_monitor_receives_nothing_from_handles() -> None:
+    # The observer hooks live on a private observer, not on the Monitor's public face.
+    hooks = {"execution_started", "execution_ended", "step_started", "step_ended", "eta"}
+    assert hooks.isdisjoint(dir(stepwatch.Monitor))
+
+
+def test_one_name_per_thing() -> None:
+    import stepwatch.configuration as configuration  # noqa: PLR0402 - the form users write
+
+    assert callable(stepwatch.configure)
+    assert configuration.configure is stepwatch.configure
+    for handle in (stepwatch.Execution, stepwatch.Step):
+        assert not hasattr(handle, "snapshot")

@@ -6,10 +6,12 @@ import math
 import random
 
 import pytest
+from opentelemetry import metrics
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 import stepwatch
+from stepwatch import semconv
 from stepwatch._histogram import ExpHistogram
 from stepwatch.reader import HealthMetricReader
 from stepwatch.testing import Harness, capture
@@ -35,7 +37,11 @@ def _distributions() -> dict[str, list[float]]:
 @pytest.mark.parametrize("kind", ["uniform", "lognormal", "bimodal"])
 def test_quantiles_within_reported_relative_error(sw: Harness, kind: str) -> None:
     samples = [abs(v) for v in _distributions()[kind]]
-    record = sw.monitor._telemetry.task_duration.record
+    # The same instrument stepwatch records step durations on (same scope and name).
+    meter = metrics.get_meter(
+        semconv.INSTRUMENTATION_SCOPE, meter_provider=sw.monitor.meter_provider
+    )
+    record = meter.create_histogram(semconv.TASK_DURATION.name, unit="s").record
     # Spread over ten collections in ten fine slots, so merging across slots and
     # scales is part of what is checked.
     for chunk in range(10):

@@ -10,7 +10,7 @@ from opentelemetry import context as otel_context
 from opentelemetry.sdk.trace import TracerProvider
 
 import stepwatch
-from stepwatch import _safety
+from stepwatch import testing
 from stepwatch.testing import Harness
 
 
@@ -37,7 +37,7 @@ def test_invalid_progress_is_logged_once_and_dropped(
         assert step.fraction == 0.25
     warnings = [r for r in caplog.records if "invalid step progress" in r.getMessage()]
     assert len(warnings) == 1
-    assert _safety.internal_errors()["step.progress.invalid"] == 2
+    assert testing.internal_errors()["step.progress.invalid"] == 2
 
 
 def test_calls_after_end_are_ignored(sw: Harness, caplog: pytest.LogCaptureFixture) -> None:
@@ -53,7 +53,7 @@ def test_calls_after_end_are_ignored(sw: Harness, caplog: pytest.LogCaptureFixtu
         ex.approve()
     assert sw.attributes("execution done")["workflow.execution.outcome"] == "success"
     assert step.fraction is None
-    errors = _safety.internal_errors()
+    errors = testing.internal_errors()
     assert errors["execution.fail.ended"] == 1
     assert errors["step.progress.ended"] == 1
 
@@ -65,14 +65,14 @@ def test_invalid_attribute_values_dropped(sw: Harness) -> None:
         ex.approve()
     (event,) = [e for e in sw.span("execution attrs").events if e.name == "custom"]
     assert dict(event.attributes or {}) == {"good": 1, "fine": ("a", "b")}
-    assert _safety.internal_errors()["execution.event.attribute"] == 2
+    assert testing.internal_errors()["execution.event.attribute"] == 2
 
 
 def test_approve_without_request_is_ignored(sw: Harness) -> None:
     with stepwatch.execution("noreq") as ex:
         ex.approve(by="x")
     assert sw.metric_points("workflow.approval.duration") == []
-    assert _safety.internal_errors()["execution.approve.unrequested"] == 1
+    assert testing.internal_errors()["execution.approve.unrequested"] == 1
 
 
 def test_failing_id_callable_falls_back(sw: Harness) -> None:
@@ -86,7 +86,7 @@ def test_failing_id_callable_falls_back(sw: Harness) -> None:
     assert run(4) == 4
     execution_id = sw.attributes("execution fallback")["workflow.execution.id"]
     assert isinstance(execution_id, str) and len(execution_id) == 32
-    assert _safety.internal_errors()["execution.execution_id"] == 1
+    assert testing.internal_errors()["execution.execution_id"] == 1
 
 
 def test_failing_monitor_is_contained(sw: Harness) -> None:
@@ -102,7 +102,7 @@ def test_failing_monitor_is_contained(sw: Harness) -> None:
 
     assert run() == "fine"
     assert sw.attributes("execution resilient")["workflow.execution.outcome"] == "success"
-    errors = _safety.internal_errors()
+    errors = testing.internal_errors()
     assert errors["monitor.execution_started"] == 1
     assert errors["monitor.step_ended"] == 1
 
@@ -134,7 +134,7 @@ def test_failing_tracer_never_reaches_host() -> None:
         assert run(2) == 6
         with stepwatch.execution("cm") as ex:
             ex.approve()
-        assert _safety.internal_errors()["execution.start"] >= 2
+        assert testing.internal_errors()["execution.start"] >= 2
     finally:
         monitor.shutdown()
 

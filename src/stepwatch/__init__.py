@@ -23,11 +23,18 @@ Usage::
 
 Configuration: :func:`configure` reads the standard ``OTEL_*`` variables; see
 ``docs/configuration.md``.
+
+Importing stepwatch to decorate loads only the OpenTelemetry API: the names
+bound to the SDK (``configure``, ``Monitor``, the health and summary types)
+load on first use (PEP 562).
 """
 
-from stepwatch.configure import configure
-from stepwatch.events import ExecutionEvent, Subscription
-from stepwatch.health import Alert, ComponentHealth, Rules, SystemHealth
+from __future__ import annotations
+
+import importlib
+import warnings
+from typing import TYPE_CHECKING, Any
+
 from stepwatch.instrument import (
     Execution,
     ExecutionScope,
@@ -39,12 +46,18 @@ from stepwatch.instrument import (
     execution,
     step,
 )
-from stepwatch.monitor import Monitor
+from stepwatch.limits import Limits
 from stepwatch.progress import ExecutionProgress, StepProgress
-from stepwatch.reader import HealthMetricReader, HealthReader
 from stepwatch.semconv import EventType, HealthStatus, Outcome, Severity
-from stepwatch.summary import DurationStats, MetricsSummary, SLAStats, StepStats
 from stepwatch.version import __version__
+
+if TYPE_CHECKING:
+    from stepwatch.configuration import configure
+    from stepwatch.events import ExecutionEvent, Subscription
+    from stepwatch.health import Alert, ComponentHealth, Rules, SystemHealth
+    from stepwatch.monitor import Monitor
+    from stepwatch.reader import HealthMetricReader
+    from stepwatch.summary import DurationStats, MetricsSummary, SLAStats, StepStats
 
 __all__ = [
     "Alert",
@@ -56,8 +69,8 @@ __all__ = [
     "ExecutionProgress",
     "ExecutionScope",
     "HealthMetricReader",
-    "HealthReader",
     "HealthStatus",
+    "Limits",
     "MetricsSummary",
     "Monitor",
     "Outcome",
@@ -78,3 +91,42 @@ __all__ = [
     "execution",
     "step",
 ]
+
+_LAZY = {
+    "configure": "stepwatch.configuration",
+    "ExecutionEvent": "stepwatch.events",
+    "Subscription": "stepwatch.events",
+    "Alert": "stepwatch.health",
+    "ComponentHealth": "stepwatch.health",
+    "Rules": "stepwatch.health",
+    "SystemHealth": "stepwatch.health",
+    "Monitor": "stepwatch.monitor",
+    "HealthMetricReader": "stepwatch.reader",
+    "DurationStats": "stepwatch.summary",
+    "MetricsSummary": "stepwatch.summary",
+    "SLAStats": "stepwatch.summary",
+    "StepStats": "stepwatch.summary",
+}
+_DEPRECATED = {"HealthReader": "HealthMetricReader"}
+
+
+def __getattr__(name: str) -> Any:
+    """Load the SDK-bound public names on first use (PEP 562)."""
+    if name in _DEPRECATED:
+        warnings.warn(
+            f"stepwatch.{name} is deprecated since 0.2.0 (removed in 0.3.0): "
+            f"use stepwatch.{_DEPRECATED[name]}",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        name = _DEPRECATED[name]
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'stepwatch' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -16,6 +16,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
 from stepwatch import _fork
+from stepwatch._otel_internals import batch_queue, metric_exporter_preferences
 from stepwatch.health import ExportStatus
 
 __all__ = ["DropCountingBatchSpanProcessor", "ObservedMetricExporter", "ObservedSpanExporter"]
@@ -70,10 +71,8 @@ class ObservedMetricExporter(MetricExporter):
     """Delegates to ``exporter`` (keeping its temporality and aggregation) and records results."""
 
     def __init__(self, exporter: MetricExporter, status: ExportStatus) -> None:
-        super().__init__(
-            preferred_temporality=exporter._preferred_temporality,
-            preferred_aggregation=exporter._preferred_aggregation,
-        )
+        temporality, aggregation = metric_exporter_preferences(exporter)
+        super().__init__(preferred_temporality=temporality, preferred_aggregation=aggregation)
         self.exporter = exporter
         self._status = status
         self._generation = _fork.current
@@ -111,16 +110,15 @@ class DropCountingBatchSpanProcessor(BatchSpanProcessor):
 
     The SDK only logs those drops (or counts them when its internal metrics
     are switched on by environment). This reads the queue's length before
-    handing the span on, an O(1) check; should a future SDK rename its
-    internals, the count silently stays at zero and the processor works as before.
+    handing the span on, an O(1) check (the queue comes from
+    :mod:`stepwatch._otel_internals`; should a future SDK move it, the count
+    stays at zero and the processor works as before).
     """
 
     def __init__(self, exporter: SpanExporter, status: ExportStatus) -> None:
         super().__init__(exporter)
         self._status = status
-        inner = getattr(self, "_batch_processor", None)
-        self._queue = getattr(inner, "_queue", None)
-        self._limit = getattr(inner, "_max_queue_size", None)
+        self._queue, self._limit = batch_queue(self)
 
     def on_end(self, span: ReadableSpan) -> None:
         queue, limit = self._queue, self._limit

@@ -23,9 +23,9 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
-from stepwatch.semconv import EXECUTION_END_EVENTS
+from stepwatch.semconv import EXECUTION_ENDED_TYPES, ExecutionEndedData
 from stepwatch.version import __version__
 
 if TYPE_CHECKING:
@@ -36,7 +36,6 @@ if TYPE_CHECKING:
 __all__ = ["build_parser", "main"]
 
 EXIT_PASS, EXIT_WARN, EXIT_FAIL, EXIT_UNREACHABLE = 0, 1, 2, 3
-_ENDED = tuple(dict.fromkeys(EXECUTION_END_EVENTS.values()))
 _HEALTH_EXIT = {"pass": EXIT_PASS, "warn": EXIT_WARN, "fail": EXIT_FAIL}
 _MISSING_RICH = (
     "stepwatch {command} draws with 'rich', which is not installed.\n"
@@ -240,11 +239,11 @@ async def _demo_lines(monitor: Monitor, engine: asyncio.Task[Any], console: Cons
     while True:
         for event in monitor.events(since=seen):
             seen = event.seq
-            if event.type in _ENDED:
-                data = event.data
+            if event.type in EXECUTION_ENDED_TYPES:
+                data = cast(ExecutionEndedData, event.data)
                 console.print(
-                    f"{event.execution_id} {data.get('outcome')} in {data.get('duration', 0):.2f} s"
-                    f" ({data.get('completed_steps')} steps done)",
+                    f"{event.execution_id} {data['outcome']} in {data['duration']:.2f} s"
+                    f" ({data['completed_steps']} steps done)",
                     highlight=False,
                 )
         if engine.done():
@@ -275,25 +274,12 @@ def _bar(percent: float | None, width: int = 24) -> str:
 
 def _demo_view(monitor: Monitor, total: int) -> RenderableType:
     from rich.console import Group  # noqa: PLC0415
-    from rich.table import Table  # noqa: PLC0415
 
     active = monitor.active_executions()
-    ended = sum(len(monitor.events(event_type=kind)) for kind in _ENDED)
-    table = Table(box=None, pad_edge=False, show_header=True, header_style="bold")
-    for column in ("execution", "state", "progress", "", "current step", "eta"):
-        table.add_column(column)
+    ended = sum(len(monitor.events(event_type=kind)) for kind in EXECUTION_ENDED_TYPES)
     running = [p for p in active if p.state != "pending"]
     queued = len(active) - len(running)
-    for progress in running[:12]:
-        percent = progress.percent
-        table.add_row(
-            progress.execution_id,
-            progress.state,
-            _bar(percent),
-            "" if percent is None else f"{percent:3.0f}%",
-            progress.current_step or "",
-            "" if progress.eta_seconds is None else f"{progress.eta_seconds:.1f}s",
-        )
+    table = _executions_table([p.to_dict() for p in running[:12]])
     overall = 100 * ended / total if total else 100.0
     header = f"[bold]overall[/] {_bar(overall, 40)} {ended}/{total} executions ended"
     return Group(header, table, f"[dim]{queued} queued[/]")
@@ -433,25 +419,11 @@ def _top_view_group(where: str, monitor: Monitor) -> RenderableType:
     )
 
 
-def _render_top(
-    where: str,
-    verdict: str,
-    alerts: list[dict[str, Any]],
-    executions: list[dict[str, Any]],
-    events: list[dict[str, Any]] | None,
-) -> RenderableType:
-    from rich.console import Group  # noqa: PLC0415
+def _executions_table(executions: list[dict[str, Any]]) -> RenderableType:
+    """The live executions table of ``demo`` and ``top``: ids and names shown as text."""
     from rich.markup import escape  # noqa: PLC0415
     from rich.table import Table  # noqa: PLC0415
 
-    parts: list[RenderableType] = [
-        f"[bold]stepwatch top[/] {escape(where)}   health: "
-        f"[{_STATUS_STYLE.get(verdict, 'bold')}]{escape(verdict)}[/]   {time.strftime('%H:%M:%S')}"
-    ]
-    for alert in alerts:
-        parts.append(
-            "  [red]▲[/] " + escape(f"[{alert['severity']}] {alert['rule']}: {alert['message']}")
-        )
     table = Table(box=None, header_style="bold", pad_edge=False)
     for column in ("execution", "name", "state", "progress", "", "step", "eta"):
         table.add_column(column)
@@ -467,6 +439,28 @@ def _render_top(
             escape(str(progress.get("current_step") or "")),
             "" if eta is None else f"{eta:.0f}s",
         )
+    return table
+
+
+def _render_top(
+    where: str,
+    verdict: str,
+    alerts: list[dict[str, Any]],
+    executions: list[dict[str, Any]],
+    events: list[dict[str, Any]] | None,
+) -> RenderableType:
+    from rich.console import Group  # noqa: PLC0415
+    from rich.markup import escape  # noqa: PLC0415
+
+    parts: list[RenderableType] = [
+        f"[bold]stepwatch top[/] {escape(where)}   health: "
+        f"[{_STATUS_STYLE.get(verdict, 'bold')}]{escape(verdict)}[/]   {time.strftime('%H:%M:%S')}"
+    ]
+    for alert in alerts:
+        parts.append(
+            "  [red]▲[/] " + escape(f"[{alert['severity']}] {alert['rule']}: {alert['message']}")
+        )
+    table = _executions_table(executions)
     parts.append(table)
     if events is not None:
         parts.append("[bold]latest events[/]")

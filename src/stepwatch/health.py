@@ -49,6 +49,7 @@ from stepwatch import semconv
 from stepwatch._models import json_ready
 from stepwatch._safety import report
 from stepwatch.semconv import AlertState, EventType, ExecutionState, HealthStatus, Outcome, Severity
+from stepwatch.summary import execution_outcomes
 
 if TYPE_CHECKING:
     from stepwatch.events import EventBus
@@ -423,16 +424,7 @@ class HealthEvaluator:
         findings: list[_Finding] = []
         if self.reader is None:
             return findings
-        per_name: dict[str, dict[str, float]] = {}
-        for attributes, count in self.reader.counts(semconv.EXECUTION_DURATION.name).items():
-            values = dict(attributes)
-            if values.get(semconv.WORKFLOW_EXECUTION_STATE) != ExecutionState.EXECUTING.value:
-                continue
-            name = str(values.get(semconv.WORKFLOW_DEFINITION_NAME, ""))
-            outcome = str(values.get(semconv.WORKFLOW_EXECUTION_OUTCOME, ""))
-            by_outcome = per_name.setdefault(name, {})
-            by_outcome[outcome] = by_outcome.get(outcome, 0.0) + count
-        for name, by_outcome in per_name.items():
+        for name, by_outcome in execution_outcomes(self.reader).items():
             # Final outcomes only: a retried attempt is neither a success nor a failure.
             total = sum(by_outcome.values()) - by_outcome.get(Outcome.RETRY.value, 0.0)
             if total < rules.min_executions:
@@ -474,27 +466,27 @@ class HealthEvaluator:
             return findings
         budget = 1.0 - rules.sla_objective
 
-        def per_name(metric: str, window: float) -> dict[str, float]:
+        def violations_per_name(window: float) -> dict[str, float]:
             result: dict[str, float] = {}
+            metric = semconv.SLA_VIOLATIONS.name
             for attributes, count in reader.counts(metric, window, long=True).items():
-                values = dict(attributes)
-                if (
-                    metric == semconv.EXECUTION_DURATION.name
-                    and values.get(semconv.WORKFLOW_EXECUTION_STATE)
-                    != ExecutionState.EXECUTING.value
-                ):
-                    continue
-                name = str(values.get(semconv.WORKFLOW_DEFINITION_NAME, ""))
+                name = str(dict(attributes).get(semconv.WORKFLOW_DEFINITION_NAME, ""))
                 result[name] = result.get(name, 0.0) + count
             return result
 
+        def totals(window: float) -> dict[str, float]:
+            return {
+                name: sum(by_outcome.values())
+                for name, by_outcome in execution_outcomes(reader, window, long=True).items()
+            }
+
         for label, severity, factor, long_window, short_window in BURN_RATES:
-            long_violations = per_name(semconv.SLA_VIOLATIONS.name, long_window)
+            long_violations = violations_per_name(long_window)
             if not long_violations:
                 continue
-            long_totals = per_name(semconv.EXECUTION_DURATION.name, long_window)
-            short_violations = per_name(semconv.SLA_VIOLATIONS.name, short_window)
-            short_totals = per_name(semconv.EXECUTION_DURATION.name, short_window)
+            long_totals = totals(long_window)
+            short_violations = violations_per_name(short_window)
+            short_totals = totals(short_window)
             for name, violations in long_violations.items():
                 total = long_totals.get(name, 0.0)
                 if total < rules.min_executions:

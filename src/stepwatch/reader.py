@@ -66,7 +66,7 @@ from stepwatch import semconv
 from stepwatch._histogram import ExpHistogram
 from stepwatch._safety import report
 
-__all__ = ["HealthMetricReader", "HealthReader", "SeriesKey", "Windows"]
+__all__ = ["HealthMetricReader", "SeriesKey", "Windows"]
 
 
 Attributes = tuple[tuple[str, Any], ...]
@@ -421,7 +421,3 @@ class HealthMetricReader(MetricReader):
 
     def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
         """Nothing to flush or stop: the reader is pulled, never pushes."""
-
-
-HealthReader = HealthMetricReader
-"""The name the design uses for :class:`HealthMetricReader`."""

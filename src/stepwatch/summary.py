@@ -30,6 +30,7 @@ __all__ = [
     "MetricsSummary",
     "SLAStats",
     "StepStats",
+    "execution_outcomes",
     "summarize",
 ]
 
@@ -187,6 +188,28 @@ def _matches(attributes: Attributes, name: str | None) -> dict[str, Any] | None:
     return values
 
 
+def execution_outcomes(
+    reader: Windows, window: float | None = None, *, long: bool = False
+) -> dict[str, dict[str, float]]:
+    """Ended executions per name and outcome over the last ``window`` seconds.
+
+    Read from ``workflow.execution.duration`` in state ``executing`` (the
+    ``pending`` series are queue waits). ``long`` reads the coarse slots.
+    The one place ``summary()`` and the rate and burn-rate rules count outcomes.
+    """
+    result: dict[str, dict[str, float]] = {}
+    metric = semconv.EXECUTION_DURATION.name
+    for attributes, count in reader.counts(metric, window, long=long).items():
+        values = dict(attributes)
+        if values.get(semconv.WORKFLOW_EXECUTION_STATE) != ExecutionState.EXECUTING.value:
+            continue
+        name = str(values.get(semconv.WORKFLOW_DEFINITION_NAME, ""))
+        outcome = str(values.get(semconv.WORKFLOW_EXECUTION_OUTCOME, Outcome.FAILURE.value))
+        by_outcome = result.setdefault(name, {})
+        by_outcome[outcome] = by_outcome.get(outcome, 0.0) + count
+    return result
+
+
 def _ratio(part: int, whole: int) -> float | None:
     return part / whole if whole else None
 
@@ -199,14 +222,10 @@ def summarize(
 ) -> MetricsSummary:
     """Compute a :class:`MetricsSummary` from the reader (already refreshed by the caller)."""
     outcomes = {outcome.value: 0 for outcome in Outcome}
-    for attributes, count in reader.counts(semconv.EXECUTION_DURATION.name, window).items():
-        values = _matches(attributes, name)
-        if values is None or values.get(semconv.WORKFLOW_EXECUTION_STATE) != (
-            ExecutionState.EXECUTING.value
-        ):
-            continue
-        outcome = str(values.get(semconv.WORKFLOW_EXECUTION_OUTCOME, Outcome.FAILURE.value))
-        outcomes[outcome] = outcomes.get(outcome, 0) + round(count)
+    for execution_name, counts in execution_outcomes(reader, window).items():
+        if name is None or execution_name == name:
+            for outcome, count in counts.items():
+                outcomes[outcome] = outcomes.get(outcome, 0) + round(count)
     total = sum(outcomes.values())
     retries = outcomes[Outcome.RETRY.value]
     final = total - retries

@@ -41,12 +41,19 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.sampling import Sampler
 
-from stepwatch import _telemetry
+from stepwatch import _safety, _telemetry
 from stepwatch.events import ExecutionEvent
 from stepwatch.monitor import Monitor
 from stepwatch.semconv import EventType
 
-__all__ = ["FakeClock", "Harness", "MetricPoint", "capture"]
+__all__ = [
+    "FakeClock",
+    "Harness",
+    "MetricPoint",
+    "capture",
+    "internal_errors",
+    "reset_internal_errors",
+]
 
 
 class FakeClock:
@@ -270,3 +277,22 @@ def capture(
             _telemetry.install(previous)
         tracer_provider.shutdown()
         meter_provider.shutdown()
+
+
+def internal_errors() -> dict[str, int]:
+    """stepwatch's own failures so far, counted by kind (``"step.progress.invalid"``...).
+
+    Every problem stepwatch contains instead of raising into the host is
+    counted here; a test that provokes none can assert this stays empty.
+
+    .. versionadded:: 0.2.0
+    """
+    return _safety.internal_errors()
+
+
+def reset_internal_errors() -> None:
+    """Forget the counts of :func:`internal_errors` (and the log-once memory).
+
+    .. versionadded:: 0.2.0
+    """
+    _safety.reset_internal_errors()

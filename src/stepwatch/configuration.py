@@ -39,6 +39,7 @@ from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SpanExporter
 from opentelemetry.trace import TracerProvider
 
 from stepwatch import _checks as checks
+from stepwatch._otel_internals import global_meter_provider_unset
 from stepwatch._pipeline import Pipeline, new_instance_id
 from stepwatch.group import ENVIRONMENT_VARIABLE
 from stepwatch.health import ExportStatus, Rules
@@ -212,7 +213,7 @@ def configure(
             trace.get_tracer_provider(), trace.ProxyTracerProvider
         ):
             trace.set_tracer_provider(pipeline.tracer_provider)
-        if pipeline.meter_provider is not None and _global_meter_provider_unset():
+        if pipeline.meter_provider is not None and global_meter_provider_unset():
             metrics.set_meter_provider(pipeline.meter_provider)
         monitor.install()
     _flush_at_multiprocessing_exit(monitor)
@@ -233,9 +234,3 @@ def _flush_at_multiprocessing_exit(monitor: Monitor) -> None:
     from multiprocessing import util  # noqa: PLC0415 - only in multiprocessing children
 
     util.Finalize(monitor, monitor.shutdown, exitpriority=10)
-
-
-def _global_meter_provider_unset() -> bool:
-    from opentelemetry.metrics._internal import _ProxyMeterProvider  # noqa: PLC0415
-
-    return isinstance(metrics.get_meter_provider(), _ProxyMeterProvider)

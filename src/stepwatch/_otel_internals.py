@@ -1,0 +1,68 @@
+"""The one module that reads OpenTelemetry's private details; nothing else in stepwatch does.
+
+Each function names the upstream detail it reads and why no public API
+serves. Supported range: the ``opentelemetry-api`` / ``opentelemetry-sdk``
+versions ``pyproject.toml`` allows (tested on 1.45); ``tests/test_otel_internals.py``
+fails when an upgrade moves one of them, and every function here degrades
+to a documented neutral answer instead of raising.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sized
+from typing import Any
+
+from opentelemetry import metrics
+from opentelemetry.sdk.metrics.export import MetricExporter
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+__all__ = ["batch_queue", "global_meter_provider_unset", "metric_exporter_preferences"]
+
+
+def metric_exporter_preferences(exporter: MetricExporter) -> tuple[Any, Any]:
+    """The temporality and aggregation preferences an exporter was built with.
+
+    Upstream: ``opentelemetry.sdk.metrics._internal.export.MetricExporter.__init__``
+    stores them as ``_preferred_temporality`` and ``_preferred_aggregation``
+    with no public accessor. A wrapper exporter must hand the same ones to
+    its own ``MetricExporter.__init__``, or an OTLP exporter configured for
+    delta temporality would silently export cumulative. ``(None, None)``
+    (the SDK's defaults) if they moved.
+    """
+    return (
+        getattr(exporter, "_preferred_temporality", None),
+        getattr(exporter, "_preferred_aggregation", None),
+    )
+
+
+def batch_queue(processor: BatchSpanProcessor) -> tuple[Sized | None, int | None]:
+    """The span queue of a ``BatchSpanProcessor`` and its capacity.
+
+    Upstream: ``BatchSpanProcessor._batch_processor`` (a
+    ``opentelemetry.sdk._shared_internal.BatchProcessor``) keeps ``_queue``
+    (a deque) and ``_max_queue_size``; the SDK only logs the spans it drops
+    when the queue is full. ``(None, None)`` if they moved: then drops are
+    not counted, and everything else works.
+    """
+    inner = getattr(processor, "_batch_processor", None)
+    queue = getattr(inner, "_queue", None)
+    limit = getattr(inner, "_max_queue_size", None)
+    if not isinstance(queue, Sized) or not isinstance(limit, int):
+        return None, None
+    return queue, limit
+
+
+def global_meter_provider_unset() -> bool:
+    """Whether no global meter provider has been set yet.
+
+    Upstream: before ``metrics.set_meter_provider`` the API hands out a
+    private ``opentelemetry.metrics._internal._ProxyMeterProvider`` (the
+    tracing API makes its proxy public as ``trace.ProxyTracerProvider``; the
+    metrics API does not). ``False`` if it moved: ``configure()`` then leaves
+    the global provider alone, the conservative choice.
+    """
+    try:
+        from opentelemetry.metrics._internal import _ProxyMeterProvider  # noqa: PLC0415
+    except ImportError:
+        return False
+    return isinstance(metrics.get_meter_provider(), _ProxyMeterProvider)

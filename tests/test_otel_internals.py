@@ -1,0 +1,64 @@
+"""The OpenTelemetry private details stepwatch reads, checked against the installed SDK.
+
+``stepwatch._otel_internals`` is the one module allowed to read them; each
+function degrades to a neutral answer if upstream moves a detail. These
+tests fail on such an upgrade, so the move is noticed rather than silently
+costing a feature (delta temporality, drop counting, the global provider).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+from opentelemetry.sdk.metrics import Counter
+from opentelemetry.sdk.metrics.export import AggregationTemporality
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from stepwatch._otel_internals import (
+    batch_queue,
+    global_meter_provider_unset,
+    metric_exporter_preferences,
+)
+
+
+def test_metric_exporter_preferences_are_found() -> None:
+    exporter = OTLPMetricExporter(
+        endpoint="http://127.0.0.1:9/v1/metrics",
+        preferred_temporality={Counter: AggregationTemporality.DELTA},
+    )
+    temporality, aggregation = metric_exporter_preferences(exporter)
+    assert temporality is not None and temporality[Counter] is AggregationTemporality.DELTA
+    assert aggregation is not None
+
+
+def test_batch_queue_is_found_and_tracks_its_length() -> None:
+    processor = BatchSpanProcessor(
+        InMemorySpanExporter(), max_queue_size=7, max_export_batch_size=7
+    )
+    queue, limit = batch_queue(processor)
+    assert queue is not None and limit == 7
+    assert len(queue) == 0
+    processor.shutdown()  # type: ignore[no-untyped-call]
+
+
+def test_batch_queue_degrades_when_the_detail_moved() -> None:
+    assert batch_queue(object()) == (None, None)  # type: ignore[arg-type]
+
+
+def test_global_meter_provider_unset_until_set() -> None:
+    program = (
+        "from opentelemetry import metrics\n"
+        "from opentelemetry.sdk.metrics import MeterProvider\n"
+        "from stepwatch._otel_internals import global_meter_provider_unset as unset\n"
+        "before = unset()\n"
+        "metrics.set_meter_provider(MeterProvider())\n"
+        "print(before, unset())\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert result.stdout.split() == ["True", "False"]
+    assert isinstance(global_meter_provider_unset(), bool)
