@@ -1,21 +1,25 @@
-"""Step overhead: stepwatch versus hand-written OpenTelemetry, measured in one process.
+"""Overhead: stepwatch against hand-written OpenTelemetry emitting exactly the same, one process.
 
-Run: ``make bench`` or ``python benchmarks/bench_overhead.py [--batches N] [--calls N] [--json]``.
+Run: ``make bench`` or ``python benchmarks/bench_overhead.py [--batches N] [--json]``.
 
-Every setup is timed as the median over batches of ns per call; batches of all
-setups are interleaved so that drift in machine speed hits every setup alike.
+The baseline is **like for like**: hand-written code producing the same spans
+(names, attributes, parentage, the same span events with the same
+attributes), the same up-down counter adds and the same histogram records
+as stepwatch, and nothing more. Every case is timed as the median over
+batches of ns per unit; batches of all cases are interleaved so drift in
+machine speed hits every case alike. Both sides use the same kind of
+providers: a ``BatchSpanProcessor`` over an exporter that drops everything,
+one ``InMemoryMetricReader``.
 
-- ``bare``: the undecorated function.
-- ``handwritten``: ``start_as_current_span`` + one histogram record + one counter
-  add; BatchSpanProcessor over an exporter that drops everything; one
-  InMemoryMetricReader. **The baseline of every ratio.**
-- ``handwritten_two_readers``: the same plus a HealthMetricReader on the provider.
-- ``stepwatch``: ``@stepwatch.step`` inside an execution, Monitor installed
-  (tracker, event bus and HealthMetricReader on), same kind of providers.
-- ``stepwatch_no_health_reader``: the same with the Monitor's reader detached.
-- ``stepwatch_sampled_out`` / ``..._no_health_reader``: under ``ParentBased(ALWAYS_OFF)``.
-- ``api_only_handwritten`` / ``api_only_stepwatch``: no SDK at all (the API's
-  no-op providers; for stepwatch, no Monitor installed).
+Cases (each printed with its target from issue #12):
+
+- ``execution_of_5``: one execution of 5 steps, per execution.
+- ``long_execution``: one step of an execution of 1,000 steps, per step.
+- ``sampled_out``: ``execution_of_5`` under ``ParentBased(ALWAYS_OFF)``,
+  against the *sampled-in* baseline.
+- ``--other``: a foreign ``Histogram.record`` on the same ``MeterProvider``,
+  with a stepwatch Monitor installed on it against without: what the host
+  pays for stepwatch's in-process health.
 """
 
 from __future__ import annotations
@@ -25,9 +29,12 @@ import gc
 import json
 import statistics
 import time
+import uuid
 from collections.abc import Callable, Sequence
 
-from opentelemetry import metrics, trace
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.metrics import MeterProvider as ApiMeterProvider
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -35,7 +42,10 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, Spa
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased, Sampler
 
 import stepwatch
-from stepwatch.reader import HealthMetricReader
+from stepwatch import semconv
+
+STEPS = 5
+LONG_STEPS = 1_000
 
 
 class DropExporter(SpanExporter):
@@ -52,153 +62,232 @@ def providers(sampler: Sampler | None = None) -> tuple[TracerProvider, MeterProv
     return tracer_provider, meter_provider
 
 
+def _ns(seconds: float) -> int:
+    return int(seconds * 1e9)
+
+
+class Handwritten:
+    """What a careful engine author writes to emit what stepwatch emits, and no more."""
+
+    def __init__(self, tracer_provider: TracerProvider, meter_provider: ApiMeterProvider) -> None:
+        self.tracer = tracer_provider.get_tracer("bench")
+        meter = meter_provider.get_meter("bench")
+        buckets = semconv.DURATION_BUCKETS
+        self.execution_duration = meter.create_histogram(
+            semconv.EXECUTION_DURATION.name, unit="s", explicit_bucket_boundaries_advisory=buckets
+        )
+        self.task_duration = meter.create_histogram(
+            semconv.TASK_DURATION.name, unit="s", explicit_bucket_boundaries_advisory=buckets
+        )
+        self.active = meter.create_up_down_counter(semconv.EXECUTION_ACTIVE.name)
+        self.executing = {
+            "workflow.definition.name": "bench",
+            "workflow.execution.state": "executing",
+        }
+        self.ended = {**self.executing, "workflow.execution.outcome": "success"}
+        self.step_metric = {
+            "workflow.definition.name": "bench",
+            "workflow.task.type": "bench",
+            "workflow.task.outcome": "success",
+        }
+        self.step_span = {"workflow.task.name": "work", "workflow.task.type": "bench"}
+
+    def step(self, parent: otel_context.Context) -> int:
+        start = time.time()
+        span = self.tracer.start_span(
+            "step work", parent, attributes=self.step_span, start_time=_ns(start)
+        )
+        token = otel_context.attach(trace.set_span_in_context(span, parent))
+        try:
+            result = 1
+        finally:
+            otel_context.detach(token)
+        end = time.time()
+        span.set_attribute("workflow.task.outcome", "success")
+        span.end(end_time=_ns(end))
+        self.task_duration.record(end - start, self.step_metric)
+        return result
+
+    def execution(self, steps: int) -> None:
+        start = time.time()
+        execution_id = uuid.uuid4().hex
+        span = self.tracer.start_span(
+            "execution bench",
+            attributes={
+                "workflow.definition.name": "bench",
+                "workflow.execution.id": execution_id,
+                "workflow.execution.attempt": 1,
+                "workflow.execution.steps.total": steps,
+            },
+            start_time=_ns(start),
+        )
+        ctx = trace.set_span_in_context(span)
+        token = otel_context.attach(ctx)
+        if span.is_recording():
+            span.add_event("execution.started", {}, timestamp=_ns(start))
+        self.active.add(1, self.executing)
+        try:
+            for _ in range(steps):
+                self.step(ctx)
+        finally:
+            otel_context.detach(token)
+        end = time.time()
+        if span.is_recording():
+            span.set_attributes(
+                {
+                    "workflow.execution.outcome": "success",
+                    "workflow.execution.steps.completed": steps,
+                    "workflow.execution.steps.failed": 0,
+                    "workflow.execution.steps.total": steps,
+                }
+            )
+            span.add_event(
+                "execution.completed", {"workflow.execution.outcome": "success"}, timestamp=_ns(end)
+            )
+        span.end(end_time=_ns(end))
+        self.execution_duration.record(end - start, self.ended)
+        self.active.add(-1, self.executing)
+
+
 def work() -> int:
     return 1
 
 
-def make_handwritten(
-    tracer_provider: trace.TracerProvider, meter_provider: metrics.MeterProvider
-) -> Callable[[], int]:
-    tracer = tracer_provider.get_tracer("bench")
-    # Named like stepwatch's scope so that a HealthMetricReader, when present, keeps it.
-    meter = meter_provider.get_meter("stepwatch")
-    histogram = meter.create_histogram("workflow.task.duration", unit="s")
-    counter = meter.create_counter("bench.task.count", unit="{step}")
-    span_attributes = {"workflow.task.name": "work", "workflow.task.type": "bench"}
-    metric_attributes = {"workflow.task.type": "bench", "workflow.task.outcome": "success"}
-
-    def handwritten() -> int:
-        with tracer.start_as_current_span("step work", attributes=span_attributes):
-            start = time.time()
-            result = work()
-            histogram.record(time.time() - start, metric_attributes)
-            counter.add(1, metric_attributes)
-        return result
-
-    return handwritten
+stepwatch_step = stepwatch.step("work", step_type="bench")(work)
 
 
-class Setup:
-    """A function to time, and the Monitor to install while timing it (if any)."""
-
-    def __init__(
-        self,
-        function: Callable[[], int],
-        monitor: stepwatch.Monitor | None = None,
-        detached: MeterProvider | None = None,
-    ) -> None:
-        self.function = function
-        self.monitor = monitor
-        self.detached = detached
-
-    def close(self) -> None:
-        if self.monitor is None:
-            return
-        if self.detached is not None:  # re-attach so shutdown finds it where it left it
-            self.detached.add_metric_reader(self.monitor.reader)
-        self.monitor.shutdown()
-
-    def time(self, calls: int) -> float:
-        if self.monitor is None:
-            return time_batch(self.function, calls)
-        self.monitor.install()
-        try:
-            with stepwatch.execution("bench"):
-                return time_batch(self.function, calls)
-        finally:
-            self.monitor.uninstall()
+def stepwatch_execution(steps: int) -> None:
+    with stepwatch.execution("bench", total_steps=steps):
+        for _ in range(steps):
+            stepwatch_step()
 
 
-def make_stepwatch(sampler: Sampler | None = None, *, health_reader: bool = True) -> Setup:
-    tracer_provider, meter_provider = providers(sampler)
-    monitor = stepwatch.Monitor(tracer_provider=tracer_provider, meter_provider=meter_provider)
-    if not health_reader:
-        meter_provider.remove_metric_reader(monitor.reader)
-    return Setup(
-        stepwatch.step("work", step_type="bench")(work),
-        monitor,
-        None if health_reader else meter_provider,
-    )
-
-
-def make_api_only_stepwatch() -> Setup:
-    # No Monitor installed and no global SDK: stepwatch emits through the API's no-ops.
-    return Setup(stepwatch.step("work", step_type="bench")(work))
-
-
-def time_batch(function: Callable[[], int], calls: int) -> float:
+def time_units(function: Callable[[], object], repeat: int, units: int) -> float:
+    """ns per unit: ``function`` run ``repeat`` times, each doing ``units`` units."""
     start = time.perf_counter_ns()
-    for _ in range(calls):
+    for _ in range(repeat):
         function()
-    return (time.perf_counter_ns() - start) / calls
+    return (time.perf_counter_ns() - start) / (repeat * units)
 
 
-def build_setups() -> dict[str, Setup]:
-    two_tracer, two_meter = providers()
-    two_meter.add_metric_reader(HealthMetricReader())
-    return {
-        "bare": Setup(work),
-        "handwritten": Setup(make_handwritten(*providers())),
-        "handwritten_two_readers": Setup(make_handwritten(two_tracer, two_meter)),
-        "stepwatch": make_stepwatch(),
-        "stepwatch_no_health_reader": make_stepwatch(health_reader=False),
-        "stepwatch_sampled_out": make_stepwatch(ParentBased(ALWAYS_OFF)),
-        "stepwatch_sampled_out_no_health_reader": make_stepwatch(
-            ParentBased(ALWAYS_OFF), health_reader=False
+class Case:
+    """A timed function and the Monitor installed around it (if any)."""
+
+    def __init__(self, function: Callable[[], object], units: int, repeat: int,
+                 monitor: stepwatch.Monitor | None = None) -> None:  # fmt: skip
+        self.function, self.units, self.repeat, self.monitor = function, units, repeat, monitor
+
+    def time(self) -> float:
+        if self.monitor is not None:
+            self.monitor.install()
+        try:
+            return time_units(self.function, self.repeat, self.units)
+        finally:
+            if self.monitor is not None:
+                self.monitor.uninstall()
+
+
+def build_cases(repeat: int) -> tuple[dict[str, Case], list[stepwatch.Monitor]]:
+    monitors: list[stepwatch.Monitor] = []
+
+    def monitor(sampler: Sampler | None = None) -> stepwatch.Monitor:
+        tracer_provider, meter_provider = providers(sampler)
+        made = stepwatch.Monitor(tracer_provider=tracer_provider, meter_provider=meter_provider)
+        monitors.append(made)
+        return made
+
+    hand = Handwritten(*providers())
+    hand_long = Handwritten(*providers())
+    long_repeat = max(1, repeat * STEPS // LONG_STEPS)
+    cases = {
+        "handwritten_execution_of_5": Case(lambda: hand.execution(STEPS), 1, repeat),
+        "stepwatch_execution_of_5": Case(lambda: stepwatch_execution(STEPS), 1, repeat, monitor()),
+        "handwritten_long_execution": Case(
+            lambda: hand_long.execution(LONG_STEPS), LONG_STEPS, long_repeat
         ),
-        "api_only_handwritten": Setup(
-            make_handwritten(trace.NoOpTracerProvider(), metrics.NoOpMeterProvider())
+        "stepwatch_long_execution": Case(
+            lambda: stepwatch_execution(LONG_STEPS), LONG_STEPS, long_repeat, monitor()
         ),
-        "api_only_stepwatch": make_api_only_stepwatch(),
+        "stepwatch_sampled_out": Case(
+            lambda: stepwatch_execution(STEPS), 1, repeat, monitor(ParentBased(ALWAYS_OFF))
+        ),
     }
+    return cases, monitors
 
 
-def measure(batches: int, calls: int) -> dict[str, float]:
-    setups = build_setups()
-    samples: dict[str, list[float]] = {key: [] for key in setups}
+def build_other(repeat: int) -> tuple[dict[str, Case], list[stepwatch.Monitor]]:
+    """A foreign histogram, without and with a Monitor on its MeterProvider."""
+    _, plain_mp = providers()
+    with_tp, with_mp = providers()
+    monitor = stepwatch.Monitor(tracer_provider=with_tp, meter_provider=with_mp)
+    attributes: dict[str, str | int] = {"http.route": "/orders", "http.response.status_code": 200}
+    plain = plain_mp.get_meter("host").create_histogram("http.server.request.duration")
+    watched = with_mp.get_meter("host").create_histogram("http.server.request.duration")
+    cases = {
+        "other_without_stepwatch": Case(lambda: plain.record(0.1, attributes), 1, repeat * 20),
+        "other_with_stepwatch": Case(
+            lambda: watched.record(0.1, attributes), 1, repeat * 20, monitor
+        ),
+    }
+    return cases, [monitor]
+
+
+def measure(cases: dict[str, Case], batches: int) -> dict[str, float]:
+    samples: dict[str, list[float]] = {key: [] for key in cases}
     gc.collect()
     for _ in range(batches):
-        for key, setup in setups.items():
-            samples[key].append(setup.time(calls))
-    for setup in setups.values():
-        setup.close()
+        for key, case in cases.items():
+            samples[key].append(case.time())
     return {key: statistics.median(values) for key, values in samples.items()}
 
 
-TARGETS = {
-    "stepwatch": 1.15,
-    "stepwatch_no_health_reader": 1.15,
-    "stepwatch_sampled_out": 0.55,
-    "stepwatch_sampled_out_no_health_reader": 0.55,
+GOALS: dict[str, tuple[str, str, float]] = {
+    "execution of 5 steps": ("stepwatch_execution_of_5", "handwritten_execution_of_5", 1.15),
+    "long execution (per step)": ("stepwatch_long_execution", "handwritten_long_execution", 1.15),
+    "sampled out vs sampled-in": ("stepwatch_sampled_out", "handwritten_execution_of_5", 0.6),
+    "other instruments": ("other_with_stepwatch", "other_without_stepwatch", 1.05),
 }
+"""goal -> (case, its baseline, target ratio)."""
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--batches", type=int, default=15)
-    parser.add_argument("--calls", type=int, default=2_000)
+    parser.add_argument("--repeat", type=int, default=200, help="executions of 5 steps per batch")
+    parser.add_argument("--other", action="store_true", help="also time a foreign histogram")
     parser.add_argument("--json", action="store_true", help="print JSON only")
     args = parser.parse_args()
-    medians = measure(args.batches, args.calls)
-    base = medians["handwritten"]
-    ratios = {key: value / base for key, value in medians.items()}
+    cases, monitors = build_cases(args.repeat)
+    if args.other:
+        other, extra = build_other(args.repeat)
+        cases.update(other)
+        monitors.extend(extra)
+    medians = measure(cases, args.batches)
+    for made in monitors:
+        made.shutdown()
+    goals = {
+        goal: (medians[case] / medians[base], target)
+        for goal, (case, base, target) in GOALS.items()
+        if case in medians
+    }
     if args.json:
         print(
             json.dumps(
                 {
                     "median_ns": {k: round(v) for k, v in medians.items()},
-                    "ratio_to_handwritten": {k: round(v, 3) for k, v in ratios.items()},
+                    "ratios": {k: round(v[0], 3) for k, v in goals.items()},
                 }
             )
         )
         return
-    print(f"{'setup':<42}{'median ns/call':>16}{'x handwritten':>15}{'target':>9}")
+    print(f"{'case':<40}{'median ns/unit':>16}")
     for key, value in medians.items():
-        target = TARGETS.get(key)
-        print(
-            f"{key:<42}{value:>16.0f}{ratios[key]:>15.3f}"
-            f"{'' if target is None else f'<= {target}':>9}"
-        )
+        print(f"{key:<40}{value:>16.0f}")
+    print()
+    print(f"{'goal':<42}{'ratio':>8}{'target':>10}")
+    for goal, (ratio, target) in goals.items():
+        verdict = "met" if ratio <= target else "missed"
+        print(f"{goal:<42}{ratio:>8.3f}{'<= ' + str(target):>10}  {verdict}")
 
 
 if __name__ == "__main__":

@@ -8,12 +8,12 @@ lazily, for the global OpenTelemetry API. The instrument layer resolves
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from opentelemetry import metrics, trace
-from opentelemetry.metrics import Counter, Histogram, Meter, MeterProvider, UpDownCounter
+from opentelemetry.metrics import Histogram, Meter, MeterProvider
 from opentelemetry.trace import Tracer, TracerProvider
 
 from stepwatch import semconv
@@ -23,6 +23,7 @@ from stepwatch.version import __version__
 if TYPE_CHECKING:
     from stepwatch.instrument import Execution, Step
     from stepwatch.progress import DurationHistory
+    from stepwatch.windows import HealthWindows
 
 __all__ = ["Observer", "Telemetry", "build", "current", "install", "installed", "uninstall"]
 
@@ -69,16 +70,58 @@ class Observer(Protocol):
     ) -> None: ...
 
 
+class Recorder(Protocol):
+    """A histogram as the instrument layer uses it."""
+
+    def record(self, amount: float, attributes: Mapping[str, str] | None = None) -> None: ...
+
+
+class Adder(Protocol):
+    """A counter or up-down counter as the instrument layer uses it."""
+
+    def add(self, amount: float, attributes: Mapping[str, str] | None = None) -> None: ...
+
+
+class _FedHistogram:
+    """Records on the OpenTelemetry histogram and into the Monitor's health windows."""
+
+    __slots__ = ("_instrument", "_name", "_windows")
+
+    def __init__(self, instrument: Recorder, name: str, windows: HealthWindows) -> None:
+        self._instrument = instrument
+        self._name = name
+        self._windows = windows
+
+    def record(self, amount: float, attributes: Mapping[str, str] | None = None) -> None:
+        self._instrument.record(amount, attributes)
+        self._windows.observe(self._name, amount, attributes or {})
+
+
+class _FedCounter:
+    """Adds on the OpenTelemetry counter and into the Monitor's health windows."""
+
+    __slots__ = ("_instrument", "_name", "_windows")
+
+    def __init__(self, instrument: Adder, name: str, windows: HealthWindows) -> None:
+        self._instrument = instrument
+        self._name = name
+        self._windows = windows
+
+    def add(self, amount: float, attributes: Mapping[str, str] | None = None) -> None:
+        self._instrument.add(amount, attributes)
+        self._windows.add(self._name, amount, attributes or {})
+
+
 @dataclass(frozen=True, slots=True)
 class Telemetry:
     """Everything one emission needs, resolved once per provider pair."""
 
     tracer: Tracer
-    execution_duration: Histogram
-    execution_active: UpDownCounter
-    task_duration: Histogram
-    sla_violations: Counter
-    approval_duration: Histogram
+    execution_duration: Recorder
+    execution_active: Adder
+    task_duration: Recorder
+    sla_violations: Adder
+    approval_duration: Recorder
     clock: Clock
     """Wall-clock epoch seconds: timestamps (span start, ``started_at``, enqueue time)."""
     monotonic: Clock
@@ -111,13 +154,15 @@ def build(
     limits: Limits | None = None,
     history: DurationHistory | None = None,
     flush: Callable[[], None] | None = None,
+    windows: HealthWindows | None = None,
 ) -> Telemetry:
     """Create the tracer and instruments stepwatch emits through.
 
     ``None`` providers mean the global OpenTelemetry API (proxies that start
     delegating once an SDK is installed globally). With no ``clock``,
     timestamps come from ``time.time`` and durations from ``time.monotonic``;
-    an injected clock drives both.
+    an injected clock drives both. With ``windows``, every value recorded on
+    the instruments also feeds those health windows (the Monitor's direct feed).
     """
     tracer = trace.get_tracer(
         semconv.INSTRUMENTATION_SCOPE, __version__, tracer_provider=tracer_provider
@@ -125,21 +170,36 @@ def build(
     meter = metrics.get_meter(
         semconv.INSTRUMENTATION_SCOPE, __version__, meter_provider=meter_provider
     )
+    execution_duration: Recorder = _histogram(meter, semconv.EXECUTION_DURATION)
+    task_duration: Recorder = _histogram(meter, semconv.TASK_DURATION)
+    approval_duration: Recorder = _histogram(meter, semconv.APPROVAL_DURATION)
+    execution_active: Adder = meter.create_up_down_counter(
+        semconv.EXECUTION_ACTIVE.name,
+        unit=semconv.EXECUTION_ACTIVE.unit,
+        description=semconv.EXECUTION_ACTIVE.description,
+    )
+    sla_violations: Adder = meter.create_counter(
+        semconv.SLA_VIOLATIONS.name,
+        unit=semconv.SLA_VIOLATIONS.unit,
+        description=semconv.SLA_VIOLATIONS.description,
+    )
+    if windows is not None:
+        execution_duration = _FedHistogram(
+            execution_duration, semconv.EXECUTION_DURATION.name, windows
+        )
+        task_duration = _FedHistogram(task_duration, semconv.TASK_DURATION.name, windows)
+        approval_duration = _FedHistogram(
+            approval_duration, semconv.APPROVAL_DURATION.name, windows
+        )
+        execution_active = _FedCounter(execution_active, semconv.EXECUTION_ACTIVE.name, windows)
+        sla_violations = _FedCounter(sla_violations, semconv.SLA_VIOLATIONS.name, windows)
     return Telemetry(
         tracer=tracer,
-        execution_duration=_histogram(meter, semconv.EXECUTION_DURATION),
-        execution_active=meter.create_up_down_counter(
-            semconv.EXECUTION_ACTIVE.name,
-            unit=semconv.EXECUTION_ACTIVE.unit,
-            description=semconv.EXECUTION_ACTIVE.description,
-        ),
-        task_duration=_histogram(meter, semconv.TASK_DURATION),
-        sla_violations=meter.create_counter(
-            semconv.SLA_VIOLATIONS.name,
-            unit=semconv.SLA_VIOLATIONS.unit,
-            description=semconv.SLA_VIOLATIONS.description,
-        ),
-        approval_duration=_histogram(meter, semconv.APPROVAL_DURATION),
+        execution_duration=execution_duration,
+        execution_active=execution_active,
+        task_duration=task_duration,
+        sla_violations=sla_violations,
+        approval_duration=approval_duration,
         clock=clock or time.time,
         monotonic=clock or time.monotonic,
         observer=observer,

@@ -49,9 +49,9 @@ from stepwatch._histogram import ExpHistogram
 from stepwatch._safety import report
 from stepwatch.health import Alert
 from stepwatch.progress import ExecutionProgress, StepProgress, keep_steps
-from stepwatch.reader import Attributes, Windows
 from stepwatch.semconv import AlertState, ExecutionState, Outcome, Severity
 from stepwatch.version import __version__
+from stepwatch.windows import Attributes, Windows
 
 __all__ = [
     "DEFAULT_PUBLISH_INTERVAL",

@@ -54,7 +54,7 @@ from stepwatch.summary import execution_outcomes
 if TYPE_CHECKING:
     from stepwatch.events import EventBus
     from stepwatch.progress import ProgressTracker
-    from stepwatch.reader import Windows
+    from stepwatch.windows import Windows
 
 __all__ = [
     "Alert",

@@ -54,6 +54,7 @@ from stepwatch import _fork, _pickling, _telemetry, semconv
 from stepwatch._safety import report
 from stepwatch.progress import ExecutionProgress, StepState, snapshot
 from stepwatch.semconv import ExecutionState, Outcome
+from stepwatch.windows import SeriesAttributes
 
 __all__ = [
     "Execution",
@@ -128,7 +129,9 @@ class _AttributeSets:
     """Interned metric attribute dicts for one fixed key list (values ``None`` are left out).
 
     Metric attribute values come from bounded sets (names, types, outcomes),
-    so reusing one dict per combination saves building it on every record.
+    so reusing one dict per combination saves building it (and the health
+    windows' sorted series key, :class:`~stepwatch.windows.SeriesAttributes`)
+    on every record.
     Past ``_MAX_CACHED_ATTRIBUTE_SETS`` combinations, dicts are built fresh.
     """
 
@@ -136,12 +139,14 @@ class _AttributeSets:
 
     def __init__(self, *keys: str) -> None:
         self._keys = keys
-        self._cache: dict[tuple[str | None, ...], dict[str, str]] = {}
+        self._cache: dict[tuple[str | None, ...], SeriesAttributes] = {}
 
-    def get(self, *values: str | None) -> dict[str, str]:
+    def get(self, *values: str | None) -> SeriesAttributes:
         cached = self._cache.get(values)
         if cached is None:
-            cached = {k: v for k, v in zip(self._keys, values, strict=True) if v is not None}
+            cached = SeriesAttributes(
+                {k: v for k, v in zip(self._keys, values, strict=True) if v is not None}
+            )
             if len(self._cache) < _MAX_CACHED_ATTRIBUTE_SETS:
                 self._cache[values] = cached
         return cached

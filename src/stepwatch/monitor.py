@@ -14,8 +14,10 @@ progress report, approval and enqueue to the Monitor's private observer
 (:mod:`stepwatch._observer`), which feeds the
 :class:`~stepwatch.progress.ProgressTracker` and the
 :class:`~stepwatch.events.EventBus` synchronously, so queries read their own
-writes. Its :class:`~stepwatch.reader.HealthMetricReader` reads stepwatch's
-own metrics for ``summary()`` and the alert rules. The Monitor itself keeps
+writes. Its :class:`~stepwatch.windows.HealthWindows` (``monitor.reader``)
+gets the same values the instrument layer records on its metric
+instruments, directly, for ``summary()`` and the alert rules: no reader is
+attached to any ``MeterProvider``. The Monitor itself keeps
 the lifecycle (install, start/stop, shutdown, serve) and answers queries; it
 receives nothing from the handles. Nothing here runs I/O on the engine's
 thread. See ``docs/architecture.md``.
@@ -37,9 +39,7 @@ from multiprocessing import util as multiprocessing_util
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from opentelemetry import metrics
 from opentelemetry.metrics import MeterProvider
-from opentelemetry.sdk.metrics import MeterProvider as SdkMeterProvider
 from opentelemetry.trace import TracerProvider
 
 from stepwatch import _checks as checks
@@ -67,9 +67,9 @@ from stepwatch.health import (
 )
 from stepwatch.limits import Limits
 from stepwatch.progress import DurationHistory, ExecutionProgress, ProgressTracker
-from stepwatch.reader import HealthMetricReader, Windows
 from stepwatch.semconv import AlertState, EventType, ExecutionState, Severity
 from stepwatch.summary import MetricsSummary, summarize
+from stepwatch.windows import HealthWindows, Windows
 
 if TYPE_CHECKING:
     from stepwatch._pipeline import Pipeline
@@ -103,11 +103,9 @@ class Monitor:
     Args:
         tracer_provider: Where spans go; ``None`` means the global
             OpenTelemetry tracer provider (resolved lazily).
-        meter_provider: Where metrics go. The Monitor's
-            :class:`~stepwatch.reader.HealthMetricReader` is attached to it with
-            ``add_metric_reader`` when it is an SDK ``MeterProvider``. ``None``
-            means the global one when that is an SDK provider, else a private
-            provider holding only the Monitor's reader.
+        meter_provider: Where metrics go; ``None`` means the global
+            OpenTelemetry meter provider (resolved lazily). Nothing is
+            attached to it: the health windows are fed directly.
         rules: :class:`~stepwatch.Rules` for ``health()`` and the window of
             ``summary()`` (default ``Rules()``).
         clock: Zero-argument callable returning epoch seconds (default
@@ -195,12 +193,13 @@ class Monitor:
         """The span and metric exporters :func:`stepwatch.configure` built (empty otherwise)."""
         self.export_status = export_status or (pipeline.status if pipeline else ExportStatus())
         """Results of the exporters ``configure()`` built (for ``TelemetryExportFailing``)."""
-        self.reader = HealthMetricReader(
+        self.reader = HealthWindows(
             self.clock, window=self.rules.window, max_series=self.limits.max_series
         )
-        """The :class:`~stepwatch.reader.HealthMetricReader` behind ``summary()`` and the rules."""
+        """The :class:`~stepwatch.windows.HealthWindows` behind ``summary()`` and the rules:
+        fed directly by the instrument layer, attached to no ``MeterProvider``."""
         self.tracer_provider = tracer_provider
-        self.meter_provider = self._attach_reader(meter_provider)
+        self.meter_provider = meter_provider
         self._queues = QueueDepths()
         self._evaluator = HealthEvaluator(
             self.rules,
@@ -247,6 +246,7 @@ class Monitor:
             limits=self.limits,
             history=self.history,
             flush=flush,
+            windows=self.reader,
         )
 
     def _after_fork_in_child(self) -> None:
@@ -274,8 +274,7 @@ class Monitor:
             self.exporters = pipeline.exporters
             self.tracer_provider = pipeline.tracer_provider or self.tracer_provider
             if pipeline.meter_provider is not None:
-                self.meter_provider = self._attach_reader(pipeline.meter_provider, fresh=True)
-                self._windows = self._connect_windows()
+                self.meter_provider = pipeline.meter_provider
                 self._queues.attach(self.meter_provider)
         installed = self.installed
         self._telemetry = self._build_telemetry(flush=self._flush_now)
@@ -317,32 +316,6 @@ class Monitor:
             except Exception:
                 report("monitor.flush", "stepwatch: flushing telemetry failed", exc_info=True)
 
-    def _attach_reader(
-        self, provider: MeterProvider | None, *, fresh: bool = False
-    ) -> MeterProvider:
-        if fresh:
-            # A forked child's new provider: a new reader, free of the parent's windows.
-            self.reader = HealthMetricReader(
-                self.clock, window=self.rules.window, max_series=self.limits.max_series
-            )
-        if provider is None:
-            global_provider = metrics.get_meter_provider()
-            if not isinstance(global_provider, SdkMeterProvider):
-                private = SdkMeterProvider(metric_readers=[self.reader])
-                self._owned_providers.append(private)
-                return private
-            provider = global_provider
-        if isinstance(provider, SdkMeterProvider):
-            provider.add_metric_reader(self.reader)
-        else:
-            report(
-                "monitor.reader",
-                "stepwatch: %s is not an SDK MeterProvider; summary() and the rate rules "
-                "see nothing (attach monitor.reader by hand)",
-                type(provider).__name__,
-            )
-        return provider
-
     # --------------------------------------------------------------- lifecycle
     def install(self) -> Monitor:
         """Make this the Monitor the decorators emit through; returns ``self``."""
@@ -364,7 +337,7 @@ class Monitor:
         Providers built for this Monitor (by :func:`stepwatch.configure`, or the
         private meter provider) are shut down, which flushes them. Providers
         given by the caller are flushed, not shut down: they are the caller's
-        (the Monitor's reader is detached from them).
+        (nothing of the Monitor's is attached to them).
 
         Args:
             timeout: Seconds to wait for the flush; ``None`` means
@@ -426,13 +399,6 @@ class Monitor:
                 report(
                     f"monitor.{action}", "stepwatch: %s of a provider failed", action, exc_info=True
                 )
-        meter_provider = self.meter_provider
-        mine = any(meter_provider is owned for owned in self._owned_providers)
-        if not mine and isinstance(meter_provider, SdkMeterProvider):
-            try:
-                meter_provider.remove_metric_reader(self.reader)
-            except Exception:
-                report("monitor.detach", "stepwatch: could not detach the reader", exc_info=True)
 
     def __enter__(self) -> Monitor:
         return self

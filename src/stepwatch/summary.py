@@ -6,7 +6,7 @@ Usage::
     s.failure_rate, s.duration.p95, s.steps["http"].duration.p99
     monitor.summary(name="deploy").to_dict()
 
-Figures come from the :class:`~stepwatch.reader.HealthMetricReader`, i.e.
+Figures come from the :class:`~stepwatch.windows.HealthWindows`, i.e.
 from stepwatch's own OpenTelemetry metrics. Quantiles are nearest-rank
 estimates from exponential histograms, within ``relative_error`` of the true
 value; they are withheld (``None``) below :data:`QUANTILE_MIN_SAMPLES`.
@@ -21,8 +21,8 @@ from typing import Any
 from stepwatch import semconv
 from stepwatch._histogram import ExpHistogram
 from stepwatch._models import json_ready
-from stepwatch.reader import Attributes, Windows
 from stepwatch.semconv import ExecutionState, Outcome
+from stepwatch.windows import Attributes, Windows
 
 __all__ = [
     "QUANTILE_MIN_SAMPLES",
