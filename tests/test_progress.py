@@ -273,3 +273,18 @@ def test_finished_execution_keeps_few_steps_failed_first(sw: Harness) -> None:
     assert len(names) == 8
     assert {"s150", "s290"} <= set(names)  # s10 had left the live window already
     assert names[-1] == "s299"
+
+
+def test_active_executions_limit_keeps_the_oldest(sw: Harness) -> None:
+    stepwatch.enqueue("queued", execution_id="q-0")
+    sw.clock.advance(1)
+    with stepwatch.execution("a", execution_id="a-1"):
+        sw.clock.advance(1)
+        with stepwatch.execution("b", execution_id="b-2"):
+            everything = sw.monitor.active_executions()
+            assert [p.execution_id for p in everything] == ["q-0", "a-1", "b-2"]
+            oldest = sw.monitor.active_executions(limit=2)
+            assert oldest == everything[:2]
+            assert sw.monitor.active_executions(limit=0) == []
+            with pytest.raises(ValueError, match="limit"):
+                sw.monitor.active_executions(limit=-1)

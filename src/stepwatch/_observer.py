@@ -6,7 +6,8 @@ and the :class:`~stepwatch.events.EventBus`; the Monitor answers queries from
 them. Nothing here calls back into a handle: handles arrive as read-only
 views, and the payloads of the events that are also span events arrive
 already built (the instrument layer built the span event from the same
-payload).
+payload). Payloads are handed to the bus as they are: each is a new dict
+built for this one event.
 
 Every hook is guarded here, once: a failure is reported (logged once,
 counted) and never reaches the host.
@@ -38,7 +39,7 @@ class MonitorObserver:
         try:
             self.tracker.enqueued(data["name"], execution_id, data["queue"], at, data["attempt"])
             self.bus.publish(EventType.EXECUTION_CREATED, execution_id, dict(data), at)
-            self.bus.publish(EventType.EXECUTION_QUEUED, execution_id, dict(data), at)
+            self.bus.publish(EventType.EXECUTION_QUEUED, execution_id, data, at)
         except Exception:
             report("monitor.enqueued", "stepwatch: monitor failed", exc_info=True)
 
@@ -47,9 +48,7 @@ class MonitorObserver:
     ) -> None:
         try:
             self.tracker.started(execution)
-            self.bus.publish(
-                EventType.EXECUTION_STARTED, execution.id, dict(data), execution.started_at
-            )
+            self.bus.publish(EventType.EXECUTION_STARTED, execution.id, data, execution.started_at)
         except Exception:
             report("monitor.execution_started", "stepwatch: monitor failed", exc_info=True)
 
@@ -63,9 +62,9 @@ class MonitorObserver:
         try:
             self.tracker.ended(execution)
             at = execution.ended_at
-            self.bus.publish(event_type, execution.id, dict(data), at)
+            self.bus.publish(event_type, execution.id, data, at)
             if sla is not None:
-                self.bus.publish(EventType.SLA_VIOLATED, execution.id, dict(sla), at)
+                self.bus.publish(EventType.SLA_VIOLATED, execution.id, sla, at)
         except Exception:
             report("monitor.execution_ended", "stepwatch: monitor failed", exc_info=True)
 
@@ -74,7 +73,7 @@ class MonitorObserver:
             data = semconv.StepStartedData(
                 step=step.name, step_type=step.step_type, attempt=step.attempt
             )
-            self.bus.publish(EventType.STEP_STARTED, execution_id, dict(data), step.started_at)
+            self.bus.publish(EventType.STEP_STARTED, execution_id, data, step.started_at)
         except Exception:
             report("monitor.step_started", "stepwatch: monitor failed", exc_info=True)
 
@@ -100,7 +99,7 @@ class MonitorObserver:
         self, execution_id: str | None, data: semconv.StepProgressData, at: float
     ) -> None:
         try:
-            self.bus.publish(EventType.STEP_PROGRESS, execution_id, dict(data), at)
+            self.bus.publish(EventType.STEP_PROGRESS, execution_id, data, at)
         except Exception:
             report("monitor.step_progressed", "stepwatch: monitor failed", exc_info=True)
 

@@ -29,7 +29,7 @@ import itertools
 import logging
 import threading
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, NamedTuple
 
 from stepwatch import _checks as checks
@@ -288,7 +288,7 @@ class EventBus:
         self,
         event_type: EventType,
         execution_id: str | None,
-        data: dict[str, Any],
+        data: Mapping[str, Any],
         timestamp: float | None = None,
     ) -> ExecutionEvent:
         """Record an event and queue it for matching subscribers. O(subscribers)."""
@@ -298,7 +298,7 @@ class EventBus:
                 event_type,
                 self._clock() if timestamp is None else timestamp,
                 execution_id,
-                data,
+                data if isinstance(data, dict) else dict(data),
             )
             self._history.append(event)
         for subscription in self._subscribers:
@@ -330,17 +330,22 @@ class EventBus:
         checks.count(since, "since", minimum=0, optional=True)
         if execution_id is not None:
             checks.name(execution_id, "execution_id")
+        if limit == 0:
+            return []
+        # Newest first, stopping at ``since`` or once ``limit`` matched: the cost
+        # follows the answer (and what a filter skips), not the history's size.
+        result: list[ExecutionEvent] = []
         with self._lock:
-            history = list(self._history)
-        result = [
-            event
-            for event in history
-            if (since is None or event.seq > since)
-            and (execution_id is None or event.execution_id == execution_id)
-            and (wanted is None or event.type is wanted)
-        ]
-        if limit is not None:
-            result = result[max(len(result) - limit, 0) :] if limit else []
+            for event in reversed(self._history):
+                if since is not None and event.seq <= since:
+                    break
+                if (execution_id is None or event.execution_id == execution_id) and (
+                    wanted is None or event.type is wanted
+                ):
+                    result.append(event)
+                    if limit is not None and len(result) >= limit:
+                        break
+        result.reverse()
         return result
 
     def subscribe(

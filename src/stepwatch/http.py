@@ -42,6 +42,7 @@ import math
 import queue
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from socketserver import ThreadingMixIn
 from typing import TYPE_CHECKING, Any
@@ -230,6 +231,26 @@ def _sse(event: ExecutionEvent) -> bytes:
     return f"id: {event.seq}\nevent: {event.type.value}\ndata: {data}\n\n".encode()
 
 
+class _Encoded:
+    """Each event serialized once for every SSE client (the most recent ``size`` kept)."""
+
+    def __init__(self, size: int = SSE_QUEUE) -> None:
+        self._size = size
+        self._lock = threading.Lock()
+        self._frames: OrderedDict[int, bytes] = OrderedDict()
+
+    def frame(self, event: ExecutionEvent) -> bytes:
+        with self._lock:
+            frame = self._frames.get(event.seq)
+        if frame is None:
+            frame = _sse(event)
+            with self._lock:
+                self._frames[event.seq] = frame
+                while len(self._frames) > self._size:
+                    self._frames.popitem(last=False)
+        return frame
+
+
 class _App:
     """The WSGI application; state is the Monitor's, plus the SSE client count."""
 
@@ -244,6 +265,7 @@ class _App:
         self._token = token.encode() if token is not None else None
         self.heartbeat = heartbeat
         self._clients = threading.BoundedSemaphore(max_clients)
+        self._encoded = _Encoded()
         self.routes: dict[str, Callable[[dict[str, list[str]], WSGIEnvironment], Response]] = {
             "/livez": self._livez,
             "/readyz": self._readyz,
@@ -401,7 +423,7 @@ class _App:
                     execution_id=execution_id, event_type=event_type, since=since
                 ):
                     sent = max(sent, event.seq)
-                    yield _sse(event)
+                    yield self._encoded.frame(event)
             while True:
                 try:
                     event = inbox.get(timeout=self.heartbeat)
@@ -410,7 +432,7 @@ class _App:
                     continue
                 if event.seq > sent:
                     sent = event.seq
-                    yield _sse(event)
+                    yield self._encoded.frame(event)
         finally:
             monitor.unsubscribe(subscription)
             self._clients.release()

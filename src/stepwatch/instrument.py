@@ -365,6 +365,38 @@ class _Run:
             span.set_status(Status(StatusCode.ERROR, self._reason or outcome.value))
 
 
+class _StepRecord:
+    """What an execution keeps of one of its steps: a few fields, no span, no context.
+
+    About 130 bytes (the strings are shared with the scope), so an execution
+    keeping ``Limits.steps_kept`` of them stays small; a
+    :class:`~stepwatch.progress.StepView`.
+    """
+
+    __slots__ = (
+        "attempt",
+        "ended_at",
+        "fraction",
+        "message",
+        "name",
+        "outcome",
+        "reason",
+        "started_at",
+        "step_type",
+    )
+
+    def __init__(self, name: str, step_type: str | None, started_at: float) -> None:
+        self.name = name
+        self.step_type = step_type
+        self.started_at = started_at
+        self.attempt = 1
+        self.outcome: Outcome | None = None
+        self.ended_at: float | None = None
+        self.fraction: float | None = None
+        self.message: str | None = None
+        self.reason: str | None = None
+
+
 class Step(_Run):
     """Handle of one running step: progress, skip, and its span.
 
@@ -386,6 +418,7 @@ class Step(_Run):
     __slots__ = (
         "_emitted",
         "_last_emit",
+        "_record",
         "attempt",
         "done",
         "execution",
@@ -407,6 +440,7 @@ class Step(_Run):
     message: str | None
     _last_emit: float | None
     _emitted: int
+    _record: _StepRecord | None
 
     @classmethod
     def _start(
@@ -429,8 +463,10 @@ class Step(_Run):
         self._last_emit = None
         self._emitted = 0
         self.attempt = 1
+        self._record = None
         if execution is not None:
-            execution._step_started(self)  # sets the attempt of a step name run again
+            record = self._record = _StepRecord(self.name, self.step_type, now)
+            self.attempt = execution._step_started(record)  # a step name run again: > 1
         attributes = spec.span_attributes
         if self.attempt != 1:
             attributes = {**attributes, semconv.WORKFLOW_TASK_ATTEMPT: self.attempt}
@@ -455,6 +491,7 @@ class Step(_Run):
         self.attempt = 1
         self.fraction = self.done = self.total = None
         self.message = None
+        self._record = None
         self._last_emit = None
         self._emitted = 0
         return self
@@ -480,8 +517,10 @@ class Step(_Run):
                 execution.name if execution else None, self.step_type, outcome.value, error_type
             ),
         )
-        if execution is not None:
-            execution._step_ended(self, outcome)
+        record = self._record
+        if execution is not None and record is not None:
+            record.outcome, record.ended_at, record.reason = outcome, now, self._reason
+            execution._step_ended(record)
         observer = tel.observer
         if observer is not None:
             observer.step_ended(self, None if execution is None else execution.id)
@@ -524,14 +563,19 @@ class Step(_Run):
                 return
             tel = self._tel
             now = tel.clock()
+            record = self._record
             if value is not None:
                 self.fraction = value  # type: ignore[assignment]
+                if record is not None:
+                    record.fraction = self.fraction
             if done is not None:
                 self.done = done
             if total is not None:
                 self.total = total
             if message is not None:
                 self.message = attrs.text(message)
+                if record is not None:
+                    record.message = self.message
             self._updated_at = now
             emit = (
                 self._last_emit is None
@@ -643,9 +687,9 @@ class Execution(_Run):
     _completed: int
     _failed: int
     _running: int
-    _steps: deque[Step]
+    _steps: deque[_StepRecord]
     _retriable: OrderedDict[str, tuple[int, bool]]
-    _current: Step | None
+    _current: _StepRecord | None
     _approval_at: float | None
 
     def _init_execution(
@@ -778,7 +822,8 @@ class Execution(_Run):
     # whose latest attempt failed (or, for a generator, was closed by its
     # consumer) may run again: that run is the same step's next attempt, so it
     # takes the earlier attempt out of the finished counts.
-    def _step_started(self, step: Step) -> None:
+    def _step_started(self, step: _StepRecord) -> int:
+        """Count a step in; return its attempt (above 1 for a step name run again)."""
         with self._locked():
             earlier = self._retriable.pop(step.name, None)
             if earlier is not None:
@@ -791,17 +836,18 @@ class Execution(_Run):
             self._running += 1
             self._steps.append(step)
             self._current = step
-            self._updated_at = step._started_at
+            self._updated_at = step.started_at
+        return step.attempt
 
-    def _step_ended(self, step: Step, outcome: Outcome) -> None:
+    def _step_ended(self, step: _StepRecord) -> None:
         with self._locked():
             self._running -= 1
-            completed = outcome in (Outcome.SUCCESS, Outcome.SKIP)
+            completed = step.outcome in (Outcome.SUCCESS, Outcome.SKIP)
             if completed:
                 self._completed += 1
             else:
                 self._failed += 1
-            if not completed or step._reason is _GENERATOR_CLOSED:
+            if not completed or step.reason is _GENERATOR_CLOSED:
                 retriable = self._retriable
                 retriable[step.name] = (step.attempt, not completed)
                 if len(retriable) > self._tel.limits.retried_step_names:

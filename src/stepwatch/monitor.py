@@ -427,11 +427,22 @@ class Monitor:
             )
         return merge_progress(records).get(execution_id)
 
-    def active_executions(self) -> list[ExecutionProgress]:
-        """Pending and running executions, oldest first (the whole group's, in a group)."""
-        local = self.tracker.active()
+    def active_executions(self, limit: int | None = None) -> list[ExecutionProgress]:
+        """Pending and running executions, oldest first (the whole group's, in a group).
+
+        Args:
+            limit: At most this many (the oldest); ``None`` for all. Only the
+                executions returned are snapshotted.
+
+        Raises:
+            TypeError, ValueError: ``limit`` is not an int >= 0.
+
+        .. versionchanged:: 0.2.0 ``limit``.
+        """
+        checks.count(limit, "limit", minimum=0, optional=True)
         if self.group is None:
-            return local
+            return self.tracker.active(limit)
+        local = self.tracker.active()
         records = list(local)
         finished: list[ExecutionProgress] = []
         for peer in self.group.peers():
@@ -446,7 +457,7 @@ class Monitor:
         live = (ExecutionState.PENDING.value, ExecutionState.EXECUTING.value)
         active = [p for p in merge_progress(records).values() if p.state in live]
         active.sort(key=lambda p: p.started_at if p.started_at is not None else p.updated_at)
-        return active
+        return active if limit is None else active[:limit]
 
     def _remote_running(self) -> list[tuple[str, str, float]]:
         """The group's other processes' running executions, for ``StuckExecutions``."""

@@ -21,6 +21,7 @@ import threading
 from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Any, NamedTuple, Protocol, TypeVar
 
 from stepwatch._models import json_ready
@@ -527,17 +528,30 @@ class ProgressTracker:
             return finished[1]
         return None
 
-    def active(self) -> list[ExecutionProgress]:
-        """Pending and running executions, oldest first."""
+    def active(self, limit: int | None = None) -> list[ExecutionProgress]:
+        """Pending and running executions, oldest first (the ``limit`` oldest).
+
+        Pending executions are held in enqueue order and running ones in start
+        order, so the ``limit`` oldest are among the first ``limit`` of each:
+        only those are read, sorted and snapshotted, and the cost follows the
+        answer, not the number held.
+        """
         now = self._clock()
         with self._lock:
             self._evict(now)
-            pending = list(self._pending.values())
-            running = list(self._running.values())
-        result = [p.progress() for p in pending]
-        result.extend(snapshot(ex, now, self.history) for ex in running)
-        result.sort(key=lambda p: p.started_at if p.started_at is not None else p.updated_at)
-        return result
+            pending = islice(self._pending.values(), limit)
+            running = islice(self._running.values(), limit)
+            chosen: list[tuple[float, _Pending | ExecutionView]] = [
+                (p.enqueued_at, p) for p in pending
+            ]
+            chosen.extend((ex.started_at, ex) for ex in running)
+        chosen.sort(key=lambda item: item[0])
+        if limit is not None:
+            del chosen[limit:]
+        return [
+            item.progress() if isinstance(item, _Pending) else snapshot(item, now, self.history)
+            for _, item in chosen
+        ]
 
     def sizes(self) -> dict[str, int]:
         """How many executions are held: running, pending, finished, history names."""
