@@ -231,7 +231,7 @@ def test_app_is_pure_wsgi() -> None:
 def test_handler_errors_become_500_without_traceback(served: tuple[Harness, ServerHandle]) -> None:
     sw, handle = served
 
-    def broken() -> Any:
+    def broken(limit: int | None = None) -> Any:
         raise RuntimeError("secret internals")
 
     sw.monitor.active_executions = broken  # type: ignore[method-assign]

@@ -7,7 +7,7 @@ from typing import Any
 
 from stepwatch._safety import report
 
-__all__ = ["clean_attributes", "is_valid_value", "text", "valid_attempt"]
+__all__ = ["clean_attributes", "describe", "is_valid_value", "text", "valid_attempt"]
 
 _PRIMITIVES = (str, bool, int, float)
 MAX_TEXT = 1024
@@ -66,3 +66,25 @@ def valid_attempt(value: object) -> int | None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         return None
     return value
+
+
+def describe(exc: BaseException) -> str:
+    """``str(exc)``, or ``<unprintable TypeName>`` when that raises or is not a string.
+
+    The host's exception objects may be hostile (a ``__str__`` that raises, or
+    returns a non-string, or recurses): describing one never fails.
+    """
+    try:
+        text = str(exc)
+    except BaseException:
+        text = None
+    if not isinstance(text, str):
+        return f"<unprintable {_safe_type_name(exc)}>"
+    return text[:MAX_TEXT]
+
+
+def _safe_type_name(exc: BaseException) -> str:
+    try:
+        return str(type(exc).__qualname__)
+    except Exception:
+        return "exception"

@@ -16,6 +16,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
 from stepwatch import _fork
+from stepwatch._attributes import describe
 from stepwatch._otel_internals import batch_queue, metric_exporter_preferences
 from stepwatch.health import ExportStatus
 
@@ -55,9 +56,9 @@ class ObservedSpanExporter(SpanExporter):
         try:
             result = exporter.export(spans)
         except Exception as exc:
-            self._status.record(False, f"{type(exc).__name__}: {exc}")
+            self._status.record(False, f"{type(exc).__name__}: {describe(exc)}", "traces")
             raise
-        self._status.record(result is SpanExportResult.SUCCESS, "span export failed")
+        self._status.record(result is SpanExportResult.SUCCESS, "span export failed", "traces")
         return result
 
     def shutdown(self) -> None:
@@ -89,9 +90,9 @@ class ObservedMetricExporter(MetricExporter):
         try:
             result = self.exporter.export(metrics_data, timeout_millis=timeout_millis, **kwargs)
         except Exception as exc:
-            self._status.record(False, f"{type(exc).__name__}: {exc}")
+            self._status.record(False, f"{type(exc).__name__}: {describe(exc)}", "metrics")
             raise
-        self._status.record(result is MetricExportResult.SUCCESS, "metric export failed")
+        self._status.record(result is MetricExportResult.SUCCESS, "metric export failed", "metrics")
         return result
 
     def force_flush(self, timeout_millis: float = 10_000) -> bool:

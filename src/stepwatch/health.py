@@ -62,6 +62,7 @@ __all__ = [
     "ExportStatus",
     "HealthEvaluator",
     "Rules",
+    "SignalStatus",
     "SystemHealth",
     "worst_status",
 ]
@@ -220,38 +221,79 @@ class SystemHealth:
         return result
 
 
-class ExportStatus:
-    """Results of the exporters ``configure()`` built, for ``TelemetryExportFailing``.
+@dataclass(slots=True)
+class SignalStatus:
+    """The export results of one signal (``traces`` or ``metrics``).
 
-    Thread-safe; fed by the exporters' own threads.
+    Attributes:
+        successes: Exports that succeeded.
+        failures: Exports that failed.
+        last_ok: Whether the latest export succeeded (``None`` before any).
+        last_error: The latest failure's description.
+    """
+
+    successes: int = 0
+    failures: int = 0
+    last_ok: bool | None = None
+    last_error: str | None = None
+
+
+class ExportStatus:
+    """Results of the exporters ``configure()`` built, per signal, for ``TelemetryExportFailing``.
+
+    Thread-safe; fed by the exporters' own threads. Each signal is tracked on
+    its own: metrics failing while traces succeed keep the alert firing for
+    metrics, whatever the traces do.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self.successes = 0
-        self.failures = 0
+        self.signals: dict[str, SignalStatus] = {}
+        """Results per signal name."""
         self.dropped_spans = 0
-        self.last_ok: bool | None = None
-        self.last_error: str | None = None
 
-    def record(self, ok: bool, error: str | None = None) -> None:
-        """Record one export's result."""
+    def record(self, ok: bool, error: str | None = None, signal: str = "traces") -> None:
+        """Record one export's result for ``signal``."""
         with self._lock:
+            status = self.signals.get(signal)
+            if status is None:
+                status = self.signals[signal] = SignalStatus()
             if ok:
-                self.successes += 1
+                status.successes += 1
             else:
-                self.failures += 1
-                self.last_error = error
-            self.last_ok = ok
+                status.failures += 1
+                status.last_error = error
+            status.last_ok = ok
 
     def record_drop(self, count: int = 1) -> None:
         """Record spans the batch processor dropped because its queue was full."""
         with self._lock:
             self.dropped_spans += count
 
+    def failing_signals(self) -> dict[str, SignalStatus]:
+        """The signals whose latest export failed (copies)."""
+        with self._lock:
+            return {
+                name: replace(status)
+                for name, status in sorted(self.signals.items())
+                if status.last_ok is False
+            }
+
     def failing(self) -> bool:
-        """Whether the latest export failed."""
-        return self.last_ok is False
+        """Whether the latest export of any signal failed."""
+        return bool(self.failing_signals())
+
+    @property
+    def failures(self) -> int:
+        """Failed exports, all signals together."""
+        with self._lock:
+            return sum(status.failures for status in self.signals.values())
+
+    @property
+    def successes(self) -> int:
+        """Successful exports, all signals together."""
+        with self._lock:
+            return sum(status.successes for status in self.signals.values())
 
     def after_fork_in_child(self) -> None:
         """A fresh lock (an exporter thread of the parent may have held this one)."""
@@ -579,26 +621,32 @@ class HealthEvaluator:
         with self._lock:
             dropped = status.dropped_spans - self._dropped_seen
             self._dropped_seen = status.dropped_spans
-        if not status.failing() and dropped <= 0:
-            return []
-        problems = []
-        if status.failing():
-            problems.append(
-                f"{status.failures} failed exports"
-                + (f"; last: {status.last_error}" if status.last_error else "")
-            )
-        if dropped > 0:
-            problems.append(f"{dropped} spans dropped by a full export queue since the last check")
-        return [
+        findings = [
             _Finding(
                 semconv.RULE_TELEMETRY_EXPORT_FAILING,
                 Severity.WARNING,
-                {},
-                float(max(status.failures, dropped)),
+                {"signal": signal, "problem": "failed"},
+                float(failed.failures),
                 1.0,
-                "telemetry export is failing or falling behind (" + "; ".join(problems) + ")",
+                f"{signal} export is failing ({failed.failures} failed exports"
+                + (f"; last: {failed.last_error}" if failed.last_error else "")
+                + ")",
             )
+            for signal, failed in status.failing_signals().items()
         ]
+        if dropped > 0:
+            findings.append(
+                _Finding(
+                    semconv.RULE_TELEMETRY_EXPORT_FAILING,
+                    Severity.WARNING,
+                    {"signal": "traces", "problem": "dropped"},
+                    float(dropped),
+                    1.0,
+                    f"traces export is falling behind ({dropped} spans dropped by a full "
+                    "export queue since the last check)",
+                )
+            )
+        return findings
 
     # -------------------------------------------------------------- evaluation
     def evaluate(self) -> SystemHealth:

@@ -251,6 +251,41 @@ class _Encoded:
         return frame
 
 
+class _Stream:
+    """An SSE body that gives its client slot back exactly once: when it ends or is closed.
+
+    The WSGI server calls ``close()`` on every body, iterated or not (PEP 3333):
+    a stream whose client left before the first byte, or a ``HEAD``, releases
+    its slot too; a generator never started would never reach its ``finally``.
+    """
+
+    def __init__(self, frames: Iterator[bytes], release: Callable[[], None]) -> None:
+        self._frames = frames
+        self._release: Callable[[], None] | None = release
+        self._lock = threading.Lock()
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self
+
+    def __next__(self) -> bytes:
+        try:
+            return next(self._frames)
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        try:
+            close = getattr(self._frames, "close", None)
+            if close is not None:
+                close()
+        finally:
+            with self._lock:
+                release, self._release = self._release, None
+            if release is not None:
+                release()
+
+
 class _App:
     """The WSGI application; state is the Monitor's, plus the SSE client count."""
 
@@ -293,6 +328,9 @@ class _App:
             ],
         )
         if environ.get("REQUEST_METHOD") == "HEAD":
+            close = getattr(body, "close", None)
+            if close is not None:
+                close()  # a stream never iterated still gives its client slot back
             return []
         return body
 
@@ -394,7 +432,7 @@ class _App:
                 raise _BadRequest(f"Last-Event-ID must be an integer, got {last!r}") from None
         if not self._clients.acquire(blocking=False):
             return _error(503, "too many event streams", [("Retry-After", "5")])
-        stream = self._stream(execution_id, event_type, since)
+        stream = _Stream(self._stream(execution_id, event_type, since), self._clients.release)
         return 200, "text/event-stream", stream, [("X-Accel-Buffering", "no")]
 
     def _stream(
@@ -435,7 +473,6 @@ class _App:
                     yield self._encoded.frame(event)
         finally:
             monitor.unsubscribe(subscription)
-            self._clients.release()
 
 
 def make_wsgi_app(

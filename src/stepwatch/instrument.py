@@ -179,14 +179,27 @@ def _ns(seconds: float) -> int:
     return int(seconds * 1e9)
 
 
+def _end(span: Span, end_ns: int) -> None:
+    """End a span; a failing span processor is reported, and the rest of the ending goes on."""
+    try:
+        span.end(end_time=end_ns)
+    except Exception:
+        report("span.end", "stepwatch: ending a span failed", exc_info=True)
+
+
 def _span_event(
     span: Span, event_type: semconv.EventType, data: Mapping[str, Any], at: float
 ) -> None:
     """Add the span event of a lifecycle event, its attributes built from the event's payload."""
     if span.is_recording():
-        span.add_event(
-            event_type.value, semconv.span_event_attributes(event_type, data), timestamp=_ns(at)
-        )
+        try:
+            span.add_event(
+                event_type.value,
+                semconv.span_event_attributes(event_type, data),
+                timestamp=_ns(at),
+            )
+        except Exception:
+            report("span.event", "stepwatch: adding a span event failed", exc_info=True)
 
 
 # ------------------------------------------------------------------------ handles
@@ -357,12 +370,29 @@ class _Run:
         if self._reason is not None:
             span.set_attribute(reason_key, self._reason)
         if exc is not None and outcome in (Outcome.FAILURE, Outcome.TIMEOUT):
-            span.record_exception(exc, timestamp=end_ns)
-            span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+            _record_exception(span, exc, end_ns)
+            span.set_status(
+                Status(StatusCode.ERROR, f"{type(exc).__name__}: {attrs.describe(exc)}")
+            )
         elif exc is not None and outcome is Outcome.RETRY:
-            span.record_exception(exc, timestamp=end_ns)  # the attempt's cause; not an error
+            _record_exception(span, exc, end_ns)  # the attempt's cause; not an error
         elif outcome in (Outcome.FAILURE, Outcome.TIMEOUT):
             span.set_status(Status(StatusCode.ERROR, self._reason or outcome.value))
+
+
+def _record_exception(span: Span, exc: BaseException, end_ns: int) -> None:
+    """``span.record_exception``, falling back to a plain ``exception`` event if it fails."""
+    try:
+        span.record_exception(exc, timestamp=end_ns)
+    except Exception:
+        span.add_event(
+            semconv.EXCEPTION_EVENT,
+            {
+                semconv.EXCEPTION_TYPE: _error_type(exc),
+                semconv.EXCEPTION_MESSAGE: attrs.describe(exc),
+            },
+            timestamp=end_ns,
+        )
 
 
 class _StepRecord:
@@ -507,9 +537,14 @@ class Step(_Run):
         end_ns = _ns(now)
         span = self.span
         if span.is_recording():
-            span.set_attribute(semconv.WORKFLOW_TASK_OUTCOME, outcome.value)
-            self._end_span(exc, outcome, error_type, end_ns, semconv.WORKFLOW_TASK_OUTCOME_REASON)
-        span.end(end_time=end_ns)
+            try:
+                span.set_attribute(semconv.WORKFLOW_TASK_OUTCOME, outcome.value)
+                self._end_span(
+                    exc, outcome, error_type, end_ns, semconv.WORKFLOW_TASK_OUTCOME_REASON
+                )
+            except Exception:
+                report("step.describe", "stepwatch: describing a step's end failed", exc_info=True)
+        _end(span, end_ns)
         execution = self.execution
         tel.task_duration.record(
             duration,
@@ -892,18 +927,25 @@ class Execution(_Run):
         sla = self.sla
         self.sla_violated = sla is not None and duration > sla
         if span.is_recording():
-            span.set_attributes(
-                {
-                    semconv.WORKFLOW_EXECUTION_OUTCOME: outcome.value,
-                    semconv.WORKFLOW_EXECUTION_STEPS_COMPLETED: completed,
-                    semconv.WORKFLOW_EXECUTION_STEPS_FAILED: failed,
-                }
-            )
-            if self.total_steps is not None:
-                span.set_attribute(semconv.WORKFLOW_EXECUTION_STEPS_TOTAL, self.total_steps)
-            self._end_span(
-                exc, outcome, error_type, end_ns, semconv.WORKFLOW_EXECUTION_OUTCOME_REASON
-            )
+            try:
+                span.set_attributes(
+                    {
+                        semconv.WORKFLOW_EXECUTION_OUTCOME: outcome.value,
+                        semconv.WORKFLOW_EXECUTION_STEPS_COMPLETED: completed,
+                        semconv.WORKFLOW_EXECUTION_STEPS_FAILED: failed,
+                    }
+                )
+                if self.total_steps is not None:
+                    span.set_attribute(semconv.WORKFLOW_EXECUTION_STEPS_TOTAL, self.total_steps)
+                self._end_span(
+                    exc, outcome, error_type, end_ns, semconv.WORKFLOW_EXECUTION_OUTCOME_REASON
+                )
+            except Exception:
+                report(
+                    "execution.describe",
+                    "stepwatch: describing an execution's end failed",
+                    exc_info=True,
+                )
         event_type = semconv.EXECUTION_END_EVENTS[outcome]
         data = semconv.ExecutionEndedData(
             name=self.name,
@@ -920,7 +962,7 @@ class Execution(_Run):
         if sla is not None and self.sla_violated:
             violation = semconv.SLAViolatedData(name=self.name, sla=sla, duration=duration)
             _span_event(span, semconv.EventType.SLA_VIOLATED, violation, now)
-        span.end(end_time=end_ns)
+        _end(span, end_ns)
         tel.execution_duration.record(
             duration,
             _EXECUTION_ATTRIBUTES.get(self.name, _EXECUTING, outcome.value, error_type),

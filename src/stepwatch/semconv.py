@@ -19,6 +19,10 @@ from dataclasses import dataclass
 from typing import Any, Final, NotRequired, TypedDict
 
 from opentelemetry.semconv.attributes.error_attributes import ERROR_TYPE
+from opentelemetry.semconv.attributes.exception_attributes import (
+    EXCEPTION_MESSAGE,
+    EXCEPTION_TYPE,
+)
 
 __all__ = [
     "APPROVAL_METRIC_ATTRIBUTES",
@@ -31,6 +35,9 @@ __all__ = [
     "ERROR_TYPE",
     "ERROR_TYPE_OTHER",
     "EVENT_DATA",
+    "EXCEPTION_EVENT",
+    "EXCEPTION_MESSAGE",
+    "EXCEPTION_TYPE",
     "EXECUTION_ENDED_TYPES",
     "EXECUTION_METRIC_ATTRIBUTES",
     "FINAL_OUTCOMES",
@@ -113,6 +120,8 @@ WORKFLOW_APPROVAL_REASON: Final = "workflow.approval.reason"
 STEP_TYPE_UNSPECIFIED: Final = "unspecified"
 """Group of steps declared without a ``step_type`` in summaries (never on spans or metrics)."""
 
+EXCEPTION_EVENT: Final = "exception"
+"""The span event of a recorded exception (as ``Span.record_exception`` names it)."""
 ERROR_TYPE_OTHER: Final = "_OTHER"
 """``error.type`` of an outcome set explicitly (``fail``/``timeout``) without an exception."""
 

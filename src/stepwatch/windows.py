@@ -70,6 +70,8 @@ GroupKey = tuple[str, str | None, str | None]
 """(metric, execution name or None for all, state or step type or None for all)."""
 
 OVERFLOW: Final[Attributes] = (("otel.metric.overflow", True),)
+OVERFLOW_VALUE: Final = "otel.metric.overflow"
+"""The execution name, step type or group detail that overflowed series and groups carry."""
 FINE_SLOT: Final = 10.0
 COARSE_SLOT: Final = 60.0
 LONG_WINDOW: Final = 6 * 3600.0
@@ -344,18 +346,16 @@ class HealthWindows:
         if len(self._series) < self.max_series:
             self._series.add(key)
             return key
-        # Over the cap: keep the bounded attributes (state, outcome, type, error),
-        # fold the unbounded one (the execution name) into the overflow marker.
+        # Over the cap: keep the attributes stepwatch bounds itself (state,
+        # outcome, error type), fold the ones the engine names (the execution
+        # name, the step type) into the overflow marker.
         self.overflowed += 1
-        folded = tuple(
-            sorted(
-                (
-                    *((k, v) for k, v in attributes if k != semconv.WORKFLOW_DEFINITION_NAME),
-                    *OVERFLOW,
-                )
-            )
-        )
-        return (metric, folded)
+        folded: list[tuple[str, Any]] = [
+            (k, OVERFLOW_VALUE if k == semconv.WORKFLOW_TASK_TYPE else v)
+            for k, v in attributes
+            if k != semconv.WORKFLOW_DEFINITION_NAME
+        ]
+        return (metric, tuple(sorted((*folded, *OVERFLOW))))
 
     def _fold_series(self, slot: _Slot, key: SeriesKey, values: list[float]) -> None:
         self._fold_into(slot, key, histogram_of(values))
@@ -380,7 +380,13 @@ class HealthWindows:
     def _group(self, slot: _Slot, key: GroupKey, histogram: ExpHistogram) -> None:
         if key not in self._group_keys:
             if len(self._group_keys) >= self.max_series:
-                key = (key[0], "otel.metric.overflow", key[2])
+                # At most four overflow groups per metric: name and detail folded.
+                metric, name, detail = key
+                key = (
+                    metric,
+                    None if name is None else OVERFLOW_VALUE,
+                    None if detail is None else OVERFLOW_VALUE,
+                )
             self._group_keys.add(key)
         merged = slot.groups.get(key)
         if merged is None:

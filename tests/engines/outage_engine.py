@@ -58,7 +58,11 @@ def flush(monitor: stepwatch.Monitor) -> None:
 
 
 def firing(monitor: stepwatch.Monitor) -> list[str]:
-    return sorted(a.rule for a in monitor.health(refresh=True).alerts)
+    """The firing alerts as ``rule`` or ``rule:signal`` (export alerts are per signal)."""
+    return sorted(
+        f"{a.rule}:{a.labels['signal']}" if "signal" in a.labels else a.rule
+        for a in monitor.health(refresh=True).alerts
+    )
 
 
 def emit(**fields: object) -> None:
