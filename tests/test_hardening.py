@@ -6,15 +6,19 @@ Each test is named after its item and fails on the code before the fix.
 from __future__ import annotations
 
 import http.client
+import threading
 
 import pytest
 from opentelemetry.trace import StatusCode
 
 import stepwatch
 from stepwatch import semconv, testing
+from stepwatch.events import ExecutionEvent
 from stepwatch.health import ExportStatus
 from stepwatch.limits import Limits
 from stepwatch.testing import Harness, capture
+
+WAIT = 30.0  # upper bound for waits on events; never reached when things work
 
 
 class _UnprintableError(ValueError):
@@ -116,3 +120,128 @@ def test_item_08_step_types_stay_within_the_group_cap() -> None:
         assert len(steps) <= cap + 1
         assert sum(stats.total for stats in steps.values()) == 1_200  # nothing lost
         assert "otel.metric.overflow" in steps
+
+
+def test_item_09_a_served_monitor_never_answers_from_a_stale_evaluation() -> None:
+    healthy = {"db": True}
+    with capture() as sw:
+        handle = sw.monitor.serve()
+        try:
+            assert _get_status(handle.url, "/readyz") == 200  # evaluated on first ask
+            sw.monitor.add_check("db", lambda: healthy["db"])
+            healthy["db"] = False
+            assert _get_status(handle.url, "/readyz") == 503  # the new check counts at once
+            healthy["db"] = True
+            assert _get_status(handle.url, "/readyz") == 503  # cached: not stale yet
+            sw.clock.advance(sw.monitor.evaluation_interval)
+            assert _get_status(handle.url, "/readyz") == 200  # stale: evaluated again
+            assert _get_status(handle.url, "/healthz") == 200
+            healthy["db"] = False
+            sw.clock.advance(sw.monitor.evaluation_interval)
+            assert _get_status(handle.url, "/healthz") == 503
+        finally:
+            handle.close()
+
+
+def _get_status(url: str, path: str) -> int:
+    host, port = url.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=30)
+    try:
+        connection.request("GET", path)
+        response = connection.getresponse()
+        response.read()
+        return response.status
+    finally:
+        connection.close()
+
+
+def test_item_10_a_blocking_async_subscriber_starves_nobody() -> None:
+    release = threading.Event()
+    received: list[int] = []
+    done = threading.Event()
+
+    async def blocks(event: ExecutionEvent) -> None:
+        release.wait(WAIT)  # blocking work on its loop: the mistake under test
+
+    async def counts(event: ExecutionEvent) -> None:
+        received.append(event.seq)
+        if len(received) == 200:
+            done.set()
+
+    with capture() as sw:
+        sw.monitor.subscribe(blocks)
+        sw.monitor.subscribe(counts)
+        for index in range(100):
+            with stepwatch.execution("e", execution_id=f"e-{index}"):
+                pass
+        try:
+            assert done.wait(WAIT)
+            assert len(received) == 200
+        finally:
+            release.set()
+
+
+def test_item_14_base_exceptions_in_subscribers_and_checks_are_reported_as_such() -> None:
+    calls: list[int] = []
+
+    def exits(event: ExecutionEvent) -> None:
+        calls.append(event.seq)
+        raise SystemExit(3)
+
+    def check_exits() -> bool:
+        raise SystemExit(4)
+
+    def check_unprintable() -> bool:
+        raise _UnprintableError
+
+    with capture() as sw:
+        subscription = sw.monitor.subscribe(exits)
+        for index in range(3):
+            with stepwatch.execution("e", execution_id=f"e-{index}"):
+                pass
+        assert subscription.drain(WAIT)
+        assert len(calls) == 6  # delivery went on after the first SystemExit
+        assert subscription.failures == 6 and subscription.active
+        sw.monitor.add_check("exits", check_exits)
+        sw.monitor.add_check("unprintable", check_unprintable)
+        components = {c.name: c for c in sw.monitor.health(refresh=True).components}
+        assert components["exits"].message == "SystemExit: 4"
+        assert components["unprintable"].message == (
+            "_UnprintableError: <unprintable _UnprintableError>"
+        )
+
+
+def test_item_15_a_raising_subscriber_logs_once_per_error_type(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def raises(event: ExecutionEvent) -> None:
+        if event.seq % 2:
+            raise ValueError("odd")
+        raise KeyError("even")
+
+    with capture() as sw, caplog.at_level("WARNING", logger="stepwatch"):
+        subscription = sw.monitor.subscribe(raises)
+        for index in range(50):
+            with stepwatch.execution("e", execution_id=f"e-{index}"):
+                pass
+        assert subscription.drain(WAIT)
+        assert subscription.failures == 100
+        logged = [r for r in caplog.records if "subscriber" in r.getMessage()]
+        assert len(logged) == 2  # one per error type, each with its traceback
+        assert all(r.exc_info for r in logged)
+
+
+def test_item_19_unsubscribe_accepts_the_callback() -> None:
+    seen: list[int] = []
+
+    def callback(event: ExecutionEvent) -> None:
+        seen.append(event.seq)
+
+    with capture() as sw:
+        first = sw.monitor.subscribe(callback)
+        second = sw.monitor.subscribe(callback, event_type="execution.started")
+        sw.monitor.unsubscribe(callback)  # the 0.1 signature's natural use
+        assert not first.active and not second.active
+        with stepwatch.execution("e"):
+            pass
+        assert seen == []

@@ -40,6 +40,18 @@ __all__ = ["EventBus", "ExecutionEvent", "Subscription"]
 
 _logger = logging.getLogger(__name__)
 
+_MAX_LOGGED_ERROR_TYPES = 16
+"""Error types logged (with a traceback) per subscription; the rest are only counted."""
+
+
+def _run_loop(loop: asyncio.AbstractEventLoop) -> None:
+    """The thread of one async subscriber's private loop."""
+    asyncio.set_event_loop(loop)
+    try:
+        loop.run_forever()
+    finally:
+        loop.close()
+
 DEFAULT_MAX_HISTORY = 10_000
 DEFAULT_MAX_QUEUE = 1_000
 
@@ -118,6 +130,11 @@ class Subscription:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
         self._wake_pending = False
+        self._logged: set[type[BaseException]] = set()
+        self.task: asyncio.Task[None] | None = None
+        """An async subscriber's delivery task (a reference keeps it alive)."""
+        self.private_loop: asyncio.AbstractEventLoop | None = None
+        """The loop thread of its own an async subscriber got (none running when it subscribed)."""
         self.is_async = inspect.iscoroutinefunction(callback) or inspect.iscoroutinefunction(
             getattr(callback, "__call__", None)  # noqa: B004 - async callable objects
         )
@@ -198,9 +215,20 @@ class Subscription:
             self._busy = False
             self._cond.notify_all()
 
-    def _failed(self) -> None:
+    def _failed(self, error: BaseException) -> None:
+        """Count a raising callback; log once per error type (with its traceback)."""
         self.failures += 1
-        _logger.warning("stepwatch: event subscriber %s raised", self.name, exc_info=True)
+        kind = type(error)
+        if kind in self._logged or len(self._logged) >= _MAX_LOGGED_ERROR_TYPES:
+            return
+        self._logged.add(kind)
+        _logger.warning(
+            "stepwatch: event subscriber %s raised %s (logged once per error type; "
+            "Subscription.failures counts every one)",
+            self.name,
+            kind.__qualname__,
+            exc_info=(kind, error, error.__traceback__),
+        )
 
     def run_thread(self) -> None:
         """Deliver to a sync callback until closed (the subscriber's own thread)."""
@@ -218,8 +246,8 @@ class Subscription:
             try:
                 self.callback(event)
                 self.delivered += 1
-            except Exception:
-                self._failed()
+            except BaseException as error:  # even SystemExit must not end delivery
+                self._failed(error)
             self._handled()
 
     async def run_task(self) -> None:
@@ -237,8 +265,10 @@ class Subscription:
                     if isinstance(result, Awaitable):
                         await result
                     self.delivered += 1
-                except Exception:
-                    self._failed()
+                except asyncio.CancelledError:
+                    raise
+                except BaseException as error:  # even SystemExit must not end delivery
+                    self._failed(error)
             self._handled()
 
     def __repr__(self) -> str:
@@ -274,7 +304,6 @@ class EventBus:
         self._seq = itertools.count(1)
         self._subscribers: tuple[Subscription, ...] = ()
         self._max_queue = max_queue
-        self._private_loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def max_history(self) -> int:
@@ -378,11 +407,29 @@ class EventBus:
             self._subscribers = (*self._subscribers, subscription)
         return subscription
 
-    def unsubscribe(self, subscription: Subscription) -> None:
-        """Stop delivery to ``subscription`` at once (queued events are discarded)."""
-        subscription.close()
+    def unsubscribe(self, subscription: Subscription | Callback) -> None:
+        """Stop delivery at once (queued events are discarded).
+
+        Args:
+            subscription: What :meth:`subscribe` returned, or the callback
+                itself (every subscription of that callback ends).
+
+        .. versionchanged:: 0.2.0 Accepts the callback.
+        """
         with self._lock:
-            self._subscribers = tuple(s for s in self._subscribers if s is not subscription)
+            if isinstance(subscription, Subscription):
+                ending = [subscription]
+            else:
+                ending = [s for s in self._subscribers if s.callback is subscription]
+            self._subscribers = tuple(s for s in self._subscribers if s not in ending)
+        for ended in ending:
+            ended.close()
+            loop = ended.private_loop
+            if loop is not None:
+                try:
+                    loop.call_soon_threadsafe(loop.stop)
+                except RuntimeError:
+                    pass
 
     @property
     def subscriptions(self) -> tuple[Subscription, ...]:
@@ -393,45 +440,36 @@ class EventBus:
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
-            loop = self._loop_thread()
+            # No loop running: a loop thread of its own, so a callback that blocks
+            # its loop delays nobody but itself (like a sync subscriber's thread).
+            loop = asyncio.new_event_loop()
+            threading.Thread(
+                target=_run_loop,
+                args=(loop,),
+                name=f"stepwatch-subscriber-{subscription.name}",
+                daemon=True,
+            ).start()
+            subscription.private_loop = loop
         subscription._loop = loop
         ready = threading.Event()
 
         def create() -> None:
             subscription._wake = asyncio.Event()
-            loop.create_task(subscription.run_task())
+            subscription.task = loop.create_task(subscription.run_task())
             ready.set()
 
-        if loop is self._private_loop:
+        if loop is subscription.private_loop:
             loop.call_soon_threadsafe(create)
             ready.wait(timeout=5.0)
         else:
             create()
 
-    def _loop_thread(self) -> asyncio.AbstractEventLoop:
-        with self._lock:
-            if self._private_loop is None:
-                loop = asyncio.new_event_loop()
-                threading.Thread(
-                    target=loop.run_forever, name="stepwatch-async-subscribers", daemon=True
-                ).start()
-                self._private_loop = loop
-            return self._private_loop
-
     def after_fork_in_child(self) -> None:
         """Drop subscribers (their threads and loops stayed in the parent); fresh lock."""
         self._lock = threading.Lock()
         self._subscribers = ()
-        self._private_loop = None
 
     def close(self) -> None:
-        """Unsubscribe everyone and stop the private loop, if any."""
+        """Unsubscribe everyone (stopping their private loops)."""
         for subscription in self._subscribers:
             self.unsubscribe(subscription)
-        loop = self._private_loop
-        if loop is not None:
-            self._private_loop = None
-            try:
-                loop.call_soon_threadsafe(loop.stop)
-            except RuntimeError:
-                pass

@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING, Any
 
 from stepwatch import _checks as checks
 from stepwatch import semconv
+from stepwatch._attributes import describe
 from stepwatch._models import json_ready
 from stepwatch._safety import report
 from stepwatch.semconv import AlertState, EventType, ExecutionState, HealthStatus, Outcome, Severity
@@ -350,12 +351,12 @@ class _CheckRunner:
                     checked_at=now,
                     duration=max(now - self._started, 0.0),
                 )
-        except Exception as exc:
+        except BaseException as exc:  # a check's SystemExit is its failure, not ours
             self._result = ComponentHealth(
                 name=self.name,
                 status=HealthStatus.UNHEALTHY,
                 critical=self.critical,
-                message=f"{type(exc).__name__}: {exc}"[:1024],
+                message=f"{type(exc).__name__}: {describe(exc)}",
                 checked_at=clock(),
             )
         finally:
@@ -434,6 +435,7 @@ class HealthEvaluator:
         self._resolved: deque[Alert] = deque(maxlen=MAX_RESOLVED_ALERTS)
         self._health: SystemHealth | None = None
         self._dropped_seen = 0
+        self._checks_changed = False
 
     def after_fork_in_child(self) -> None:
         """Fresh locks; checks that were running in the parent are not running here."""
@@ -450,11 +452,13 @@ class HealthEvaluator:
         timeout = checks.seconds(timeout, "timeout")
         with self._lock:
             self._checks[name] = _CheckRunner(name, check, bool(critical), timeout)
+            self._checks_changed = True
 
     def _run_checks(self) -> list[ComponentHealth]:
         # Checks run in parallel; real time (not the Monitor's clock) bounds the wait.
         with self._lock:
             runners = list(self._checks.values())
+            self._checks_changed = False
         for runner in runners:
             runner.start(self.clock)
         started = time.monotonic()
@@ -719,11 +723,19 @@ class HealthEvaluator:
             self.bus.publish(EventType.ALERT_RESOLVED, None, resolved.to_dict(), now)
 
     # ----------------------------------------------------------------- queries
-    def health(self, *, refresh: bool = False) -> SystemHealth:
-        """The cached health; evaluates first when ``refresh`` or never evaluated."""
+    def health(self, *, refresh: bool = False, max_age: float | None = None) -> SystemHealth:
+        """The cached health; evaluates first when ``refresh``, never evaluated, or stale.
+
+        Stale: older than ``max_age`` seconds, or evaluated before the latest
+        :meth:`add_check` (when ``max_age`` is given).
+        """
         cached = self._health
         if cached is None or refresh:
             return self.evaluate()
+        if max_age is not None:
+            checked = cached.checked_at
+            if checked is None or self.clock() - checked >= max_age or self._checks_changed:
+                return self.evaluate()
         return cached
 
     def alerts(

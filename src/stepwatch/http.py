@@ -373,14 +373,16 @@ class _App:
         return _json_body(200, {"status": "pass"})
 
     def _readyz(self, params: dict[str, list[str]], environ: WSGIEnvironment) -> Response:
-        components = self.monitor.health().components
+        monitor = self.monitor
+        components = monitor.health(max_age=monitor.evaluation_interval).components
         failing = [c.name for c in components if c.critical and c.status is HealthStatus.UNHEALTHY]
         if failing:
             return _json_body(503, {"status": "fail", "failing": failing})
         return _json_body(200, {"status": "pass"})
 
     def _healthz(self, params: dict[str, list[str]], environ: WSGIEnvironment) -> Response:
-        health = self.monitor.health()
+        monitor = self.monitor
+        health = monitor.health(max_age=monitor.evaluation_interval)
         body = health_json(health)
         return _json_body(503 if body["status"] == "fail" else 200, body, _HEALTH_JSON)
 

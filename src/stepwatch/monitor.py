@@ -508,8 +508,11 @@ class Monitor:
         """
         return self.bus.subscribe(callback, execution_id=execution_id, event_type=event_type)
 
-    def unsubscribe(self, subscription: Subscription) -> None:
-        """Stop delivery to ``subscription`` at once."""
+    def unsubscribe(self, subscription: Subscription | Callback) -> None:
+        """Stop delivery at once: to ``subscription``, or to every subscription of a callback.
+
+        .. versionchanged:: 0.2.0 Accepts the callback.
+        """
         self.bus.unsubscribe(subscription)
 
     def summary(self, window: float | None = None, *, name: str | None = None) -> MetricsSummary:
@@ -533,13 +536,24 @@ class Monitor:
         self._windows.refresh()
         return summarize(self._windows, float(window), name, self._queues.total())
 
-    def health(self, *, refresh: bool = False) -> SystemHealth:
-        """The last evaluated health; ``refresh=True`` (or never evaluated) evaluates now.
+    def health(self, *, refresh: bool = False, max_age: float | None = None) -> SystemHealth:
+        """The last evaluated health; evaluates now when asked, never evaluated, or stale.
+
+        Args:
+            refresh: Evaluate now.
+            max_age: Seconds; a cached evaluation at least this old, or made
+                before the latest :meth:`add_check`, is replaced by a new one.
+                The HTTP health routes pass :attr:`evaluation_interval`, so a
+                served Monitor never answers from a result older than that,
+                loop or no loop.
 
         In a process group the rules read the group's merged windows, and the
         alerts other processes fire on their own checks count too.
+
+        .. versionchanged:: 0.2.0 ``max_age``.
         """
-        health = self._evaluator.health(refresh=refresh)
+        checks.seconds(max_age, "max_age", optional=True, allow_zero=True)
+        health = self._evaluator.health(refresh=refresh, max_age=max_age)
         extra = self._peer_alerts({a.id for a in health.alerts})
         if not extra:
             return health
@@ -671,6 +685,15 @@ class Monitor:
         loop, self._loop = self._loop, None
         if loop is not None:
             loop.stop()
+
+    @property
+    def evaluation_interval(self) -> float:
+        """Seconds between evaluations: the running loop's interval, else :data:`DEFAULT_INTERVAL`.
+
+        .. versionadded:: 0.2.0
+        """
+        loop = self._loop
+        return loop.interval if loop is not None else DEFAULT_INTERVAL
 
     @property
     def running(self) -> bool:
