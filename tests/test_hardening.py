@@ -5,8 +5,11 @@ Each test is named after its item and fails on the code before the fix.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
+import json
 import threading
+from typing import Any
 
 import pytest
 from opentelemetry.trace import StatusCode
@@ -245,3 +248,57 @@ def test_item_19_unsubscribe_accepts_the_callback() -> None:
         with stepwatch.execution("e"):
             pass
         assert seen == []
+
+
+def test_item_17_executions_are_listed_bounded_and_without_steps_on_request() -> None:
+    with capture() as sw, contextlib.ExitStack() as running:
+        for index in range(150):
+            ex = running.enter_context(stepwatch.execution("r", execution_id=f"r-{index:03}"))
+            with ex.step("only"):
+                pass
+        handle = sw.monitor.serve()
+        try:
+            body = _get_json(handle.url, "/executions")
+            assert len(body["executions"]) == 100  # bounded by default
+            assert body["executions"][0]["execution_id"] == "r-000"  # the oldest first
+            few = _get_json(handle.url, "/executions?limit=5&steps=0")
+            assert [e["execution_id"] for e in few["executions"]] == [f"r-{i:03}" for i in range(5)]
+            assert all("steps" not in e for e in few["executions"])
+            assert len(_get_json(handle.url, "/executions?limit=1000")["executions"]) == 150
+        finally:
+            handle.close()
+
+
+def _get_json(url: str, path: str) -> Any:
+    host, port = url.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=30)
+    try:
+        connection.request("GET", path)
+        response = connection.getresponse()
+        assert response.status == 200
+        return json.loads(response.read())
+    finally:
+        connection.close()
+
+
+def test_item_18_custom_events_reach_history_and_subscribers_typed(sw: Harness) -> None:
+    got: list[ExecutionEvent] = []
+    done = threading.Event()
+
+    def listen(event: ExecutionEvent) -> None:
+        got.append(event)
+        done.set()
+
+    sw.monitor.subscribe(listen, event_type="custom")
+    with stepwatch.execution("deploy", execution_id="d-1") as ex:
+        ex.event("cache.warmed", entries=12, bad=object())
+        ex.event("")  # refused: no name
+    (event,) = sw.monitor.events(event_type=stepwatch.EventType.CUSTOM)
+    assert event.execution_id == "d-1"
+    assert event.data == {"name": "deploy", "event": "cache.warmed", "attributes": {"entries": 12}}
+    assert json.loads(json.dumps(event.to_dict()))["type"] == "custom"
+    assert done.wait(WAIT) and got[0].seq == event.seq
+    span_events = [e for e in sw.span("execution deploy").events if e.name == "cache.warmed"]
+    assert len(span_events) == 1 and dict(span_events[0].attributes or {}) == {"entries": 12}
+    with pytest.raises(TypeError, match="event_type"):
+        sw.monitor.bus.publish("not-a-type", None, {})  # type: ignore[arg-type]

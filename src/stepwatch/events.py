@@ -50,6 +50,11 @@ def _run_loop(loop: asyncio.AbstractEventLoop) -> None:
     try:
         loop.run_forever()
     finally:
+        pending = asyncio.all_tasks(loop)
+        for task in pending:
+            task.cancel()
+        if pending:
+            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
         loop.close()
 
 DEFAULT_MAX_HISTORY = 10_000
@@ -320,7 +325,18 @@ class EventBus:
         data: Mapping[str, Any],
         timestamp: float | None = None,
     ) -> ExecutionEvent:
-        """Record an event and queue it for matching subscribers. O(subscribers)."""
+        """Record an event and queue it for matching subscribers. O(subscribers).
+
+        Raises:
+            TypeError: ``event_type`` is not an :class:`EventType`, or ``data``
+                not a mapping (nothing is recorded: history and SSE stay sound).
+        """
+        if not isinstance(event_type, EventType):
+            raise TypeError(
+                f"event_type must be a stepwatch.EventType, got {type(event_type).__name__}"
+            )
+        if not isinstance(data, Mapping):
+            raise TypeError(f"data must be a mapping, got {type(data).__name__}")
         with self._lock:
             event = ExecutionEvent(
                 next(self._seq),

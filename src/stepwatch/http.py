@@ -67,6 +67,10 @@ _logger = logging.getLogger(__name__)
 
 HEARTBEAT_SECONDS = 15.0
 """Seconds between SSE heartbeat comments (they also detect gone clients)."""
+EXECUTIONS_LIMIT = 100
+"""Executions ``/executions`` lists by default (the oldest first); ``?limit=`` asks for more."""
+MAX_EXECUTIONS_LIMIT = 10_000
+"""The most ``/executions?limit=`` lists."""
 MAX_QUERY_BYTES = 2048
 """Longest query string accepted (414 beyond)."""
 MAX_AUTHORIZATION_BYTES = 1024
@@ -387,9 +391,16 @@ class _App:
         return _json_body(503 if body["status"] == "fail" else 200, body, _HEALTH_JSON)
 
     def _executions(self, params: dict[str, list[str]], environ: WSGIEnvironment) -> Response:
-        return _json_body(
-            200, {"executions": [p.to_dict() for p in self.monitor.active_executions()]}
-        )
+        limit = min(_integer(params, "limit", EXECUTIONS_LIMIT), MAX_EXECUTIONS_LIMIT)
+        with_steps = _boolean(params, "steps")
+        executions = self.monitor.active_executions(limit=limit)
+        rows = []
+        for progress in executions:
+            row = progress.to_dict()
+            if with_steps is False:
+                del row["steps"]
+            rows.append(row)
+        return _json_body(200, {"executions": rows, "limit": limit})
 
     def _execution(self, execution_id: str) -> Response:
         progress = self.monitor.progress(execution_id)

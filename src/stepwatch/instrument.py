@@ -1023,17 +1023,38 @@ class Execution(_Run):
         return snapshot(self, now, tel.history)
 
     def event(self, name: str, **attributes: Any) -> None:
-        """Add a custom event to the execution's span. Never raises."""
+        """Record an engine's own event: on the span, in the history and to subscribers.
+
+        The span event is called ``name`` with the valid ``attributes``; the
+        Monitor's history and subscribers get an :attr:`EventType.CUSTOM
+        <stepwatch.EventType.CUSTOM>` event whose data is
+        ``{"name": <execution name>, "event": name, "attributes": {...}}``.
+        A name that is not a non-empty string is refused, and attributes that
+        are not valid OpenTelemetry values are dropped (each logged once).
+        Never raises.
+
+        .. versionchanged:: 0.2.0 Also reaches the event history and subscribers.
+        """
         if not self._usable("event"):
             return
-        if not isinstance(name, str) or not name:
+        if not isinstance(name, str) or not name.strip():
             report(
                 "execution.event.name", "stepwatch: event name %r is not a non-empty string", name
             )
             return
         try:
+            event_name = attrs.text(name)
             clean = attrs.clean_attributes(attributes, "execution.event")
-            self.span.add_event(name, clean, timestamp=_ns(self._tel.clock()))
+            tel = self._tel
+            now = tel.clock()
+            self._updated_at = now
+            span = self.span
+            if span.is_recording():
+                span.add_event(event_name, clean, timestamp=_ns(now))
+            observer = tel.observer
+            if observer is not None:
+                data = semconv.CustomEventData(name=self.name, event=event_name, attributes=clean)
+                observer.lifecycle(semconv.EventType.CUSTOM, self.id, dict(data), now)
         except Exception:
             report("execution.event", "stepwatch: event() failed", exc_info=True)
 

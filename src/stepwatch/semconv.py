@@ -52,6 +52,7 @@ __all__ = [
     "ApprovalOutcome",
     "ApprovalRequestedData",
     "ApprovalResolvedData",
+    "CustomEventData",
     "EventType",
     "ExecutionEndedData",
     "ExecutionQueuedData",
@@ -208,6 +209,11 @@ class EventType(enum.StrEnum):
     HEALTH_CHANGED = "health.changed"
     ALERT_FIRED = "alert.fired"
     ALERT_RESOLVED = "alert.resolved"
+    CUSTOM = "custom"
+    """An engine's own event, from :meth:`Execution.event <stepwatch.Execution.event>`.
+
+    .. versionadded:: 0.2.0
+    """
 
 
 EXECUTION_END_EVENTS: Final[dict[Outcome, EventType]] = {
@@ -321,6 +327,17 @@ class ApprovalResolvedData(TypedDict):
     reason: NotRequired[str]
 
 
+class CustomEventData(TypedDict):
+    """``custom``: an engine's own event (``ex.event(name, **attributes)``)."""
+
+    name: str
+    """The execution (definition) name."""
+    event: str
+    """The event's own name (also the span event's name)."""
+    attributes: dict[str, Any]
+    """The valid attributes given (also the span event's attributes)."""
+
+
 class HealthChangedData(TypedDict):
     """``health.changed``."""
 
@@ -359,6 +376,7 @@ EVENT_DATA: Final[dict[EventType, type]] = {
     EventType.HEALTH_CHANGED: HealthChangedData,
     EventType.ALERT_FIRED: AlertData,
     EventType.ALERT_RESOLVED: AlertData,
+    EventType.CUSTOM: CustomEventData,
 }
 """The payload schema of every event type."""
 
