@@ -30,5 +30,10 @@ def sw() -> Iterator[Harness]:
 
 
 @pytest.fixture(autouse=True)
-def _fresh_internal_errors() -> None:
+def _no_internal_errors(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Every test starts with no internal-error counts and, unless it provokes some
+    (``@pytest.mark.internal_errors``), ends with none: stepwatch contained nothing."""
     testing.reset_internal_errors()
+    yield
+    if request.node.get_closest_marker("internal_errors") is None:
+        assert testing.internal_errors() == {}, "stepwatch contained failures of its own"

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -45,6 +46,7 @@ def still_records(sw: Harness) -> None:
     assert dict(span.attributes or {})["workflow.execution.outcome"] == "success"
 
 
+@pytest.mark.internal_errors
 @given(
     fraction=anything,
     done=anything,
@@ -85,6 +87,7 @@ def test_handle_methods(
         still_records(sw)
 
 
+@pytest.mark.internal_errors
 @given(name=anything, execution_id=anything, queue=anything, carrier=anything)
 def test_enqueue(name: Any, execution_id: Any, queue: Any, carrier: Any) -> None:
     with capture() as sw:
@@ -94,6 +97,7 @@ def test_enqueue(name: Any, execution_id: Any, queue: Any, carrier: Any) -> None
         still_records(sw)
 
 
+@pytest.mark.internal_errors
 @given(
     carrier=st.one_of(
         anything,

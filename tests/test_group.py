@@ -215,6 +215,7 @@ _JSON = st.recursive(
 )
 
 
+@pytest.mark.internal_errors
 @settings(max_examples=60)
 @given(
     garbage=st.binary(max_size=512),
@@ -242,6 +243,7 @@ def test_fuzzed_group_files_never_raise_from_a_query(
         monitor.shutdown()
 
 
+@pytest.mark.internal_errors
 def test_a_valid_peer_file_among_bad_ones_is_read(tmp_path: Path) -> None:
     document = _valid_document()
     now = time.time()
@@ -362,6 +364,7 @@ def test_a_reenqueued_attempt_is_pending_with_its_attempt(sw: Any) -> None:
     assert (progress.state, progress.attempt) == ("pending", 2)
 
 
+@pytest.mark.internal_errors
 @settings(max_examples=60)
 @given(position=st.integers(0, 15), value=_JSON, slot_part=st.integers(0, 2), slot_value=_JSON)
 def test_fuzzed_records_and_windows_never_raise_from_a_query(

@@ -5,9 +5,14 @@ Each test is named after its item and fails on the code before the fix.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import http.client
 import json
+import os
+import socket
+import subprocess
+import sys
 import threading
 from typing import Any
 
@@ -281,6 +286,7 @@ def _get_json(url: str, path: str) -> Any:
         connection.close()
 
 
+@pytest.mark.internal_errors
 def test_item_18_custom_events_reach_history_and_subscribers_typed(sw: Harness) -> None:
     got: list[ExecutionEvent] = []
     done = threading.Event()
@@ -302,3 +308,160 @@ def test_item_18_custom_events_reach_history_and_subscribers_typed(sw: Harness) 
     assert len(span_events) == 1 and dict(span_events[0].attributes or {}) == {"entries": 12}
     with pytest.raises(TypeError, match="event_type"):
         sw.monitor.bus.publish("not-a-type", None, {})  # type: ignore[arg-type]
+
+
+def test_item_11_a_scope_exited_in_another_thread_still_ends(sw: Harness) -> None:
+    scope = stepwatch.execution("handed-over", execution_id="ho-1")
+    stack = contextlib.ExitStack()
+    # Entered in one thread, exited in another (the entering thread's context
+    # keeps its attachment, so neither is the test's own thread).
+    for action in (lambda: stack.enter_context(scope), stack.close):
+        worker = threading.Thread(target=action)
+        worker.start()
+        worker.join(WAIT)
+    progress = sw.monitor.progress("ho-1")
+    assert progress is not None and progress.state == "success"
+    assert sw.monitor.active_executions() == []
+    assert sw.span("execution handed-over").end_time is not None
+    assert testing.internal_errors() == {}
+
+
+async def _enter(stack: contextlib.AsyncExitStack, scope: Any) -> None:
+    await stack.enter_async_context(scope)
+
+
+@pytest.mark.asyncio
+async def test_item_11_a_scope_exited_in_another_task_still_ends(sw: Harness) -> None:
+    stack = contextlib.AsyncExitStack()
+    await asyncio.create_task(_enter(stack, stepwatch.execution("task", execution_id="t-1")))
+    await asyncio.create_task(stack.aclose())
+    progress = sw.monitor.progress("t-1")
+    assert progress is not None and progress.state == "success"
+    assert testing.internal_errors() == {}
+
+
+def _raw(url: str, request: bytes) -> bytes:
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as connection:
+        connection.sendall(request)
+        chunks = []
+        while chunk := connection.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def test_item_13_http_details() -> None:
+    with capture() as sw:
+        for execution_id in ("café-1", "a%41b"):
+            with stepwatch.execution("http", execution_id=execution_id):
+                pass
+        secured = sw.monitor.serve(token="s3cret")
+        try:
+            url = secured.url
+            # Non-ASCII ids are found (UTF-8, percent-encoded on the wire).
+            found = _raw(url, b"GET /executions/caf%C3%A9-1 HTTP/1.1\r\nHost: x\r\n"
+                         b"Authorization: bearer s3cret\r\n\r\n")  # fmt: skip
+            assert found.startswith(b"HTTP/1.0 200"), found[:80]
+            assert json.loads(found.split(b"\r\n\r\n", 1)[1])["execution_id"] == "café-1"
+            # Percent-decoded once: a%2541b is the id "a%41b", not "aAb".
+            once = _raw(url, b"GET /executions/a%2541b HTTP/1.1\r\nHost: x\r\n"
+                        b"Authorization: BEARER s3cret\r\n\r\n")  # fmt: skip
+            assert once.startswith(b"HTTP/1.0 200"), once[:80]
+            assert json.loads(once.split(b"\r\n\r\n", 1)[1])["execution_id"] == "a%41b"
+            # /livez/ is /livez: no token asked.
+            assert _raw(url, b"GET /livez/ HTTP/1.1\r\nHost: x\r\n\r\n").startswith(b"HTTP/1.0 200")
+            # A chunked body is a body: 413 like any other.
+            chunked = _raw(url, b"GET /livez HTTP/1.1\r\nHost: x\r\n"
+                           b"Transfer-Encoding: chunked\r\n\r\n1\r\nx\r\n0\r\n\r\n")  # fmt: skip
+            assert chunked.startswith(b"HTTP/1.0 413"), chunked[:80]
+            # Pipelined: the first is answered and the connection says it closes.
+            pipelined = _raw(url, b"GET /livez HTTP/1.1\r\nHost: x\r\n\r\n" * 2)
+            head = pipelined.split(b"\r\n\r\n", 1)[0].lower()
+            assert head.startswith(b"http/1.0 200") and b"connection: close" in head
+        finally:
+            secured.close()
+
+
+def test_item_07_shutdown_keeps_one_deadline_for_everything(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    release = threading.Event()
+    evaluating = threading.Event()
+
+    def hangs() -> bool:
+        evaluating.set()
+        release.wait(WAIT)
+        return True
+
+    waits: list[float | None] = []
+    join = threading.Thread.join
+
+    def spy(self: threading.Thread, timeout: float | None = None) -> None:
+        waits.append(timeout)
+        join(self, timeout)
+
+    with capture() as sw:
+        sw.monitor.add_check("slow", hangs, timeout=60)
+        sw.monitor.start(interval=0.01)
+        assert evaluating.wait(WAIT)
+        monkeypatch.setattr(threading.Thread, "join", spy)
+        try:
+            sw.monitor.shutdown(timeout=0.25)
+        finally:
+            monkeypatch.undo()
+            release.set()
+    assert waits, "shutdown waited for the evaluation loop"
+    assert all(t is not None and t <= 0.25 for t in waits), waits
+
+
+EXIT_PROGRAM = """
+import stepwatch
+monitor = stepwatch.configure(service_name="exit-test")
+with stepwatch.execution("last"):
+    pass
+print("body done", flush=True)
+"""
+
+
+def test_item_05_a_dead_backend_holds_exit_up_for_one_export_timeout_at_most() -> None:
+    # A blackhole: accepts connections and never answers.
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            with contextlib.suppress(OSError):
+                accepted.append(listener.accept()[0])
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    env = {
+        **os.environ,
+        "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{port}",
+        "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+        "OTEL_EXPORTER_OTLP_TIMEOUT": "1",
+    }
+    try:
+        # The guard is generous: the point is the exit path, not its speed. Before
+        # the fix the SDK's own exit hook waited for the stuck exports; now the
+        # Monitor's hook gives up at the export timeout and says so.
+        result = subprocess.run(
+            [sys.executable, "-c", EXIT_PROGRAM],
+            check=False,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        stop.set()
+        thread.join(WAIT)
+        for connection in accepted:
+            connection.close()
+        listener.close()
+    assert result.returncode == 0, result.stderr
+    assert "body done" in result.stdout
+    assert "telemetry not flushed within 1" in result.stderr, result.stderr

@@ -359,6 +359,7 @@ def test_background_loop_evaluates_and_stops(sw: Harness) -> None:
         sw.monitor.start(interval=0)
 
 
+@pytest.mark.internal_errors
 def test_background_loop_survives_its_own_errors(sw: Harness) -> None:
     ticks = threading.Semaphore(0)
     calls = {"n": 0}

@@ -14,6 +14,7 @@ from stepwatch import testing
 from stepwatch.testing import Harness
 
 
+@pytest.mark.internal_errors
 @pytest.mark.parametrize(
     ("args", "kwargs"),
     [
@@ -40,6 +41,7 @@ def test_invalid_progress_is_logged_once_and_dropped(
     assert testing.internal_errors()["step.progress.invalid"] == 2
 
 
+@pytest.mark.internal_errors
 def test_calls_after_end_are_ignored(sw: Harness, caplog: pytest.LogCaptureFixture) -> None:
     with stepwatch.execution("done") as ex, ex.step("s") as step:
         pass
@@ -58,6 +60,7 @@ def test_calls_after_end_are_ignored(sw: Harness, caplog: pytest.LogCaptureFixtu
     assert errors["step.progress.ended"] == 1
 
 
+@pytest.mark.internal_errors
 def test_invalid_attribute_values_dropped(sw: Harness) -> None:
     with stepwatch.execution("attrs") as ex:
         ex.event("custom", good=1, bad=object(), mixed=[1, "a"], fine=["a", "b"])
@@ -68,6 +71,7 @@ def test_invalid_attribute_values_dropped(sw: Harness) -> None:
     assert testing.internal_errors()["execution.event.attribute"] == 2
 
 
+@pytest.mark.internal_errors
 def test_approve_without_request_is_ignored(sw: Harness) -> None:
     with stepwatch.execution("noreq") as ex:
         ex.approve(by="x")
@@ -75,6 +79,7 @@ def test_approve_without_request_is_ignored(sw: Harness) -> None:
     assert testing.internal_errors()["execution.approve.unrequested"] == 1
 
 
+@pytest.mark.internal_errors
 def test_failing_id_callable_falls_back(sw: Harness) -> None:
     def broken(_: int) -> str:
         raise RuntimeError("user bug in id callable")
@@ -89,6 +94,7 @@ def test_failing_id_callable_falls_back(sw: Harness) -> None:
     assert testing.internal_errors()["execution.execution_id"] == 1
 
 
+@pytest.mark.internal_errors
 def test_failing_monitor_is_contained(sw: Harness) -> None:
     def explode(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("bus is broken")
@@ -120,6 +126,7 @@ class _BrokenTracerProvider(TracerProvider):
         return tracer
 
 
+@pytest.mark.internal_errors
 def test_failing_tracer_never_reaches_host() -> None:
     monitor = stepwatch.Monitor(tracer_provider=_BrokenTracerProvider())
     monitor.install()
@@ -159,12 +166,14 @@ def test_suppression_is_honoured(sw: Harness) -> None:
     assert carrier["stepwatch-execution-id"] == "q-1"
 
 
+@pytest.mark.internal_errors
 def test_enqueue_with_bad_input_never_raises(sw: Harness) -> None:
     assert stepwatch.enqueue("", execution_id="x") == {}
     assert stepwatch.enqueue("n", execution_id=None) == {}  # type: ignore[arg-type]
     assert stepwatch.enqueue("n", execution_id="x", carrier=5)["stepwatch-execution-id"] == "x"  # type: ignore[arg-type]
 
 
+@pytest.mark.internal_errors
 def test_garbage_carrier_is_tolerated(sw: Harness) -> None:
     carriers: list[Any] = [{"traceparent": "garbage", "stepwatch-enqueued-at": "soon"}, {"x": 1}, 7]
     for carrier in carriers:

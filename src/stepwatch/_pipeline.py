@@ -92,7 +92,9 @@ class Pipeline:
     def _build(self) -> None:
         exporters: list[SpanExporter | MetricExporter] = []
         if self._build_tracer:
-            tracer_provider = SdkTracerProvider(resource=self.resource)
+            # No SDK atexit hook: the Monitor's own one shuts down within the
+            # export timeout (the SDK's waits on an export stuck on a dead backend).
+            tracer_provider = SdkTracerProvider(resource=self.resource, shutdown_on_exit=False)
             factory = self._span_exporter
             if factory is not None:
                 observed = ObservedSpanExporter(factory(), self.status, factory)
@@ -111,7 +113,9 @@ class Pipeline:
                 readers.append(
                     PeriodicExportingMetricReader(ObservedMetricExporter(exporter, self.status))
                 )
-            self.meter_provider = SdkMeterProvider(resource=self.resource, metric_readers=readers)
+            self.meter_provider = SdkMeterProvider(
+                resource=self.resource, metric_readers=readers, shutdown_on_exit=False
+            )
         self.exporters = tuple(exporters)
 
     def respawn(self) -> bool:

@@ -26,10 +26,12 @@ Configuration:
 
 from __future__ import annotations
 
+import atexit
 import functools
 import logging
 import os
 import sys
+import weakref
 
 from opentelemetry import metrics, trace
 from opentelemetry.metrics import MeterProvider
@@ -217,7 +219,21 @@ def configure(
             metrics.set_meter_provider(pipeline.meter_provider)
         monitor.install()
     _flush_at_multiprocessing_exit(monitor)
+    atexit.register(_shutdown_at_exit, weakref.ref(monitor))
     return monitor
+
+
+def _shutdown_at_exit(monitor_ref: weakref.ref[Monitor]) -> None:
+    """At interpreter exit: shut down within the export timeout, whatever the backend does.
+
+    The providers ``configure()`` builds have no SDK exit hook of their own
+    (which would wait on an export stuck on an unreachable backend and hold
+    the process up); this one flushes until ``monitor.shutdown_timeout``
+    (``OTEL_EXPORTER_OTLP_TIMEOUT``) and lets the process go.
+    """
+    monitor = monitor_ref()
+    if monitor is not None:
+        monitor.shutdown()
 
 
 def _flush_at_multiprocessing_exit(monitor: Monitor) -> None:

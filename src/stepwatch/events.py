@@ -57,6 +57,7 @@ def _run_loop(loop: asyncio.AbstractEventLoop) -> None:
             loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
         loop.close()
 
+
 DEFAULT_MAX_HISTORY = 10_000
 DEFAULT_MAX_QUEUE = 1_000
 

@@ -832,7 +832,7 @@ class EvaluationLoop:
             del evaluator
             stop.wait(self.interval)
 
-    def stop(self, timeout: float = 5.0) -> None:
+    def stop(self, timeout: float | None = 5.0) -> None:
         """Stop the loop; wait up to ``timeout`` seconds for a running evaluation to end."""
         self._stop.set()
         thread = self._thread

@@ -45,9 +45,9 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from socketserver import ThreadingMixIn
-from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs, unquote
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+from typing import IO, TYPE_CHECKING, Any, cast
+from urllib.parse import parse_qs
+from wsgiref.simple_server import ServerHandler, WSGIRequestHandler, WSGIServer, make_server
 
 from stepwatch import _checks as checks
 from stepwatch import semconv
@@ -342,30 +342,40 @@ class _App:
         if self._token is None:
             return True
         header = environ.get("HTTP_AUTHORIZATION", "")
-        if len(header) > MAX_AUTHORIZATION_BYTES or not header.startswith("Bearer "):
+        if len(header) > MAX_AUTHORIZATION_BYTES:
             return False
-        return hmac.compare_digest(header[len("Bearer ") :].strip().encode(), self._token)
+        scheme, _, credentials = header.strip().partition(" ")
+        if scheme.lower() != "bearer":  # auth schemes are case-insensitive (RFC 7235)
+            return False
+        return hmac.compare_digest(credentials.strip().encode(), self._token)
 
     def _dispatch(self, environ: WSGIEnvironment) -> Response:
         method = environ.get("REQUEST_METHOD", "GET")
         if method not in ("GET", "HEAD"):
             return _error(405, "only GET and HEAD are served", [("Allow", "GET, HEAD")])
         length = environ.get("CONTENT_LENGTH") or "0"
-        if not length.isdigit() or int(length) > 0:
+        if not length.isdigit() or int(length) > 0 or environ.get("HTTP_TRANSFER_ENCODING"):
             return _error(413, "requests carry no body")
         raw_query = environ.get("QUERY_STRING", "")
         if len(raw_query) > MAX_QUERY_BYTES:
             return _error(414, f"query strings are limited to {MAX_QUERY_BYTES} bytes")
-        path = environ.get("PATH_INFO", "/") or "/"
-        if path != "/livez" and not self._authorized(environ):
+        # PEP 3333 hands PATH_INFO over as latin-1 text of the (already
+        # percent-decoded) bytes: decode those as UTF-8, and decode nothing twice.
+        raw_path = environ.get("PATH_INFO", "/") or "/"
+        try:
+            path = raw_path.encode("latin-1").decode("utf-8")
+        except UnicodeError:
+            return _error(400, "the path is not UTF-8")
+        route = path.rstrip("/") or "/"
+        if route != "/livez" and not self._authorized(environ):
             return _error(401, "a valid bearer token is required", [("WWW-Authenticate", "Bearer")])
         try:
             params = parse_qs(raw_query, keep_blank_values=False, strict_parsing=False)
-            handler = self.routes.get(path.rstrip("/") or "/")
+            handler = self.routes.get(route)
             if handler is not None:
                 return handler(params, environ)
             if path.startswith("/executions/"):
-                return self._execution(unquote(path[len("/executions/") :]))
+                return self._execution(path[len("/executions/") :])
             return _error(404, f"no route {path!r}")
         except _BadRequest as exc:
             return _error(400, str(exc))
@@ -524,8 +534,40 @@ class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
     request_queue_size = 64
 
 
+class _ClosingServerHandler(ServerHandler):
+    """Says ``Connection: close``: one request per connection, so a pipelined second
+    request is refused out loud (the client knows to send it again) instead of dropped."""
+
+    def cleanup_headers(self) -> None:
+        super().cleanup_headers()
+        headers = self.headers  # type: ignore[attr-defined]  # set by BaseHandler.start_response
+        if "Connection" not in headers:
+            headers["Connection"] = "close"
+
+
 class _QuietHandler(WSGIRequestHandler):
     """Logs requests at debug level instead of printing them to stderr."""
+
+    def handle(self) -> None:
+        """One request (as ``WSGIRequestHandler.handle``), answered with ``Connection: close``."""
+        self.raw_requestline = self.rfile.readline(65537)
+        if len(self.raw_requestline) > 65536:
+            self.requestline = ""
+            self.request_version = ""
+            self.command = ""
+            self.send_error(414)
+            return
+        if not self.parse_request():
+            return
+        handler = _ClosingServerHandler(
+            self.rfile,
+            cast(IO[bytes], self.wfile),
+            self.get_stderr(),
+            self.get_environ(),
+            multithread=False,
+        )
+        handler.request_handler = self  # type: ignore[attr-defined]  # wsgiref's back-pointer
+        handler.run(self.server.get_app())  # type: ignore[attr-defined]
 
     def log_message(self, format: str, *args: Any) -> None:
         _logger.debug("stepwatch http: " + format, *args)

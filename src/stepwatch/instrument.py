@@ -1246,6 +1246,8 @@ class _Scope(Generic[_H]):
 
     name: str | None
     span_name: str
+    _inflight: dict[int, _H]
+    """Handles entered and not exited yet, to end one exited in another context."""
 
     def _begin(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> _H | None:
         raise NotImplementedError
@@ -1291,6 +1293,7 @@ class _Scope(Generic[_H]):
         else:
             token = handle._activate()
         _OPEN.set((*_OPEN.get(), (self, handle, token)))
+        self._inflight[id(handle)] = handle
         return handle
 
     def _exit(self, exc: BaseException | None) -> None:
@@ -1299,9 +1302,17 @@ class _Scope(Generic[_H]):
             if entries[position][0] is self:
                 _, handle, token = entries[position]
                 _OPEN.set(entries[:position] + entries[position + 1 :])
+                self._inflight.pop(id(handle), None)
                 handle._close(token, exc)
                 return
-        report("scope.exit", "stepwatch: scope exited more often than entered")
+        # Entered in another thread or task (an exit stack handed over, say): that
+        # context's attachment is not ours to undo, but the run still ends here.
+        try:
+            _, handle = self._inflight.popitem()
+        except KeyError:
+            report("scope.exit", "stepwatch: scope exited more often than entered")
+            return
+        handle._close(None, exc)
 
     def __enter__(self) -> _H:
         return self._enter()
@@ -1346,6 +1357,7 @@ class ExecutionScope(_Scope[Execution]):
         carrier: Mapping[str, str] | Callable[..., Mapping[str, str]] | None = None,
         attempt: int | Callable[..., int] | None = None,
     ) -> None:
+        self._inflight = {}
         self.name = checks.name(name, "name", optional=True)
         self.attempt = checks.count_or_callable(attempt, "attempt", minimum=1)
         if isinstance(execution_id, str):
@@ -1410,6 +1422,7 @@ class StepScope(_Scope[Step]):
         step_type: str | None = None,
         attributes: Mapping[str, Any] | None = None,
     ) -> None:
+        self._inflight = {}
         self.name = checks.name(name, "name", optional=True)
         self.step_type = checks.name(step_type, "step_type", optional=True)
         self.attributes = checks.attributes(attributes)

@@ -354,14 +354,22 @@ class Monitor:
         if self._closed:
             return True
         self._closed = True
-        self.stop()
+        budget = self.shutdown_timeout if timeout is None else timeout
+        # One deadline for everything: the loop, the group's publisher and the flush.
+        deadline = None if budget is None else time.monotonic() + budget
+
+        def remaining() -> float | None:
+            return None if deadline is None else max(deadline - time.monotonic(), 0.0)
+
+        loop, self._loop = self._loop, None
+        if loop is not None:
+            loop.stop(5.0 if deadline is None else remaining())
         self.uninstall()
         self.bus.close()
         group = self.group
         if group is not None:
-            group.stop(timeout)
+            group.stop(remaining())
             group.publish()  # the last word: nothing running here any more
-        deadline = self.shutdown_timeout if timeout is None else timeout
         if deadline is None:
             self._flush_providers()
             return True
@@ -374,13 +382,13 @@ class Monitor:
                 done.set()
 
         threading.Thread(target=flush, name="stepwatch-shutdown", daemon=True).start()
-        if done.wait(deadline):
+        if done.wait(remaining()):
             return True
         report(
             "monitor.shutdown.timeout",
             "stepwatch: telemetry not flushed within %s s (is the backend reachable?); "
             "returning, the flush goes on in the background",
-            deadline,
+            budget,
         )
         return False
 
