@@ -465,3 +465,43 @@ def test_item_05_a_dead_backend_holds_exit_up_for_one_export_timeout_at_most() -
     assert result.returncode == 0, result.stderr
     assert "body done" in result.stdout
     assert "telemetry not flushed within 1" in result.stderr, result.stderr
+
+
+def test_item_06_half_sent_requests_are_bounded_timed_out_and_livez_answers() -> None:
+    with capture() as sw:
+        handle = sw.monitor.serve(request_timeout=0.5, max_connections=4)
+        host, port = handle.url.removeprefix("http://").split(":")
+        baseline = threading.active_count()
+        slow: list[socket.socket] = []
+        try:
+            for _ in range(40):
+                connection = socket.create_connection((host, int(port)), timeout=WAIT)
+                connection.sendall(b"GET /summ")  # never finished
+                slow.append(connection)
+            assert threading.active_count() <= baseline + 4  # one thread per served slot
+            assert _raw(handle.url, b"GET /livez HTTP/1.1\r\nHost: x\r\n\r\n").startswith(
+                b"HTTP/1.0 200"
+            )
+            for connection in slow:  # every one is closed by the server, none hangs
+                while connection.recv(65536):
+                    pass
+        finally:
+            for connection in slow:
+                connection.close()
+            handle.close()
+
+
+def test_item_20_summary_answers_a_day_and_times_runs_when_they_ran(sw: Harness) -> None:
+    with stepwatch.execution("old", execution_id="o-1"):
+        sw.clock.advance(2)
+    sw.clock.advance(3 * 3600)  # nobody asked in between
+    with stepwatch.execution("new", execution_id="n-1"):
+        sw.clock.advance(1)
+    recent = sw.monitor.summary()  # the rules window: only the run of now
+    assert recent.total == 1 and recent.outcomes["success"] == 1
+    day = sw.monitor.summary(86400)
+    assert day.total == 2
+    assert day.duration.count == 2 and day.duration.max == 2.0
+    assert sw.monitor.summary(86400, name="old").total == 1
+    with pytest.raises(ValueError, match="window"):
+        sw.monitor.summary(86401)

@@ -51,7 +51,7 @@ from stepwatch.health import Alert
 from stepwatch.progress import ExecutionProgress, StepProgress, keep_steps
 from stepwatch.semconv import AlertState, ExecutionState, Outcome, Severity
 from stepwatch.version import __version__
-from stepwatch.windows import Attributes, Windows
+from stepwatch.windows import DAY_SLOT, Attributes, Windows
 
 __all__ = [
     "DEFAULT_PUBLISH_INTERVAL",
@@ -265,6 +265,8 @@ class Peer:
     coarse_width: float
     fine: list[_Slot]
     coarse: list[_Slot]
+    day_width: float
+    day: list[_Slot]
     levels: dict[tuple[str, Attributes], float]
 
     @property
@@ -380,13 +382,18 @@ class GroupWindows:
         result = dict(self.local.counts(metric, window, long=long))
         # Fine slots span at most the rules window; coarse ones whatever their
         # writer keeps (its long window).
-        if long:
+        day = not long and window is not None and window > self.local.window
+        if long or day:
             span = math.inf if window is None else window
         else:
             span = self.local.window if window is None else min(window, self.local.window)
         for peer in self._peers():
             slots, width = (
-                (peer.coarse, peer.coarse_width) if long else (peer.fine, peer.fine_width)
+                (peer.coarse, peer.coarse_width)
+                if long
+                else (peer.day, peer.day_width)
+                if day
+                else (peer.fine, peer.fine_width)
             )
             for slot in self._since(slots, width, span):
                 for (name, attributes), value in slot.counts.items():
@@ -403,9 +410,11 @@ class GroupWindows:
         detail: str | None = None,
     ) -> ExpHistogram:
         merged = self.local.histogram(metric, window, name=name, detail=detail)
-        span = self.local.window if window is None else min(window, self.local.window)
+        day = window is not None and window > self.local.window
+        span = self.local.window if window is None else window
         for peer in self._peers():
-            for slot in self._since(peer.fine, peer.fine_width, span):
+            slots, width = (peer.day, peer.day_width) if day else (peer.fine, peer.fine_width)
+            for slot in self._since(slots, width, span):
                 histogram = slot.groups.get((metric, name, detail))
                 if histogram is not None:
                     merged.merge(histogram)
@@ -624,12 +633,13 @@ def _drop_finished(document: dict[str, Any]) -> None:
 
 
 def _drop_groups(document: dict[str, Any]) -> None:
-    for slot in document["windows"]["fine"]:
-        slot["groups"] = []
+    for ring in ("day", "fine"):
+        for slot in document["windows"].get(ring, []):
+            slot["groups"] = []
 
 
 def _drop_windows(document: dict[str, Any]) -> None:
-    document["windows"] = {**document["windows"], "fine": [], "coarse": []}
+    document["windows"] = {**document["windows"], "fine": [], "coarse": [], "day": []}
 
 
 def _decode(path: Path, data: bytes) -> Peer:
@@ -660,6 +670,8 @@ def _decode(path: Path, data: bytes) -> Peer:
         coarse_width=float(windows["coarse_slot"]),
         fine=_slots(windows["fine"], groups=True),
         coarse=_slots(windows["coarse"], groups=False),
+        day_width=float(windows.get("day_slot", DAY_SLOT)),
+        day=_slots(windows.get("day", []), groups=True),
         levels={
             (str(metric), _attributes(attributes)): float(value)
             for metric, attributes, value in windows["levels"]

@@ -40,6 +40,8 @@ import json
 import logging
 import math
 import queue
+import select
+import socket
 import threading
 import time
 from collections import OrderedDict
@@ -71,6 +73,10 @@ EXECUTIONS_LIMIT = 100
 """Executions ``/executions`` lists by default (the oldest first); ``?limit=`` asks for more."""
 MAX_EXECUTIONS_LIMIT = 10_000
 """The most ``/executions?limit=`` lists."""
+REQUEST_TIMEOUT = 10.0
+"""Seconds a connection may stay silent before it is dropped (slow or half-sent requests)."""
+MAX_CONNECTIONS = 64
+"""Connections served at once; past it new ones get 503 (``GET /livez`` still answered)."""
 MAX_QUERY_BYTES = 2048
 """Longest query string accepted (414 beyond)."""
 MAX_AUTHORIZATION_BYTES = 1024
@@ -530,8 +536,67 @@ def make_wsgi_app(
 
 
 class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
+    """A thread per connection, at most ``MAX_CONNECTIONS`` at once.
+
+    Past the cap a connection is not given a thread: if it has already sent
+    ``GET /livez`` (looked at for :data:`_LIVEZ_GRACE` seconds by the accepting
+    thread), it is answered there, else it gets ``503`` and is closed. So a
+    flood of slow or half-sent requests neither grows threads nor silences
+    liveness probes.
+    """
+
     daemon_threads = True
     request_queue_size = 64
+    max_connections = 64
+    request_timeout = REQUEST_TIMEOUT
+
+    def server_activate(self) -> None:
+        super().server_activate()
+        self._slots = threading.BoundedSemaphore(self.max_connections)
+        self.refused = 0
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if self._slots.acquire(blocking=False):
+            try:
+                super().process_request(request, client_address)
+            except BaseException:
+                self._slots.release()
+                raise
+            return
+        self.refused += 1
+        _answer_over_capacity(request)
+        self.shutdown_request(request)
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+
+_LIVEZ_GRACE = 0.05
+_OVER_CAPACITY = (
+    b"HTTP/1.0 503 Service Unavailable\r\nConnection: close\r\nRetry-After: 1\r\n"
+    b"Content-Type: application/json\r\n\r\n"
+    b'{"error": "too many connections", "status": 503}'
+)
+_LIVEZ_OK = (
+    b"HTTP/1.0 200 OK\r\nConnection: close\r\nContent-Type: application/json\r\n\r\n"
+    b'{"status": "pass"}'
+)
+
+
+def _answer_over_capacity(request: socket.socket) -> None:
+    """On the accepting thread: a ready ``GET /livez`` gets its answer, anything else 503."""
+    try:
+        ready, _, _ = select.select([request], [], [], _LIVEZ_GRACE)
+        head = request.recv(16, socket.MSG_PEEK) if ready else b""
+        request.settimeout(_LIVEZ_GRACE)
+        request.sendall(
+            _LIVEZ_OK if head.startswith((b"GET /livez ", b"GET /livez/ ")) else _OVER_CAPACITY
+        )
+    except OSError:
+        pass
 
 
 class _ClosingServerHandler(ServerHandler):
@@ -546,7 +611,15 @@ class _ClosingServerHandler(ServerHandler):
 
 
 class _QuietHandler(WSGIRequestHandler):
-    """Logs requests at debug level instead of printing them to stderr."""
+    """Logs requests at debug level instead of printing them to stderr.
+
+    The socket times out after the server's ``request_timeout`` (10 s by
+    default): a request still incomplete then is dropped, its thread freed.
+    """
+
+    def setup(self) -> None:
+        super().setup()
+        self.connection.settimeout(self.server.request_timeout)  # type: ignore[attr-defined]
 
     def handle(self) -> None:
         """One request (as ``WSGIRequestHandler.handle``), answered with ``Connection: close``."""
@@ -606,18 +679,34 @@ def serve(
     *,
     token: str | None = None,
     heartbeat: float | None = None,
+    request_timeout: float = REQUEST_TIMEOUT,
+    max_connections: int = MAX_CONNECTIONS,
 ) -> ServerHandle:
     """Serve ``make_wsgi_app(monitor)`` on a daemon thread; ``port=0`` picks a free port.
 
+    Args:
+        monitor, host, port, token, heartbeat: As :meth:`Monitor.serve`.
+        request_timeout: Seconds a connection may stay silent (an incomplete
+            request, a stream nobody reads) before it is dropped.
+        max_connections: Connections served at once, each on its own thread;
+            past it new ones get ``503`` at once (``GET /livez`` is still answered).
+
     Raises:
         OSError: the address cannot be bound.
-        ValueError: a bad token.
+        TypeError, ValueError: a bad argument, named in the message.
     """
+    request_timeout = checks.seconds(request_timeout, "request_timeout")
+    checks.count(max_connections, "max_connections")
     app = make_wsgi_app(
         monitor, token=token, heartbeat=HEARTBEAT_SECONDS if heartbeat is None else heartbeat
     )
-    server = make_server(
-        host, port, app, server_class=_ThreadingWSGIServer, handler_class=_QuietHandler
+    server_class = type(
+        "_Server",
+        (_ThreadingWSGIServer,),
+        {"request_timeout": request_timeout, "max_connections": max_connections},
+    )
+    server: WSGIServer = make_server(
+        host, port, app, server_class=server_class, handler_class=_QuietHandler
     )
     thread = threading.Thread(target=server.serve_forever, name="stepwatch-http", daemon=True)
     thread.start()

@@ -527,17 +527,23 @@ class Monitor:
         """Rates, durations and SLA compliance over the last ``window`` seconds.
 
         Args:
-            window: Seconds, in (0, rules.window]; default ``rules.window``.
+            window: Seconds, in (0, 86400]; default ``rules.window``. Up to the
+                rules window the answer comes from 10 s slots; a longer one
+                from 10-minute slots kept for 24 hours (whole slots: up to one
+                slot more of the past).
             name: Only this execution name.
+
+        .. versionchanged:: 0.2.0 Windows up to 24 hours (was: the rules window).
 
         Raises:
             ValueError: ``window`` out of range.
             TypeError: ``window`` or ``name`` of the wrong type.
         """
         window = self.rules.window if window is None else checks.seconds(window, "window")
-        if window > self.reader.window:
+        longest = self.reader.day_window
+        if window > longest:
             raise ValueError(
-                f"window must be a finite number of seconds in (0, {self.reader.window:g}], "
+                f"window must be a finite number of seconds in (0, {longest:g}], "
                 f"got {checks.show(window)}"
             )
         checks.name(name, "name", optional=True)
@@ -652,6 +658,8 @@ class Monitor:
         *,
         token: str | None = None,
         heartbeat: float | None = None,
+        request_timeout: float = 10.0,
+        max_connections: int = 64,
     ) -> ServerHandle:
         """Serve this Monitor over HTTP on a daemon thread (see :mod:`stepwatch.http`).
 
@@ -660,6 +668,12 @@ class Monitor:
             port: TCP port; 0 picks a free one (read it from ``handle.url``).
             token: When set, every route but ``/livez`` needs ``Authorization: Bearer <token>``.
             heartbeat: Seconds between SSE heartbeat comments (default 15).
+            request_timeout: Seconds a connection may stay silent (a half-sent
+                request) before it is dropped.
+            max_connections: Connections served at once; past it new ones get
+                503 at once, and ``GET /livez`` is still answered.
+
+                .. versionadded:: 0.2.0
 
         Returns:
             A handle with ``.url`` and ``.close()``.
@@ -670,7 +684,15 @@ class Monitor:
         """
         from stepwatch.http import serve  # noqa: PLC0415 - http.server only when serving
 
-        return serve(self, host, port, token=token, heartbeat=heartbeat)
+        return serve(
+            self,
+            host,
+            port,
+            token=token,
+            heartbeat=heartbeat,
+            request_timeout=request_timeout,
+            max_connections=max_connections,
+        )
 
     # ------------------------------------------------------ background loop
     def start(self, interval: float = DEFAULT_INTERVAL) -> None:

@@ -19,6 +19,9 @@ Layout:
   running totals of the counts;
 - *coarse* slots (60 s) spanning 6 hours, holding counts only, for the
   long SLO burn-rate windows;
+- *day* slots (10 min) spanning 24 hours, holding counts and group
+  histograms, for ``summary(window)`` longer than the rules window (a day
+  window covers whole slots: up to one slot more of the past);
 - *levels*: the current value per series of ``workflow.execution.active``.
 
 The hot path (:meth:`HealthWindows.observe`) takes one lock and appends the
@@ -29,7 +32,8 @@ histogram of the same values) and into the group histograms when a query
 or a refresh needs them, or when a series' pending list is full.
 
 Memory bound: ``fine slots x (series + groups) x (~100 B + 8 B x 160 buckets)``
-plus ``coarse slots x series x ~100 B`` plus at most :data:`PENDING_VALUES`
+plus ``coarse slots x series x ~100 B`` plus ``day slots x (series + groups)``
+of the same sizes as the fine ones (144 slots) plus at most :data:`PENDING_VALUES`
 floats per series in the current slot, with series and groups each capped at
 ``Limits.max_series`` (beyond it, new series lose their execution name and
 fold into overflow series marked ``otel.metric.overflow=true``, which keep
@@ -75,6 +79,8 @@ OVERFLOW_VALUE: Final = "otel.metric.overflow"
 FINE_SLOT: Final = 10.0
 COARSE_SLOT: Final = 60.0
 LONG_WINDOW: Final = 6 * 3600.0
+DAY_SLOT: Final = 600.0
+DAY_WINDOW: Final = 24 * 3600.0
 DEFAULT_MAX_SERIES: Final = 1_000
 PENDING_VALUES: Final = 64
 """Values a series holds unfolded in the current slot before they are folded."""
@@ -238,6 +244,8 @@ class HealthWindows:
             ``fine_slot``: a fine slot's values go to the coarse slot of its start).
         long_window: Seconds the coarse slots span (the longest burn-rate window).
         max_series: Cap on distinct series and on pre-merged groups.
+        day_slot: Width of a day slot in seconds.
+        day_window: Seconds the day slots span (the longest ``summary`` window).
 
     Raises:
         TypeError, ValueError: a bad argument, named in the message.
@@ -257,8 +265,12 @@ class HealthWindows:
         coarse_slot: float = COARSE_SLOT,
         long_window: float = LONG_WINDOW,
         max_series: int = DEFAULT_MAX_SERIES,
+        day_slot: float = DAY_SLOT,
+        day_window: float = DAY_WINDOW,
     ) -> None:
         fine_slot = checks.seconds(fine_slot, "fine_slot")
+        day_slot = checks.seconds(day_slot, "day_slot")
+        day_window = checks.seconds(day_window, "day_window")
         if checks.seconds(window, "window") < fine_slot:
             raise ValueError(
                 f"window must be at least fine_slot ({fine_slot:g} s), got {checks.show(window)}"
@@ -273,6 +285,8 @@ class HealthWindows:
         self._lock = threading.Lock()
         self._fine = _Ring(fine_slot, self.window)
         self._coarse = _Ring(float(coarse_slot), self.long_window)
+        self.day_window = max(day_window, self.window)
+        self._day = _Ring(day_slot, self.day_window)
         self._series: set[SeriesKey] = set()
         self._group_keys: set[GroupKey] = set()
         self._levels: dict[SeriesKey, float] = {}
@@ -313,6 +327,7 @@ class HealthWindows:
                 slot = self._slot_for(now)
             self._fine.add(slot, key, value)
             self._coarse.add(self._coarse.slot_at(slot.start), key, value)
+            self._day.add(self._day.slot_at(slot.start), key, value)
 
     def set_level(self, metric: str, value: float, attributes: Mapping[str, Any]) -> None:
         """Set a series' level (an up-down counter read whole, e.g. from another reader)."""
@@ -363,6 +378,8 @@ class HealthWindows:
     def _fold_into(self, slot: _Slot, key: SeriesKey, histogram: ExpHistogram) -> None:
         self._fine.add(slot, key, histogram.count)
         self._coarse.add(self._coarse.slot_at(slot.start), key, histogram.count)
+        day = self._day.slot_at(slot.start)
+        self._day.add(day, key, histogram.count)
         metric, attributes = key
         values = dict(attributes)
         raw_name = values.get(semconv.WORKFLOW_DEFINITION_NAME)
@@ -376,6 +393,7 @@ class HealthWindows:
             groups |= {(metric, definition, detail), (metric, definition, None)}
         for group in groups:
             self._group(slot, group, histogram)
+            self._group(day, group, histogram)
 
     def _group(self, slot: _Slot, key: GroupKey, histogram: ExpHistogram) -> None:
         if key not in self._group_keys:
@@ -406,6 +424,7 @@ class HealthWindows:
         self._fold_pending()
         self._fine.evict(now)
         self._coarse.evict(now)
+        self._day.evict(now)
         current = self._current
         if current is not None and (not self._fine.slots or current is not self._fine.slots[-1]):
             self._current, self._current_end = None, -math.inf
@@ -422,14 +441,15 @@ class HealthWindows:
         """Counts per series of ``metric`` over the last ``window`` seconds.
 
         Counters give their sum; histograms their observation count. ``long``
-        reads the coarse slots (up to ``long_window``); otherwise the fine
-        ones (up to ``window``).
+        reads the coarse slots (up to ``long_window``); a ``window`` longer
+        than the fine slots span reads the day slots (up to ``day_window``);
+        otherwise the fine ones.
         """
         now = self._clock()
         result: dict[Attributes, float] = {}
         with self._lock:
             self._evict(now)
-            ring = self._coarse if long else self._fine
+            ring = self._ring(window, long)
             span = ring.span if window is None else min(window, ring.span)
             if span >= ring.span:
                 for (name, attributes), value in ring.totals.items():
@@ -459,15 +479,23 @@ class HealthWindows:
             detail: Only this state (execution duration) or step type (task duration).
         """
         now = self._clock()
-        span = self.window if window is None else min(window, self.window)
         merged = ExpHistogram()
         with self._lock:
             self._evict(now)
-            for slot in self._fine.since(now - span):
+            ring = self._ring(window, False)
+            span = ring.span if window is None else min(window, ring.span)
+            for slot in ring.since(now - span):
                 histogram = slot.groups.get((metric, name, detail))
                 if histogram is not None:
                     merged.merge(histogram)
         return merged
+
+    def _ring(self, window: float | None, long: bool) -> _Ring:
+        if long:
+            return self._coarse
+        if window is not None and window > self._fine.span:
+            return self._day
+        return self._fine
 
     def levels(self, metric: str) -> dict[Attributes, float]:
         """The current value per series of an up-down counter."""
@@ -486,6 +514,7 @@ class HealthWindows:
                 "groups": len(self._group_keys),
                 "fine_slots": len(self._fine.slots),
                 "coarse_slots": len(self._coarse.slots),
+                "day_slots": len(self._day.slots),
             }
 
     def export_windows(self) -> dict[str, Any]:
@@ -501,22 +530,24 @@ class HealthWindows:
                 for (metric, attributes), value in slot.counts.items()
             ]
 
+        def with_groups(slot: _Slot) -> dict[str, Any]:
+            return {
+                "start": slot.start,
+                "counts": counts(slot),
+                "groups": [
+                    [metric, name, detail, histogram.to_wire()]
+                    for (metric, name, detail), histogram in slot.groups.items()
+                ],
+            }
+
         with self._lock:
             self._evict(now)
             return {
                 "fine_slot": self._fine.width,
                 "coarse_slot": self._coarse.width,
-                "fine": [
-                    {
-                        "start": slot.start,
-                        "counts": counts(slot),
-                        "groups": [
-                            [metric, name, detail, histogram.to_wire()]
-                            for (metric, name, detail), histogram in slot.groups.items()
-                        ],
-                    }
-                    for slot in self._fine.slots
-                ],
+                "day_slot": self._day.width,
+                "fine": [with_groups(slot) for slot in self._fine.slots],
+                "day": [with_groups(slot) for slot in self._day.slots],
                 "coarse": [
                     {"start": slot.start, "counts": counts(slot)} for slot in self._coarse.slots
                 ],
@@ -533,6 +564,7 @@ class HealthWindows:
         self._lock = threading.Lock()
         self._fine = _Ring(self._fine.width, self.window)
         self._coarse = _Ring(self._coarse.width, self.long_window)
+        self._day = _Ring(self._day.width, self.day_window)
         self._series = set()
         self._group_keys = set()
         self._levels = {}
