@@ -260,6 +260,7 @@ def test_telemetry_export_failing(strict: Harness) -> None:
     assert _rules_firing(strict) == set()
 
 
+@pytest.mark.internal_errors  # a dead backend: shutdown may give up (counted)
 def test_configure_sees_its_own_exporters_fail(monkeypatch: pytest.MonkeyPatch) -> None:
     import socket
 
