@@ -151,16 +151,20 @@ def test_item_09_a_served_monitor_never_answers_from_a_stale_evaluation() -> Non
             handle.close()
 
 
-def _get_status(url: str, path: str) -> int:
+def _get(url: str, path: str) -> tuple[int, bytes]:
+    """Status and body of one GET over a fresh connection."""
     host, port = url.removeprefix("http://").split(":")
     connection = http.client.HTTPConnection(host, int(port), timeout=30)
     try:
         connection.request("GET", path)
         response = connection.getresponse()
-        response.read()
-        return response.status
+        return response.status, response.read()
     finally:
         connection.close()
+
+
+def _get_status(url: str, path: str) -> int:
+    return _get(url, path)[0]
 
 
 def test_item_10_a_blocking_async_subscriber_starves_nobody() -> None:
@@ -275,15 +279,9 @@ def test_item_17_executions_are_listed_bounded_and_without_steps_on_request() ->
 
 
 def _get_json(url: str, path: str) -> Any:
-    host, port = url.removeprefix("http://").split(":")
-    connection = http.client.HTTPConnection(host, int(port), timeout=30)
-    try:
-        connection.request("GET", path)
-        response = connection.getresponse()
-        assert response.status == 200
-        return json.loads(response.read())
-    finally:
-        connection.close()
+    status, body = _get(url, path)
+    assert status == 200
+    return json.loads(body)
 
 
 @pytest.mark.internal_errors
