@@ -170,8 +170,9 @@ def test_active_executions_and_observed_queue_depth(sw: Harness) -> None:
 def test_summary_validates_window(sw: Harness) -> None:
     with pytest.raises(ValueError, match="window"):
         sw.monitor.summary(0)
+    assert sw.monitor.summary(10_000).window == 10_000  # beyond the rules window: day slots
     with pytest.raises(ValueError, match="window"):
-        sw.monitor.summary(10_000)
+        sw.monitor.summary(86_401)
     with pytest.raises(TypeError, match="window"):
         sw.monitor.summary("60")  # type: ignore[arg-type]
 
