@@ -30,13 +30,13 @@ from opentelemetry.sdk.metrics.view import ExponentialBucketHistogramAggregation
 from opentelemetry.sdk.trace import TracerProvider
 
 import stepwatch
-from stepwatch import semconv
+from stepwatch import semconv, testing
 from stepwatch.events import EventBus
 from stepwatch.health import HealthEvaluator, Rules
 from stepwatch.progress import ProgressTracker
 from stepwatch.reader import HealthMetricReader
 from stepwatch.summary import summarize
-from stepwatch.testing import FakeClock
+from stepwatch.testing import FakeClock, Harness
 from stepwatch.windows import HealthWindows, Windows, histogram_of
 
 
@@ -254,3 +254,17 @@ def test_pending_values_fold_in_chunks_exactly() -> None:
         whole.counts,
     )
     assert math.isclose(merged.sum, sum(values))
+
+
+@pytest.mark.internal_errors
+def test_a_failing_window_feed_never_stops_an_ending(sw: Harness) -> None:
+    def broken(*args: object) -> None:
+        raise RuntimeError("windows bug")
+
+    sw.monitor.reader.observe = broken  # type: ignore[method-assign,assignment]
+    with stepwatch.execution("e", execution_id="e-1") as ex, ex.step("s"):
+        pass
+    progress = sw.monitor.progress("e-1")
+    assert progress is not None
+    assert (progress.state, progress.completed_steps) == ("success", 1)
+    assert testing.internal_errors()["windows.observe"] == 2  # the step and the execution

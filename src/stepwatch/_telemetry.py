@@ -17,6 +17,7 @@ from opentelemetry.metrics import Histogram, Meter, MeterProvider
 from opentelemetry.trace import Tracer, TracerProvider
 
 from stepwatch import semconv
+from stepwatch._safety import report
 from stepwatch.limits import Limits
 from stepwatch.version import __version__
 
@@ -94,7 +95,10 @@ class _FedHistogram:
 
     def record(self, amount: float, attributes: Mapping[str, str] | None = None) -> None:
         self._instrument.record(amount, attributes)
-        self._windows.observe(self._name, amount, attributes or {})
+        try:
+            self._windows.observe(self._name, amount, attributes or {})
+        except Exception:
+            report("windows.observe", "stepwatch: feeding the health windows failed", exc_info=True)
 
 
 class _FedCounter:
@@ -109,7 +113,10 @@ class _FedCounter:
 
     def add(self, amount: float, attributes: Mapping[str, str] | None = None) -> None:
         self._instrument.add(amount, attributes)
-        self._windows.add(self._name, amount, attributes or {})
+        try:
+            self._windows.add(self._name, amount, attributes or {})
+        except Exception:
+            report("windows.add", "stepwatch: feeding the health windows failed", exc_info=True)
 
 
 @dataclass(frozen=True, slots=True)
