@@ -10,6 +10,9 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
 
 import stepwatch
 from stepwatch import Rules
@@ -138,7 +141,10 @@ def test_healthz_body_shape(served: tuple[Harness, ServerHandle]) -> None:
     assert (status, body["status"]) == (503, "fail")
     (rate,) = body["checks"]["HighFailureRate:failureRate"]
     assert (rate["observedValue"], rate["observedUnit"], rate["status"]) == (1.0, "ratio", "fail")
-    assert rate["componentId"] == "name=bad"
+    assert (rate["componentId"], rate["componentType"]) == ("HighFailureRate", "system")
+    assert rate["labels"] == {"name": "bad"}
+    assert body["version"] == ".".join(stepwatch.__version__.split(".")[:2])
+    assert body["releaseId"] == stepwatch.__version__
 
 
 def test_executions_routes(served: tuple[Harness, ServerHandle]) -> None:
@@ -347,3 +353,17 @@ def test_sse_clients_are_bounded() -> None:
             first.close()
         finally:
             handle.close()
+
+
+def test_healthz_names_the_service_and_its_release() -> None:
+    resource = Resource.create({"service.name": "billing", "service.version": "4.2.7"})
+    monitor = stepwatch.Monitor(
+        tracer_provider=TracerProvider(resource=resource), meter_provider=MeterProvider()
+    )
+    handle = monitor.serve()
+    try:
+        _, _, body = request(handle, "/healthz")
+    finally:
+        handle.close()
+        monitor.shutdown()
+    assert (body["serviceId"], body["version"], body["releaseId"]) == ("billing", "4.2", "4.2.7")

@@ -51,12 +51,15 @@ from typing import IO, TYPE_CHECKING, Any, cast
 from urllib.parse import parse_qs
 from wsgiref.simple_server import ServerHandler, WSGIRequestHandler, WSGIServer, make_server
 
+from opentelemetry import trace
+
 from stepwatch import _checks as checks
 from stepwatch import semconv
 from stepwatch._models import iso
 from stepwatch.events import ExecutionEvent
 from stepwatch.health import Alert, SystemHealth
 from stepwatch.semconv import EventType, HealthStatus, Severity
+from stepwatch.version import __version__
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
@@ -186,8 +189,20 @@ def _event_type(params: dict[str, list[str]]) -> EventType | None:
         raise _BadRequest(f"unknown event type {raw!r}") from None
 
 
-def health_json(health: SystemHealth, service: str | None = None) -> dict[str, Any]:
-    """Render a :class:`SystemHealth` in the IETF ``application/health+json`` draft format."""
+def health_json(
+    health: SystemHealth,
+    service: str | None = None,
+    release: str | None = None,
+) -> dict[str, Any]:
+    """Render a :class:`SystemHealth` in the IETF ``application/health+json`` draft format.
+
+    Args:
+        health: What to render.
+        service: ``serviceId`` (the resource's ``service.name``).
+        release: ``releaseId``, the full release (the resource's
+            ``service.version``; default stepwatch's own version); ``version``
+            is its first two dot-separated parts.
+    """
     checks: dict[str, list[dict[str, Any]]] = {}
     for component in health.components:
         entry: dict[str, Any] = {
@@ -213,7 +228,21 @@ def health_json(health: SystemHealth, service: str | None = None) -> dict[str, A
     }
     if service:
         body["serviceId"] = service
+    release = release or __version__
+    body["version"] = ".".join(release.split(".")[:2])
+    body["releaseId"] = release
     return body
+
+
+def _service(monitor: Monitor) -> tuple[str | None, str | None]:
+    """``service.name`` and ``service.version`` of the Monitor's resource, when it has one."""
+    provider = monitor.tracer_provider or trace.get_tracer_provider()
+    attributes = getattr(getattr(provider, "resource", None), "attributes", None) or {}
+    name, version = attributes.get("service.name"), attributes.get("service.version")
+    return (
+        name if isinstance(name, str) else None,
+        version if isinstance(version, str) else None,
+    )
 
 
 def _alert_key(alert: Alert) -> str:
@@ -224,13 +253,15 @@ def _alert_key(alert: Alert) -> str:
 def _alert_check(alert: Alert) -> dict[str, Any]:
     _, unit = _RULE_MEASUREMENT.get(alert.rule, ("value", None))
     entry: dict[str, Any] = {
-        "componentId": ",".join(f"{k}={v}" for k, v in sorted(alert.labels.items())) or alert.rule,
-        "componentType": "alert",
+        "componentId": alert.rule,
+        "componentType": "system",
         "observedValue": alert.value,
         "status": _SEVERITY_TO_IETF[alert.severity],
         "time": iso(alert.started_at),
         "output": alert.message,
     }
+    if alert.labels:
+        entry["labels"] = dict(alert.labels)
     if unit is not None:
         entry["observedUnit"] = unit
     return entry
@@ -403,7 +434,7 @@ class _App:
     def _healthz(self, params: dict[str, list[str]], environ: WSGIEnvironment) -> Response:
         monitor = self.monitor
         health = monitor.health(max_age=monitor.evaluation_interval)
-        body = health_json(health)
+        body = health_json(health, *_service(monitor))
         return _json_body(503 if body["status"] == "fail" else 200, body, _HEALTH_JSON)
 
     def _executions(self, params: dict[str, list[str]], environ: WSGIEnvironment) -> Response:
