@@ -111,7 +111,7 @@ def test_metrics_names_units_and_attributes(exported: Received) -> None:
         "workflow.execution.duration": "s",
         "workflow.execution.active": "{execution}",
         "workflow.task.duration": "s",
-        "workflow.execution.sla.violations": "{execution}",
+        "workflow.execution.sla.violations": "{violation}",
         "workflow.approval.duration": "s",
     }
     kinds = {m.name: m.kind for m in exported.metrics}

@@ -15,7 +15,7 @@ CONTRACT = {
         {"workflow.definition.name", "workflow.execution.state"},
     ),
     "workflow.task.duration": ("s", semconv.STEP_METRIC_ATTRIBUTES),
-    "workflow.execution.sla.violations": ("{execution}", {"workflow.definition.name"}),
+    "workflow.execution.sla.violations": ("{violation}", {"workflow.definition.name"}),
     "workflow.approval.duration": ("s", semconv.APPROVAL_METRIC_ATTRIBUTES),
 }
 

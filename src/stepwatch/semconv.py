@@ -498,7 +498,7 @@ TASK_DURATION: Final = MetricSpec(
 )
 SLA_VIOLATIONS: Final = MetricSpec(
     "workflow.execution.sla.violations",
-    "{execution}",
+    "{violation}",
     "Executions that ran longer than their SLA.",
 )
 APPROVAL_DURATION: Final = MetricSpec(
