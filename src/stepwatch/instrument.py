@@ -46,7 +46,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.context import Context
 from opentelemetry.instrumentation.utils import is_instrumentation_enabled
-from opentelemetry.trace import INVALID_SPAN, Span, SpanKind, Status, StatusCode
+from opentelemetry.trace import INVALID_SPAN, Link, Span, SpanKind, Status, StatusCode
 
 from stepwatch import _attributes as attrs
 from stepwatch import _checks as checks
@@ -792,8 +792,9 @@ class Execution(_Run):
         parent = parent_ctx
         enqueued_at: float | None = None
         consumes_enqueue = False
+        links: list[Link] | None = None
         if carrier is not None:
-            parent, enqueued_at = _extract(carrier, parent_ctx)
+            parent, links, enqueued_at = _extract(carrier, parent_ctx)
             attempt, consumes_enqueue = _carrier_attempt(carrier, attempt)
             if not consumes_enqueue:
                 enqueued_at = None  # a wait across earlier attempts is not this attempt's
@@ -809,7 +810,11 @@ class Execution(_Run):
         if self.sla is not None:
             span_attributes[semconv.WORKFLOW_EXECUTION_SLA] = self.sla
         span = tel.tracer.start_span(
-            spec.span_name, context=parent, attributes=span_attributes, start_time=_ns(now)
+            spec.span_name,
+            context=parent,
+            attributes=span_attributes,
+            links=links,
+            start_time=_ns(now),
         )
         self.span = span
         self._ctx = otel_context.set_value(
@@ -1214,13 +1219,27 @@ def _carrier_attempt(carrier: Mapping[str, Any], told: int | None) -> tuple[int,
     return attempt, earlier is None and attempt <= enqueued_for
 
 
-def _extract(carrier: Mapping[str, Any], parent: Context) -> tuple[Context, float | None]:
-    """Continue the trace from an :func:`enqueue` carrier and read its enqueue time."""
+def _extract(
+    carrier: Mapping[str, Any], parent: Context
+) -> tuple[Context, list[Link], float | None]:
+    """The parent, the link and the enqueue time of a start from an :func:`enqueue` carrier.
+
+    As the messaging conventions ask of a consumer: the span the work runs
+    under (the ambient span, e.g. an engine's own ``run`` span) stays the
+    parent and the enqueue is linked; only with no ambient span does the
+    enqueue context become the parent (and the trace is continued).
+    """
+    links: list[Link] = []
+    ctx = parent
     try:
-        ctx = propagate.extract(carrier, context=parent)
+        extracted = propagate.extract(carrier, context=parent)
+        created = trace.get_current_span(extracted).get_span_context()
+        if created.is_valid:
+            links.append(Link(created))
+            if not trace.get_current_span(parent).get_span_context().is_valid:
+                ctx = extracted
     except Exception:
         report("carrier.extract", "stepwatch: could not extract trace context", exc_info=True)
-        ctx = parent
     enqueued_at: float | None = None
     raw = carrier.get(semconv.CARRIER_ENQUEUED_AT)
     if raw is not None:
@@ -1230,7 +1249,7 @@ def _extract(carrier: Mapping[str, Any], parent: Context) -> tuple[Context, floa
                 enqueued_at = None
         except (TypeError, ValueError):
             report("carrier.enqueued_at", "stepwatch: carrier has an invalid enqueue time %r", raw)
-    return ctx, enqueued_at
+    return ctx, links, enqueued_at
 
 
 # ------------------------------------------------------------------------- scopes
@@ -1786,6 +1805,7 @@ def enqueue(
                 semconv.WORKFLOW_DEFINITION_NAME: name,
                 semconv.WORKFLOW_EXECUTION_ID: execution_id,
                 semconv.WORKFLOW_EXECUTION_QUEUE: queue_name,
+                semconv.MESSAGING_DESTINATION_NAME: queue_name,
                 semconv.WORKFLOW_EXECUTION_ATTEMPT: for_attempt,
             },
             start_time=at,

@@ -42,6 +42,7 @@ __all__ = [
     "EXECUTION_METRIC_ATTRIBUTES",
     "FINAL_OUTCOMES",
     "INSTRUMENTATION_SCOPE",
+    "MESSAGING_DESTINATION_NAME",
     "SPAN_ENQUEUE",
     "SPAN_EVENT_KEYS",
     "SPAN_EXECUTION",
@@ -75,8 +76,11 @@ INSTRUMENTATION_SCOPE: Final = "stepwatch"
 
 # --------------------------------------------------------------------------- spans
 SPAN_EXECUTION: Final = "execution {name}"
-"""Span name template of an execution (kind INTERNAL, or CONSUMER when continued
-from an :func:`stepwatch.enqueue` carrier)."""
+"""Span name template of an execution (kind INTERNAL). Started from an
+:func:`stepwatch.enqueue` carrier it links the enqueue span, and has it as
+parent only when no span is current (otherwise the current span, e.g. an
+engine's own consumer span, stays the parent), as the messaging conventions
+ask of message processing."""
 SPAN_STEP: Final = "step {name}"
 """Span name template of a step (kind INTERNAL)."""
 SPAN_ENQUEUE: Final = "enqueue {name}"
@@ -121,6 +125,9 @@ WORKFLOW_APPROVAL_REASON: Final = "workflow.approval.reason"
 STEP_TYPE_UNSPECIFIED: Final = "unspecified"
 """Group of steps declared without a ``step_type`` in summaries (never on spans or metrics)."""
 
+MESSAGING_DESTINATION_NAME: Final = "messaging.destination.name"
+"""The queue an :func:`stepwatch.enqueue` span names, as messaging conventions spell it
+(also as ``workflow.execution.queue``)."""
 EXCEPTION_EVENT: Final = "exception"
 """The span event of a recorded exception (as ``Span.record_exception`` names it)."""
 ERROR_TYPE_OTHER: Final = "_OTHER"
