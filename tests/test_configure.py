@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import textwrap
@@ -162,3 +163,122 @@ def test_unknown_protocol_warns_and_falls_back(protocol: str) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "unsupported OTLP protocol" in result.stderr
+
+
+# ------------------------------------------------------- OTEL_* per signal (#15)
+def test_traces_exporter_none_exports_metrics_only() -> None:
+    probe = _probe(OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:9", OTEL_TRACES_EXPORTER="none")
+    assert probe["exporters"] == ["OTLPMetricExporter"]
+
+
+def test_metrics_exporter_none_and_console_per_signal() -> None:
+    probe = _probe(OTEL_TRACES_EXPORTER="console", OTEL_METRICS_EXPORTER="none")
+    assert probe["exporters"] == ["ConsoleSpanExporter"]
+
+
+def test_an_explicit_exporter_wins_over_the_variables() -> None:
+    probe = _probe('exporter="none"', OTEL_TRACES_EXPORTER="console")
+    assert probe["exporters"] == []
+
+
+def test_an_unknown_exporter_variable_exports_nothing_and_says_so() -> None:
+    result = _run(PROBE.format(args=""), OTEL_TRACES_EXPORTER="zipkin-ish")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.strip().splitlines()[-1])["exporters"] == []
+    assert "OTEL_TRACES_EXPORTER" in result.stderr
+
+
+def test_console_prints_the_spans() -> None:
+    result = _run(
+        """
+        import stepwatch
+        monitor = stepwatch.configure()
+        with stepwatch.execution("printed"):
+            pass
+        monitor.shutdown()
+        """,
+        OTEL_TRACES_EXPORTER="console",
+    )
+    assert result.returncode == 0, result.stderr
+    assert '"name": "execution printed"' in result.stdout
+
+
+def test_sdk_disabled_builds_nothing() -> None:
+    result = _run(
+        """
+        import json
+        from opentelemetry import trace
+        import stepwatch
+        monitor = stepwatch.configure()
+        with stepwatch.execution("quiet") as ex:
+            recording = ex.span.is_recording()
+        print(json.dumps({
+            "exporters": len(monitor.exporters),
+            "recording": recording,
+            "sdk_tracer": "sdk" in type(trace.get_tracer_provider()).__module__,
+            "in_process": monitor.summary().total,
+        }))
+        monitor.shutdown()
+        """,
+        OTEL_SDK_DISABLED="true",
+        OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:9",
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == {
+        "exporters": 0,
+        "recording": False,
+        "sdk_tracer": False,
+        "in_process": 1,  # the in-process answers stay: they need no SDK
+    }
+
+
+def test_global_sdk_providers_are_reused_not_built_twice() -> None:
+    result = _run(
+        """
+        import json
+        from opentelemetry import metrics, trace
+        from opentelemetry.sdk.metrics import MeterProvider
+        from opentelemetry.sdk.trace import TracerProvider
+        import stepwatch
+        tp, mp = TracerProvider(), MeterProvider()
+        trace.set_tracer_provider(tp)
+        metrics.set_meter_provider(mp)
+        monitor = stepwatch.configure()
+        print(json.dumps({
+            "tracer": monitor.tracer_provider is tp,
+            "meter": monitor.meter_provider is mp,
+            "exporters": len(monitor.exporters),
+        }))
+        monitor.shutdown()
+        """,
+        OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:9",
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == {
+        "tracer": True,
+        "meter": True,
+        "exporters": 0,
+    }
+
+
+def test_prometheus_metrics_exporter_serves_stepwatch_metrics() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    result = _run(
+        f"""
+        import urllib.request
+        import stepwatch
+        monitor = stepwatch.configure()
+        with stepwatch.execution("scraped"):
+            pass
+        body = urllib.request.urlopen("http://127.0.0.1:{port}/metrics", timeout=30).read()
+        print(body.decode())
+        monitor.shutdown()
+        """,
+        OTEL_METRICS_EXPORTER="prometheus",
+        OTEL_EXPORTER_PROMETHEUS_HOST="127.0.0.1",
+        OTEL_EXPORTER_PROMETHEUS_PORT=str(port),
+    )
+    assert result.returncode == 0, result.stderr
+    assert "workflow_execution_duration" in result.stdout

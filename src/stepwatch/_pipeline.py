@@ -26,7 +26,11 @@ import uuid
 from collections.abc import Callable
 
 from opentelemetry.sdk.metrics import MeterProvider as SdkMeterProvider
-from opentelemetry.sdk.metrics.export import MetricExporter, PeriodicExportingMetricReader
+from opentelemetry.sdk.metrics.export import (
+    MetricExporter,
+    MetricReader,
+    PeriodicExportingMetricReader,
+)
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter
@@ -56,6 +60,7 @@ class Pipeline:
         status: Where the exporters report each export's result.
         span_exporter: Builds the span exporter, or ``None`` for none.
         metric_exporter: Builds the metric exporter, or ``None`` for none.
+        metric_reader: Builds a pull metric reader (Prometheus), or ``None``.
         build_tracer: Build a tracer provider (``False`` when the caller gave one).
         build_meter: Build a meter provider (``False`` when the caller gave one).
         export_timeout: Seconds an export or flush may take.
@@ -69,6 +74,7 @@ class Pipeline:
         span_exporter: Callable[[], SpanExporter] | None,
         metric_exporter: Callable[[], MetricExporter] | None,
         build_tracer: bool,
+        metric_reader: Callable[[], MetricReader] | None = None,
         build_meter: bool,
         export_timeout: float,
     ) -> None:
@@ -77,6 +83,7 @@ class Pipeline:
         self.export_timeout = export_timeout
         self._span_exporter = span_exporter
         self._metric_exporter = metric_exporter
+        self._metric_reader = metric_reader
         self._build_tracer = build_tracer
         self._build_meter = build_meter
         self.tracer_provider: SdkTracerProvider | None = None
@@ -106,13 +113,15 @@ class Pipeline:
         if self._build_meter:
             # Readers are given at construction: MeterProvider.force_flush() and
             # shutdown() only reach those.
-            readers = []
+            readers: list[MetricReader] = []
             if self._metric_exporter is not None:
                 exporter = self._metric_exporter()
                 exporters.append(exporter)
                 readers.append(
                     PeriodicExportingMetricReader(ObservedMetricExporter(exporter, self.status))
                 )
+            if self._metric_reader is not None:
+                readers.append(self._metric_reader())
             self.meter_provider = SdkMeterProvider(
                 resource=self.resource, metric_readers=readers, shutdown_on_exit=False
             )
@@ -128,6 +137,9 @@ class Pipeline:
             return False
         retired = self.meter_provider
         self.resource = self.resource.merge(Resource({SERVICE_INSTANCE_ID: new_instance_id()}))
+        # A pull reader (Prometheus) serves from the parent's port: a child would
+        # only collide with it, so a forked child's metrics are not served there.
+        self._metric_reader = None
         self._build()
         if retired is not None:
             try:

@@ -35,8 +35,10 @@ import weakref
 
 from opentelemetry import metrics, trace
 from opentelemetry.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import ConsoleMetricExporter, MetricExporter
+from opentelemetry.sdk.metrics import MeterProvider as SdkMeterProvider
+from opentelemetry.sdk.metrics.export import ConsoleMetricExporter, MetricExporter, MetricReader
 from opentelemetry.sdk.resources import SERVICE_INSTANCE_ID, SERVICE_NAME, Resource
+from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
 from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SpanExporter
 from opentelemetry.trace import TracerProvider
 
@@ -62,10 +64,37 @@ _ENDPOINT_VARIABLES = (
 )
 
 
-def _choose_exporter(exporter: str | None) -> str:
-    if exporter is None:
-        return "otlp" if any(os.environ.get(name) for name in _ENDPOINT_VARIABLES) else "none"
-    return checks.choice(exporter, "exporter", EXPORTERS)
+def _choose_exporters(exporter: str | None) -> tuple[str, str]:
+    """The span and the metric exporter kinds.
+
+    ``exporter`` wins for both signals; else ``OTEL_TRACES_EXPORTER`` and
+    ``OTEL_METRICS_EXPORTER`` (their first entry) each choose their own; else
+    ``otlp`` when an ``OTEL_EXPORTER_OTLP_*ENDPOINT`` variable is set and
+    ``none`` otherwise. An unknown value in a variable is logged and read as
+    ``none`` (a variable is not code: it must not stop the engine).
+    """
+    if exporter is not None:
+        kind = checks.choice(exporter, "exporter", EXPORTERS)
+        return kind, kind
+    default = "otlp" if any(os.environ.get(name) for name in _ENDPOINT_VARIABLES) else "none"
+    return (
+        _exporter_variable("OTEL_TRACES_EXPORTER", EXPORTERS, default),
+        _exporter_variable("OTEL_METRICS_EXPORTER", (*EXPORTERS, "prometheus"), default),
+    )
+
+
+def _exporter_variable(name: str, known: tuple[str, ...], default: str) -> str:
+    raw = os.environ.get(name, "").split(",")[0].strip().lower()
+    if not raw:
+        return default
+    if raw not in known:
+        _logger.warning("stepwatch: %s=%r is not one of %s; exporting nothing", name, raw, known)
+        return "none"
+    return raw
+
+
+def _sdk_disabled() -> bool:
+    return os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true"
 
 
 def _protocol(signal: str) -> str:
@@ -116,6 +145,20 @@ def _span_exporter(kind: str) -> SpanExporter:
     )
 
     return HttpSpanExporter()
+
+
+def _prometheus_reader() -> MetricReader:
+    """A Prometheus pull reader, served on ``OTEL_EXPORTER_PROMETHEUS_HOST:PORT``.
+
+    Needs the ``prometheus`` extra (``opentelemetry-exporter-prometheus``).
+    """
+    from opentelemetry.exporter.prometheus import PrometheusMetricReader  # noqa: PLC0415
+    from prometheus_client import start_http_server  # noqa: PLC0415
+
+    host = os.environ.get("OTEL_EXPORTER_PROMETHEUS_HOST", "localhost")
+    port = int(os.environ.get("OTEL_EXPORTER_PROMETHEUS_PORT", "9464"))
+    start_http_server(port=port, addr=host)
+    return PrometheusMetricReader()
 
 
 def _metric_exporter(kind: str) -> MetricExporter:
@@ -178,7 +221,7 @@ def configure(
 
     .. versionadded:: 0.1.0
     """
-    kind = _choose_exporter(exporter)
+    trace_kind, metric_kind = _choose_exporters(exporter)
     checks.name(service_name, "service_name", optional=True)
     if rules is not None:
         checks.instance(rules, "rules", Rules, "a stepwatch.Rules")
@@ -190,14 +233,25 @@ def configure(
     if SERVICE_INSTANCE_ID not in resource.attributes:
         # Each process is its own telemetry source (a forked child gets another).
         resource = resource.merge(Resource({SERVICE_INSTANCE_ID: new_instance_id()}))
-    exporting = kind != "none"
+    disabled = _sdk_disabled()
+    if tracer_provider is None:
+        tracer_provider = _global_sdk_tracer_provider()
+    if meter_provider is None:
+        meter_provider = _global_sdk_meter_provider()
     pipeline = Pipeline(
         resource=resource,
         status=ExportStatus(),
-        span_exporter=functools.partial(_span_exporter, kind) if exporting else None,
-        metric_exporter=functools.partial(_metric_exporter, kind) if exporting else None,
-        build_tracer=tracer_provider is None,
-        build_meter=meter_provider is None,
+        span_exporter=(
+            None if trace_kind == "none" else functools.partial(_span_exporter, trace_kind)
+        ),
+        metric_exporter=(
+            None
+            if metric_kind in ("none", "prometheus")
+            else functools.partial(_metric_exporter, metric_kind)
+        ),
+        metric_reader=_prometheus_reader if metric_kind == "prometheus" else None,
+        build_tracer=tracer_provider is None and not disabled,
+        build_meter=meter_provider is None and not disabled,
         export_timeout=_export_timeout(),
     )
     if multiprocess_dir is None:
@@ -234,6 +288,18 @@ def _shutdown_at_exit(monitor_ref: weakref.ref[Monitor]) -> None:
     monitor = monitor_ref()
     if monitor is not None:
         monitor.shutdown()
+
+
+def _global_sdk_tracer_provider() -> TracerProvider | None:
+    """The global tracer provider when it is an SDK one (set by the distro or the application)."""
+    provider = trace.get_tracer_provider()
+    return provider if isinstance(provider, SdkTracerProvider) else None
+
+
+def _global_sdk_meter_provider() -> MeterProvider | None:
+    """The global meter provider when it is an SDK one (set by the distro or the application)."""
+    provider = metrics.get_meter_provider()
+    return provider if isinstance(provider, SdkMeterProvider) else None
 
 
 def _flush_at_multiprocessing_exit(monitor: Monitor) -> None:
