@@ -7,6 +7,7 @@ lazily, for the global OpenTelemetry API. The instrument layer resolves
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -222,14 +223,31 @@ _global: Telemetry | None = None
 
 
 def current() -> Telemetry:
-    """The installed Monitor's telemetry, else the global API's (built on first use)."""
+    """The installed Monitor's telemetry, else the global API's (built on first use).
+
+    With ``stepwatch`` in ``OTEL_PYTHON_DISABLED_INSTRUMENTATIONS``, the
+    global fallback is the API's no-op providers: the decorators emit nothing.
+    """
     global _global  # noqa: PLW0603 - a lazily built module singleton
     installed_now = _installed
     if installed_now is not None:
         return installed_now
     if _global is None:
-        _global = build(None, None)
+        if disabled():
+            _global = build(trace.NoOpTracerProvider(), metrics.NoOpMeterProvider())
+        else:
+            _global = build(None, None)
     return _global
+
+
+DISABLED_VARIABLE = "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS"
+INSTRUMENTOR_NAME = "stepwatch"
+
+
+def disabled() -> bool:
+    """Whether ``stepwatch`` is listed in ``OTEL_PYTHON_DISABLED_INSTRUMENTATIONS``."""
+    listed = os.environ.get(DISABLED_VARIABLE, "")
+    return INSTRUMENTOR_NAME in (name.strip() for name in listed.split(","))
 
 
 def installed() -> Telemetry | None:

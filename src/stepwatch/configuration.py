@@ -43,6 +43,7 @@ from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SpanExporter
 from opentelemetry.trace import TracerProvider
 
 from stepwatch import _checks as checks
+from stepwatch import _telemetry
 from stepwatch._otel_internals import global_meter_provider_unset
 from stepwatch._pipeline import Pipeline, new_instance_id
 from stepwatch.group import ENVIRONMENT_VARIABLE
@@ -223,6 +224,10 @@ def configure(
     """
     trace_kind, metric_kind = _choose_exporters(exporter)
     checks.name(service_name, "service_name", optional=True)
+    adopted_now = _adopted
+    if adopted_now is not None and not adopted_now.closed:
+        # StepwatchInstrumentor (opentelemetry-instrument) configured this process.
+        return adopted_now
     if rules is not None:
         checks.instance(rules, "rules", Rules, "a stepwatch.Rules")
     if limits is not None:
@@ -234,6 +239,11 @@ def configure(
         # Each process is its own telemetry source (a forked child gets another).
         resource = resource.merge(Resource({SERVICE_INSTANCE_ID: new_instance_id()}))
     disabled = _sdk_disabled()
+    if _telemetry.disabled():
+        # OTEL_PYTHON_DISABLED_INSTRUMENTATIONS lists stepwatch: no telemetry at all.
+        disabled = True
+        tracer_provider = tracer_provider or trace.NoOpTracerProvider()
+        meter_provider = meter_provider or metrics.NoOpMeterProvider()
     if tracer_provider is None:
         tracer_provider = _global_sdk_tracer_provider()
     if meter_provider is None:
@@ -288,6 +298,20 @@ def _shutdown_at_exit(monitor_ref: weakref.ref[Monitor]) -> None:
     monitor = monitor_ref()
     if monitor is not None:
         monitor.shutdown()
+
+
+_adopted: Monitor | None = None
+
+
+def adopt(monitor: Monitor | None) -> None:
+    """Make ``monitor`` the one a later :func:`configure` returns (the instrumentor's)."""
+    global _adopted  # noqa: PLW0603 - the process-wide auto-configured Monitor
+    _adopted = monitor
+
+
+def adopted() -> Monitor | None:
+    """The Monitor :class:`~stepwatch.instrumentation.StepwatchInstrumentor` installed, if any."""
+    return _adopted
 
 
 def _global_sdk_tracer_provider() -> TracerProvider | None:

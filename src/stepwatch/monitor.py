@@ -327,6 +327,14 @@ class Monitor:
         _telemetry.uninstall(self._telemetry)
 
     @property
+    def closed(self) -> bool:
+        """Whether :meth:`shutdown` ran.
+
+        .. versionadded:: 0.2.0
+        """
+        return self._closed
+
+    @property
     def installed(self) -> bool:
         """Whether this is the installed Monitor."""
         return _telemetry.installed() is self._telemetry
