@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from stepwatch import Rules
-from stepwatch.prometheus import rules_yaml
+from stepwatch.prometheus import COLLECTOR_JOB, ENGINES_JOB, rules_yaml
 from stepwatch.semconv import RULE_NAMES
 from tests.helpers import require_binary
 
@@ -97,20 +97,19 @@ def test_collector_config_structure(name: str) -> None:
     for exporter, settings in (config.get("exporters") or {}).items():
         if _type(exporter) in PULL_EXPORTERS:
             continue
-        effective = (
-            settings.get("protocol", {}).get("otlp", settings)
-            if _type(exporter) == "loadbalancing"
-            else settings
-        )
-        assert effective.get("sending_queue", {}).get("enabled") is True, exporter
-        assert effective.get("retry_on_failure", {}).get("enabled") is True, exporter
+        # The queue at the exporter's own level, never inside loadbalancing's
+        # protocol.otlp (upstream documents that as breaking exports).
+        assert settings.get("sending_queue", {}).get("enabled") is True, exporter
+        assert settings.get("retry_on_failure", {}).get("enabled") is True, exporter
+        inner = settings.get("protocol", {}).get("otlp", {})
+        assert "sending_queue" not in inner and "retry_on_failure" not in inner, exporter
 
 
 def test_agent_routes_traces_by_trace_id_through_a_persistent_queue() -> None:
     agent = _load("agent.yaml")
     balancing = agent["exporters"]["loadbalancing"]
     assert balancing["routing_key"] == "traceID"
-    storage = balancing["protocol"]["otlp"]["sending_queue"]["storage"]
+    storage = balancing["sending_queue"]["storage"]
     assert storage in agent["extensions"]
     assert _type(storage) == "file_storage"
     assert agent["receivers"]["otlp"]["protocols"]["grpc"]["endpoint"].startswith("127.0.0.1:")
@@ -217,3 +216,59 @@ def test_dashboard_panels_query_stepwatch_metrics() -> None:
             referenced |= set(re.findall(r"\b(workflow_[a-z_]+|ALERTS)\b", expr))
     assert referenced == METRIC_NAMES
     assert len({panel["id"] for panel in dashboard["panels"]}) == len(dashboard["panels"])
+
+
+def test_agent_transport_security_matches_the_gateway_receiver() -> None:
+    agent, gateway = _load("agent.yaml"), _load("gateway.yaml")
+    receiver_tls = any(
+        "tls" in protocol for protocol in gateway["receivers"]["otlp"]["protocols"].values()
+    )
+    exporters = agent["exporters"]
+    for settings in (exporters["loadbalancing"]["protocol"]["otlp"], exporters["otlp/gateway"]):
+        # Plaintext exporters to a plaintext receiver, spelled out: an unset
+        # insecure means TLS, which a receiver without TLS refuses.
+        assert settings["tls"]["insecure"] is (not receiver_tls)
+
+
+def test_tail_sampling_keeps_decisions_for_late_spans() -> None:
+    sampling = _load("gateway.yaml")["processors"]["tail_sampling"]
+    cache = sampling["decision_cache"]
+    assert cache["sampled_cache_size"] > 0 and cache["non_sampled_cache_size"] > 0
+    wait = int(str(sampling["decision_wait"]).removesuffix("s"))
+    assert wait >= 60  # explained in the file: long executions, late spans
+    assert "decision_wait" in (CONFIG / "README.md").read_text()
+
+
+@pytest.mark.parametrize("name", ["agent.yaml", "gateway.yaml"])
+def test_collectors_expose_their_own_metrics(name: str) -> None:
+    readers = _load(name)["service"]["telemetry"]["metrics"]["readers"]
+    ports = [reader["pull"]["exporter"]["prometheus"]["port"] for reader in readers]
+    assert ports == [8888]
+
+
+def test_prometheus_scrapes_the_collectors_and_the_engines() -> None:
+    config = yaml.safe_load((CONFIG / "prometheus" / "prometheus.yml").read_text())
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    assert {COLLECTOR_JOB, ENGINES_JOB} <= set(jobs)
+    targets = [t for c in jobs[COLLECTOR_JOB]["static_configs"] for t in c["targets"]]
+    assert targets and all(t.endswith(":8888") for t in targets)
+    assert config["rule_files"] == ["stepwatch-rules.yaml"]
+    rules = {
+        r["alert"]: r["expr"] for r in yaml.safe_load(RULES_FILE.read_text())["groups"][0]["rules"]
+    }
+    assert f'job="{ENGINES_JOB}"' in rules["ComponentDown"]
+    assert "otelcol_exporter_send_failed_spans_total" in rules["TelemetryExportFailing"]
+    assert "vector(0)" not in rules["TelemetryExportFailing"]
+
+
+def test_promtool_check_config() -> None:
+    promtool = require_binary("promtool")
+    result = subprocess.run(
+        [promtool, "check", "config", "prometheus.yml"],
+        cwd=CONFIG / "prometheus",
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -40,6 +40,10 @@ def _prometheus_label(attribute: str) -> str:
     return re.sub(r"[^a-zA-Z0-9_]", "_", attribute)
 
 
+ENGINES_JOB = "stepwatch-engines"
+"""The Prometheus scrape job of the engine processes (``ComponentDown`` watches its ``up``)."""
+COLLECTOR_JOB = "otelcol"
+"""The scrape job of the Collectors' own metrics (``TelemetryExportFailing`` reads them)."""
 NAME = _prometheus_label(semconv.WORKFLOW_DEFINITION_NAME)
 STATE = _prometheus_label(semconv.WORKFLOW_EXECUTION_STATE)
 OUTCOME = _prometheus_label(semconv.WORKFLOW_EXECUTION_OUTCOME)
@@ -183,7 +187,7 @@ def alerting_rules(rules: Rules | None = None) -> dict[str, Any]:
         [
             {
                 "alert": semconv.RULE_COMPONENT_DOWN,
-                "expr": 'up{job=~".*stepwatch.*"} == 0',
+                "expr": f'up{{job="{ENGINES_JOB}"}} == 0',
                 "for": hold,
                 "labels": {"severity": "critical"},
                 "annotations": {
@@ -194,15 +198,20 @@ def alerting_rules(rules: Rules | None = None) -> dict[str, Any]:
             {
                 "alert": semconv.RULE_TELEMETRY_EXPORT_FAILING,
                 "expr": (
-                    "(sum(rate(otelcol_exporter_send_failed_spans_total[5m])) or vector(0))\n"
-                    "  + (sum(rate(otelcol_exporter_send_failed_metric_points_total[5m]))"
-                    " or vector(0)) > 0"
+                    "sum by (job, instance, exporter) "
+                    "(rate(otelcol_exporter_send_failed_spans_total[5m])) > 0\n"
+                    "or sum by (job, instance, exporter) "
+                    "(rate(otelcol_exporter_send_failed_metric_points_total[5m])) > 0\n"
+                    f'or up{{job="{COLLECTOR_JOB}"}} == 0'
                 ),
                 "for": "5m",
                 "labels": {"severity": "warning"},
                 "annotations": {
                     "summary": "Telemetry export failing",
-                    "description": "The Collector fails to export spans or metric points.",
+                    "description": (
+                        "{{ $labels.instance }}: the Collector fails to export "
+                        "({{ $labels.exporter }}), or its own metrics cannot be scraped."
+                    ),
                 },
             },
         ]
