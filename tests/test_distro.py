@@ -137,7 +137,8 @@ def test_instrument_and_uninstrument_in_code_are_idempotent() -> None:
     assert stepwatch.configure(exporter="none", set_global=False) is monitor
     instrumentor.uninstrument()
     instrumentor.uninstrument()
-    assert monitor.closed and configuration.adopted() is None
+    closed: bool = monitor.closed  # re-read: uninstrument() shut it down
+    assert closed and configuration.adopted() is None
     later = stepwatch.configure(exporter="none", set_global=False)
     assert later is not monitor
     later.shutdown()
