@@ -15,6 +15,7 @@ counted) and never reaches the host.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from stepwatch import semconv
@@ -104,7 +105,11 @@ class MonitorObserver:
             report("monitor.step_progressed", "stepwatch: monitor failed", exc_info=True)
 
     def lifecycle(
-        self, event_type: EventType, execution_id: str | None, data: dict[str, Any], at: float
+        self,
+        event_type: EventType,
+        execution_id: str | None,
+        data: Mapping[str, Any],
+        at: float,
     ) -> None:
         try:
             self.bus.publish(event_type, execution_id, data, at)

@@ -67,7 +67,7 @@ class Observer(Protocol):
         self,
         event_type: semconv.EventType,
         execution_id: str | None,
-        data: dict[str, Any],
+        data: Mapping[str, Any],
         at: float,
     ) -> None: ...
 

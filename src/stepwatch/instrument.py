@@ -1059,7 +1059,7 @@ class Execution(_Run):
             observer = tel.observer
             if observer is not None:
                 data = semconv.CustomEventData(name=self.name, event=event_name, attributes=clean)
-                observer.lifecycle(semconv.EventType.CUSTOM, self.id, dict(data), now)
+                observer.lifecycle(semconv.EventType.CUSTOM, self.id, data, now)
         except Exception:
             report("execution.event", "stepwatch: event() failed", exc_info=True)
 
@@ -1123,12 +1123,12 @@ class Execution(_Run):
                 if outcome is semconv.ApprovalOutcome.APPROVED
                 else semconv.EventType.APPROVAL_REJECTED
             )
-            self._approval_event(event_type, dict(data), now)
+            self._approval_event(event_type, data, now)
         except Exception:
             report(f"execution.{method}", "stepwatch: %s() failed", method, exc_info=True)
 
     def _approval_event(
-        self, event_type: semconv.EventType, data: dict[str, Any], now: float
+        self, event_type: semconv.EventType, data: Mapping[str, Any], now: float
     ) -> None:
         self._updated_at = now
         _span_event(self.span, event_type, data, now)
