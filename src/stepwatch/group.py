@@ -51,7 +51,7 @@ from stepwatch.health import Alert
 from stepwatch.progress import ExecutionProgress, StepProgress, keep_steps
 from stepwatch.semconv import AlertState, ExecutionState, Outcome, Severity
 from stepwatch.version import __version__
-from stepwatch.windows import DAY_SLOT, Attributes, Windows
+from stepwatch.windows import DAY_SLOT, Attributes, Windows, add_counts, merge_groups
 
 __all__ = [
     "DEFAULT_PUBLISH_INTERVAL",
@@ -395,10 +395,7 @@ class GroupWindows:
                 if day
                 else (peer.fine, peer.fine_width)
             )
-            for slot in self._since(slots, width, span):
-                for (name, attributes), value in slot.counts.items():
-                    if name == metric:
-                        result[attributes] = result.get(attributes, 0.0) + value
+            add_counts(result, self._since(slots, width, span), metric)
         return result
 
     def histogram(
@@ -414,10 +411,7 @@ class GroupWindows:
         span = self.local.window if window is None else window
         for peer in self._peers():
             slots, width = (peer.day, peer.day_width) if day else (peer.fine, peer.fine_width)
-            for slot in self._since(slots, width, span):
-                histogram = slot.groups.get((metric, name, detail))
-                if histogram is not None:
-                    merged.merge(histogram)
+            merge_groups(merged, self._since(slots, width, span), (metric, name, detail))
         return merged
 
     def levels(self, metric: str) -> dict[Attributes, float]:

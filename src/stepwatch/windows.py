@@ -46,7 +46,7 @@ import math
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
@@ -64,7 +64,10 @@ __all__ = [
     "HealthWindows",
     "SeriesAttributes",
     "SeriesKey",
+    "SlotData",
     "Windows",
+    "add_counts",
+    "merge_groups",
     "series_key",
 ]
 
@@ -179,6 +182,31 @@ def histogram_of(values: list[float]) -> ExpHistogram:
 
 
 # ---------------------------------------------------------------------- slots
+class SlotData(Protocol):
+    """What a query reads of a slot: this process's, or one decoded from a group file."""
+
+    @property
+    def counts(self) -> Mapping[SeriesKey, float]: ...
+    @property
+    def groups(self) -> Mapping[GroupKey, ExpHistogram]: ...
+
+
+def add_counts(into: dict[Attributes, float], slots: Iterable[SlotData], metric: str) -> None:
+    """Add the counts of ``metric`` in ``slots`` into ``into``, per series."""
+    for slot in slots:
+        for (name, attributes), value in slot.counts.items():
+            if name == metric:
+                into[attributes] = into.get(attributes, 0.0) + value
+
+
+def merge_groups(into: ExpHistogram, slots: Iterable[SlotData], key: GroupKey) -> None:
+    """Merge the pre-merged histogram of group ``key`` of each of ``slots`` into ``into``."""
+    for slot in slots:
+        histogram = slot.groups.get(key)
+        if histogram is not None:
+            into.merge(histogram)
+
+
 @dataclass(slots=True)
 class _Slot:
     start: float
@@ -456,10 +484,7 @@ class HealthWindows:
                     if name == metric:
                         result[attributes] = value
                 return result
-            for slot in ring.since(now - span):
-                for (name, attributes), value in slot.counts.items():
-                    if name == metric:
-                        result[attributes] = result.get(attributes, 0.0) + value
+            add_counts(result, ring.since(now - span), metric)
         return result
 
     def histogram(
@@ -484,10 +509,7 @@ class HealthWindows:
             self._evict(now)
             ring = self._ring(window, False)
             span = ring.span if window is None else min(window, ring.span)
-            for slot in ring.since(now - span):
-                histogram = slot.groups.get((metric, name, detail))
-                if histogram is not None:
-                    merged.merge(histogram)
+            merge_groups(merged, ring.since(now - span), (metric, name, detail))
         return merged
 
     def _ring(self, window: float | None, long: bool) -> _Ring:
