@@ -135,6 +135,8 @@ def test_instrument_and_uninstrument_in_code_are_idempotent() -> None:
     monitor = configuration.adopted()
     assert monitor is not None and not monitor.closed
     assert stepwatch.configure(exporter="none", set_global=False) is monitor
+    with pytest.raises(TypeError, match="rules"):  # bad arguments still refused
+        stepwatch.configure(rules="strict", set_global=False)  # type: ignore[arg-type]
     instrumentor.uninstrument()
     instrumentor.uninstrument()
     closed: bool = monitor.closed  # re-read: uninstrument() shut it down

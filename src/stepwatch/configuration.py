@@ -224,15 +224,15 @@ def configure(
     """
     trace_kind, metric_kind = _choose_exporters(exporter)
     checks.name(service_name, "service_name", optional=True)
-    adopted_now = _adopted
-    if adopted_now is not None and not adopted_now.closed:
-        # StepwatchInstrumentor (opentelemetry-instrument) configured this process.
-        return adopted_now
     if rules is not None:
         checks.instance(rules, "rules", Rules, "a stepwatch.Rules")
     if limits is not None:
         checks.instance(limits, "limits", Limits, "a stepwatch.Limits")
     checks.path(multiprocess_dir, "multiprocess_dir", optional=True)
+    adopted_now = _adopted
+    if adopted_now is not None and not adopted_now.closed:
+        # StepwatchInstrumentor (opentelemetry-instrument) configured this process.
+        return adopted_now
     attributes: dict[str, str] = {SERVICE_NAME: service_name} if service_name else {}
     resource = Resource.create(attributes)
     if SERVICE_INSTANCE_ID not in resource.attributes:
