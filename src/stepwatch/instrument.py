@@ -66,7 +66,9 @@ __all__ = [
     "current_step",
     "enqueue",
     "execution",
+    "register_outcome",
     "step",
+    "unregister_outcome",
 ]
 
 _T = TypeVar("_T")
@@ -104,17 +106,69 @@ def classify(exc: BaseException | None) -> Outcome:
         and concurrent.futures' are the same class since Python 3.11);
         ``CANCELLATION`` for asyncio and concurrent.futures cancellations,
         ``KeyboardInterrupt``, ``SystemExit`` and ``GeneratorExit``;
-        ``FAILURE`` for anything else.
+        ``FAILURE`` for anything else. An exception type given to
+        :func:`register_outcome` (or a subclass of one) maps to its outcome
+        first: an engine's time limit is a timeout.
 
     .. versionadded:: 0.1.0
+    .. versionchanged:: 0.2.0 Registered exception types.
     """
     if exc is None:
         return Outcome.SUCCESS
+    if _REGISTERED_OUTCOMES:
+        for cls in type(exc).__mro__:
+            registered = _REGISTERED_OUTCOMES.get(cls)
+            if registered is not None:
+                return registered
     if isinstance(exc, TimeoutError):
         return Outcome.TIMEOUT
     if isinstance(exc, _CANCELLATIONS):
         return Outcome.CANCELLATION
     return Outcome.FAILURE
+
+
+_REGISTERED_OUTCOMES: dict[type[BaseException], Outcome] = {}
+_REGISTRABLE: Final = (Outcome.FAILURE, Outcome.TIMEOUT, Outcome.CANCELLATION, Outcome.RETRY)
+
+
+def register_outcome(exception_type: type[BaseException], outcome: Outcome | str) -> None:
+    """Make executions and steps that raise ``exception_type`` end with ``outcome``.
+
+    For exceptions an engine raises into the work it runs: Celery's
+    ``SoftTimeLimitExceeded`` is a timeout, huey's ``CancelExecution`` a
+    cancellation. The engine integrations register their engine's types when
+    instrumented; an engine without one registers its own::
+
+        stepwatch.instrument.register_outcome(MyEngineDeadline, Outcome.TIMEOUT)
+
+    Subclasses match too; the nearest registered class in the MRO wins.
+
+    Raises:
+        TypeError: ``exception_type`` is not an exception class, or
+            ``outcome`` not an :class:`Outcome`.
+        ValueError: ``outcome`` is ``success`` or ``skip`` (an exception is
+            never either).
+
+    .. versionadded:: 0.2.0
+    """
+    if not (isinstance(exception_type, type) and issubclass(exception_type, BaseException)):
+        raise TypeError(
+            f"exception_type must be an exception class, got {type(exception_type).__name__}"
+        )
+    outcome = checks.member(outcome, "outcome", Outcome)
+    if outcome not in _REGISTRABLE:
+        raise ValueError(
+            f"outcome must be one of {', '.join(o.value for o in _REGISTRABLE)}, got {outcome.value!r}"
+        )
+    _REGISTERED_OUTCOMES[exception_type] = outcome
+
+
+def unregister_outcome(exception_type: type[BaseException]) -> None:
+    """Undo :func:`register_outcome` for ``exception_type`` (no error when absent).
+
+    .. versionadded:: 0.2.0
+    """
+    _REGISTERED_OUTCOMES.pop(exception_type, None)
 
 
 def _error_type(exc: BaseException) -> str:

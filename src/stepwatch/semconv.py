@@ -30,6 +30,7 @@ __all__ = [
     "CARRIER_ENQUEUED_AT",
     "CARRIER_ENQUEUE_ID",
     "CARRIER_EXECUTION_ID",
+    "CARRIER_HEADER",
     "CARRIER_NAME",
     "CARRIER_QUEUE",
     "ERROR_TYPE",
@@ -145,6 +146,10 @@ CARRIER_ATTEMPT: Final = "stepwatch-attempt"
 CARRIER_ENQUEUE_ID: Final = "stepwatch-enqueue-id"
 """A unique id per :func:`stepwatch.enqueue` call: a process that starts the same
 carrier again knows it is the next attempt of the same enqueue."""
+CARRIER_HEADER: Final = "stepwatch"
+"""The one message header (or metadata key) an engine integration stores the
+carrier under: a nested mapping, so it never collides with the engine's own
+OpenTelemetry instrumentation's ``traceparent`` in the same headers."""
 
 
 # ------------------------------------------------------------------------- enums

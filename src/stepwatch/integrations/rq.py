@@ -1,0 +1,181 @@
+"""RQ: every enqueued job an enqueue, every job run an execution, in RQ's fork-per-job horse.
+
+Usage::
+
+    pip install 'stepwatch[rq]'
+    opentelemetry-instrument rq worker --burst      # no code in the app
+
+    RQInstrumentor().instrument()                   # or in code, producer and worker
+
+RQ has no signals or middleware, so this wraps three of its public methods
+(``Queue.enqueue_job``, ``Queue.schedule_job``, ``Job.perform``) and
+``Job.cancel``:
+
+- Enqueueing or scheduling a job: :func:`stepwatch.enqueue` (name = the job's
+  function name, id = the job id, queue = the queue's name); the carrier goes
+  into ``job.meta`` under :data:`~stepwatch.semconv.CARRIER_HEADER`, never
+  into the job's arguments. A job that already carries an unstarted carrier
+  is being moved (the scheduler moving a due job, a deferred job released):
+  no new enqueue.
+- ``Job.perform`` in the work horse: the execution (attempt from the
+  carrier), attached to the context, so ``stepwatch.step`` works inside.
+  ``JobTimeoutException`` ends it as ``timeout``; a failure RQ will retry
+  (``Retry(max=...)`` with retries left), or a returned ``Retry``, as
+  ``retry``, with the next attempt's carrier saved in ``job.meta``.
+- ``Job.cancel`` of a job that never started: a ``cancellation``.
+
+The horse leaves with ``os._exit``; what it recorded is flushed as the
+execution ends (stepwatch does that in every forked child).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection
+from typing import Any, Final
+
+import wrapt
+from opentelemetry.instrumentation.instrumentor import (  # type: ignore[attr-defined]
+    BaseInstrumentor,
+)
+from opentelemetry.instrumentation.utils import unwrap
+
+import stepwatch
+from stepwatch._safety import report
+from stepwatch.instrument import register_outcome, unregister_outcome
+from stepwatch.integrations._runs import TaskRuns, carrier_of
+from stepwatch.semconv import CARRIER_ATTEMPT, CARRIER_HEADER, Outcome
+
+__all__ = ["RQInstrumentor"]
+
+_CANCELLED: Final = "cancelled before it ran"
+_runs = TaskRuns()
+
+
+def _meta(job: Any) -> dict[str, Any] | None:
+    meta = getattr(job, "meta", None)
+    return meta if isinstance(meta, dict) else None
+
+
+def _stamp(job: Any, queue_name: object, attempt: int = 1) -> None:
+    """Record an enqueue of ``job`` and put its carrier in ``job.meta`` (unless one waits there)."""
+    try:
+        meta = _meta(job)
+        if meta is None or (attempt == 1 and carrier_of(meta.get(CARRIER_HEADER))):
+            return  # a move of an enqueue already recorded
+        meta[CARRIER_HEADER] = stepwatch.enqueue(
+            str(job.func_name),
+            execution_id=str(job.id),
+            queue=str(queue_name or "default"),
+            attempt=attempt,
+        )
+    except Exception:
+        report("rq.enqueue", "stepwatch: recording an RQ enqueue failed", exc_info=True)
+
+
+def _enqueue_job(
+    wrapped: Callable[..., Any], queue: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    job = args[0] if args else kwargs.get("job")
+    _stamp(job, getattr(queue, "name", None))
+    return wrapped(*args, **kwargs)
+
+
+def _retry_next(job: Any, execution: stepwatch.Execution, why: str) -> None:
+    """End this attempt as ``retry`` and save the next attempt's carrier with the job."""
+    execution.retry(why)
+    _stamp(job, getattr(job, "origin", None), attempt=execution.attempt + 1)
+    try:
+        job.save_meta()
+    except Exception:
+        report("rq.save_meta", "stepwatch: saving the retry's carrier failed", exc_info=True)
+
+
+def _perform(
+    wrapped: Callable[..., Any], job: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    try:
+        meta = _meta(job)
+        carrier = carrier_of(meta.pop(CARRIER_HEADER, None)) if meta is not None else None
+        if carrier is not None:
+            job.save_meta()  # started: a later requeue of this job is not a move of this enqueue
+        scope = stepwatch.execution(str(job.func_name), execution_id=str(job.id), carrier=carrier)
+    except Exception:
+        report("rq.perform", "stepwatch: reading an RQ job failed", exc_info=True)
+        return wrapped(*args, **kwargs)
+    with scope as execution:
+        try:
+            result = wrapped(*args, **kwargs)
+        except BaseException as exc:
+            try:
+                if getattr(job, "should_retry", False):
+                    _retry_next(job, execution, type(exc).__name__)
+            except Exception:
+                report("rq.retry", "stepwatch: recording an RQ retry failed", exc_info=True)
+            raise
+        try:
+            if _is_retry(result):
+                _retry_next(job, execution, "the job returned Retry")
+        except Exception:
+            report("rq.retry", "stepwatch: recording an RQ retry failed", exc_info=True)
+        return result
+
+
+def _is_retry(result: object) -> bool:
+    from rq.job import Retry  # noqa: PLC0415 - the extra is imported only when instrumented
+
+    return isinstance(result, Retry)
+
+
+def _cancel(
+    wrapped: Callable[..., Any], job: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    result = wrapped(*args, **kwargs)
+    try:
+        meta = _meta(job)
+        carrier = carrier_of(meta.get(CARRIER_HEADER)) if meta is not None else None
+        if carrier is not None and carrier.get(CARRIER_ATTEMPT):
+            _runs.cancelled(str(job.id), str(job.func_name), carrier=carrier, reason=_CANCELLED)
+    except Exception:
+        report("rq.cancel", "stepwatch: recording an RQ cancel failed", exc_info=True)
+    return result
+
+
+_WRAPPED: Final = (
+    ("rq.queue", "Queue.enqueue_job", _enqueue_job),
+    ("rq.queue", "Queue.schedule_job", _enqueue_job),
+    ("rq.job", "Job.perform", _perform),
+    ("rq.job", "Job.cancel", _cancel),
+)
+
+
+class RQInstrumentor(BaseInstrumentor):  # type: ignore[misc]
+    """Wraps RQ's enqueue, perform and cancel; ``uninstrument()`` unwraps them.
+
+    Idempotent, as every ``BaseInstrumentor``. Set up stepwatch first
+    (``stepwatch.configure()``, or the ``stepwatch`` instrumentor under
+    ``opentelemetry-instrument``); this only maps RQ's events.
+
+    .. versionadded:: 0.2.0
+    """
+
+    def instrumentation_dependencies(self) -> Collection[str]:
+        """RQ 2.0 or newer."""
+        return ("rq >= 2.0",)
+
+    def _instrument(self, **kwargs: Any) -> None:
+        from rq.timeouts import JobTimeoutException  # noqa: PLC0415 - imported when instrumented
+
+        register_outcome(JobTimeoutException, Outcome.TIMEOUT)
+        for module, name, wrapper in _WRAPPED:
+            wrapt.wrap_function_wrapper(module, name, wrapper)
+
+    def _uninstrument(self, **kwargs: Any) -> None:
+        from rq.job import Job  # noqa: PLC0415 - imported when instrumented
+        from rq.queue import Queue  # noqa: PLC0415
+        from rq.timeouts import JobTimeoutException  # noqa: PLC0415
+
+        owners = {"Queue": Queue, "Job": Job}
+        for _module, name, _wrapper in _WRAPPED:
+            owner, method = name.split(".")
+            unwrap(owners[owner], method)
+        unregister_outcome(JobTimeoutException)
