@@ -157,9 +157,8 @@ def register_outcome(exception_type: type[BaseException], outcome: Outcome | str
         )
     outcome = checks.member(outcome, "outcome", Outcome)
     if outcome not in _REGISTRABLE:
-        raise ValueError(
-            f"outcome must be one of {', '.join(o.value for o in _REGISTRABLE)}, got {outcome.value!r}"
-        )
+        allowed = ", ".join(o.value for o in _REGISTRABLE)
+        raise ValueError(f"outcome must be one of {allowed}, got {outcome.value!r}")
     _REGISTERED_OUTCOMES[exception_type] = outcome
 
 
