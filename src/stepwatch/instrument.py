@@ -155,11 +155,11 @@ def register_outcome(exception_type: type[BaseException], outcome: Outcome | str
         raise TypeError(
             f"exception_type must be an exception class, got {type(exception_type).__name__}"
         )
-    outcome = checks.member(outcome, "outcome", Outcome)
-    if outcome not in _REGISTRABLE:
+    resolved: Outcome = checks.member(outcome, "outcome", Outcome)
+    if resolved not in _REGISTRABLE:
         allowed = ", ".join(o.value for o in _REGISTRABLE)
-        raise ValueError(f"outcome must be one of {allowed}, got {outcome.value!r}")
-    _REGISTERED_OUTCOMES[exception_type] = outcome
+        raise ValueError(f"outcome must be one of {allowed}, got {resolved.value!r}")
+    _REGISTERED_OUTCOMES[exception_type] = resolved
 
 
 def unregister_outcome(exception_type: type[BaseException]) -> None:
