@@ -139,7 +139,7 @@ def _module_level_private(tree: ast.Module) -> set[str]:
 def test_no_module_reads_another_modules_private_names() -> None:
     found = [
         violation
-        for path in sorted(SOURCE.glob("*.py"))
+        for path in sorted(SOURCE.rglob("*.py"))
         if path.name != INTERNALS_MODULE
         for violation in _violations(path)
     ]

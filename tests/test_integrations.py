@@ -21,11 +21,15 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 import stepwatch
+from stepwatch.integrations.celery import CeleryInstrumentor
+from stepwatch.integrations.rq import RQInstrumentor
+from stepwatch.testing import Harness
 from tests.helpers import ROOT, clean_environment, free_port
 from tests.otlp_receivers import Received, ReceivedSpan, grpc_receiver
 
@@ -348,3 +352,95 @@ def test_entry_points_load_and_disable_one_by_one(disabled: str, off: set[str]) 
     )
     instrumented = json.loads(result.stdout.strip().splitlines()[-1])
     assert {name for name, on in instrumented.items() if not on} == off
+
+
+@pytest.mark.slow
+def test_celery_expired_task_is_a_cancellation(redis_clean: str, tmp_path: Path) -> None:
+    """A task revoked by its expiry never runs: one execution, ``cancellation``, pending 0."""
+    with grpc_receiver() as (endpoint, received):
+        environment = _environment(redis_clean, endpoint)
+        subprocess.run(
+            [INSTRUMENT, sys.executable, "-m", "tests.engines.celery_expired"],
+            env=environment,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT,
+            check=True,
+        )
+        log = tmp_path / "worker.log"
+        worker = _start([*ENGINES[0].worker[:3], "worker", "--pool", "solo"], environment, log)
+        try:
+            assert received.wait_for(lambda r: len(_executions(r)) >= 1, timeout=TIMEOUT)
+            assert received.wait_for(
+                lambda r: len(_fleet_pending(r)) >= 2 and sum(_fleet_pending(r).values()) == 0,
+                timeout=TIMEOUT,
+            ), _fleet_pending(received)
+        finally:
+            _stop(worker, log)
+        (execution,) = _executions(received)
+        assert execution.attributes["workflow.execution.outcome"] == "cancellation"
+        assert execution.attributes["workflow.execution.outcome.reason"] == "expired before it ran"
+
+
+def test_rq_scheduled_job_is_one_enqueue_and_a_cancelled_one_a_cancellation(
+    sw: Harness, redis_clean: str
+) -> None:
+    """In process, on the real Redis: RQ's scheduler moving a due job is no new enqueue."""
+    from redis import Redis
+    from rq import Queue, SimpleWorker
+    from rq.scheduler import RQScheduler
+
+    from tests.engines import rq_jobs
+
+    instrumentor = RQInstrumentor()
+    instrumentor.instrument()
+    instrumentor.instrument()  # idempotent
+    try:
+        connection = Redis.from_url(redis_clean)
+        queue = Queue("orders", connection=connection)
+        queue.enqueue_at(datetime.now(UTC) - timedelta(seconds=1), rq_jobs.add, 1, 2)
+        queue.enqueue(rq_jobs.add, 3, 4).cancel()
+        scheduler = RQScheduler([queue], connection=connection)
+        scheduler.acquire_locks()  # type: ignore[no-untyped-call]
+        scheduler.enqueue_scheduled_jobs()  # type: ignore[no-untyped-call]
+        scheduler.release_locks()  # type: ignore[no-untyped-call]
+        assert SimpleWorker([queue], connection=connection).work(burst=True)
+    finally:
+        instrumentor.uninstrument()
+        instrumentor.uninstrument()  # idempotent
+    assert not hasattr(Queue.enqueue_job, "__wrapped__")
+    name = "tests.engines.rq_jobs.add"
+    outcomes = sorted(
+        (span.name, (span.attributes or {}).get("workflow.execution.outcome"))
+        for span in sw.spans()
+        if span.name.startswith(("execution ", "enqueue "))
+    )
+    assert outcomes == [
+        (f"enqueue {name}", None),
+        (f"enqueue {name}", None),
+        (f"execution {name}", "cancellation"),
+        (f"execution {name}", "success"),
+    ]
+    assert sw.monitor.summary().queue_depth == 0
+
+
+def test_celery_instrument_and_uninstrument_are_idempotent() -> None:
+    from celery import signals
+
+    def ours() -> int:
+        return sum(
+            1
+            for receivers in (signals.task_prerun.receivers, signals.before_task_publish.receivers)
+            for (lookup, _receiver) in receivers
+            if "stepwatch" in str(lookup[0])
+        )
+
+    instrumentor = CeleryInstrumentor()
+    before = ours()
+    instrumentor.instrument()
+    instrumentor.instrument()
+    assert ours() == before + 2
+    instrumentor.uninstrument()
+    instrumentor.uninstrument()
+    assert ours() == before
