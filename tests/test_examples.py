@@ -19,6 +19,16 @@ EXAMPLES = {
         "every job: one trace from enqueue to finish",
     ],
     "approvals/approvals.py": ["2 approved and deployed, 1 rejected"],
+    "luigi_build/build.py": [
+        "build: 3 of 3 steps, success",
+        "steps in order: Extract, Transform, Load",
+        "luigi ok: True, result: 6",
+    ],
+    "dask_graph/dask_graph.py": [
+        "threaded: result 780, 5 of 5 steps",
+        "distributed: [0, 1, 4], in a worker process: True, decorated: True",
+        "group summary: 3 x score",
+    ],
     "prefork_pool/pool.py": [
         "running in the pool: w2-long 75%",
         "pool summary: 9 executions, 1 failed, nothing running: True",
