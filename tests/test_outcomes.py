@@ -13,7 +13,7 @@ from opentelemetry.trace import StatusCode
 
 import stepwatch
 from stepwatch import Outcome
-from stepwatch.instrument import classify
+from stepwatch.instrument import classify, register_outcome, unregister_outcome
 from stepwatch.testing import Harness
 
 
@@ -242,3 +242,63 @@ def test_keyboard_interrupt_passes_through_context_manager(sw: Harness) -> None:
         raise KeyboardInterrupt
     assert sw.attributes("step interrupted")["workflow.task.outcome"] == "cancellation"
     assert sys.exc_info() == (None, None, None)
+
+
+class EngineDeadline(Exception):
+    pass
+
+
+class SoftEngineDeadline(EngineDeadline):
+    pass
+
+
+@pytest.fixture
+def deadline_is_timeout() -> Iterator[None]:
+    register_outcome(EngineDeadline, "timeout")
+    try:
+        yield
+    finally:
+        unregister_outcome(EngineDeadline)
+
+
+def test_registered_exception_maps_executions_and_steps(
+    sw: Harness, deadline_is_timeout: None
+) -> None:
+    with (
+        pytest.raises(SoftEngineDeadline),
+        stepwatch.execution("limited") as ex,
+        ex.step("work"),
+    ):
+        raise SoftEngineDeadline("the engine's time limit")
+    assert sw.attributes("execution limited")["workflow.execution.outcome"] == "timeout"
+    assert sw.attributes("execution limited")["error.type"] == f"{__name__}.SoftEngineDeadline"
+    assert sw.attributes("step work")["workflow.task.outcome"] == "timeout"
+    unregister_outcome(EngineDeadline)
+    assert classify(SoftEngineDeadline()) is Outcome.FAILURE
+
+
+def test_nearest_registered_class_wins(deadline_is_timeout: None) -> None:
+    register_outcome(SoftEngineDeadline, Outcome.CANCELLATION)
+    try:
+        assert classify(SoftEngineDeadline()) is Outcome.CANCELLATION
+        assert classify(EngineDeadline()) is Outcome.TIMEOUT
+    finally:
+        unregister_outcome(SoftEngineDeadline)
+
+
+@pytest.mark.parametrize(
+    ("exception_type", "outcome", "error"),
+    [
+        (ValueError("not a class"), "timeout", TypeError),
+        (int, "timeout", TypeError),
+        (EngineDeadline, 3, TypeError),
+        (EngineDeadline, "late", ValueError),
+        (EngineDeadline, "success", ValueError),
+        (EngineDeadline, Outcome.SKIP, ValueError),
+    ],
+)
+def test_register_outcome_refuses_bad_arguments(
+    exception_type: object, outcome: object, error: type[Exception]
+) -> None:
+    with pytest.raises(error, match=r"exception_type|outcome"):
+        register_outcome(exception_type, outcome)  # type: ignore[arg-type]
