@@ -42,7 +42,7 @@ TIMEOUT = 120.0
 @dataclass(frozen=True)
 class Engine:
     name: str
-    producer: str
+    """Also the argument of ``python -m tests.engines.producer``."""
     worker: tuple[str, ...]
     prefix: str
     """What the engine names a task: ``prefix + "add"``."""
@@ -52,7 +52,6 @@ class Engine:
 ENGINES = [
     Engine(
         "celery",
-        "tests.engines.celery_producer",
         (
             str(BIN / "celery"),
             "-A",
@@ -72,20 +71,17 @@ ENGINES = [
     ),
     Engine(
         "rq",
-        "tests.engines.rq_producer",
         (str(BIN / "rq"), "worker", "--burst", "--url", "{redis}", "orders"),
         "tests.engines.rq_jobs.",
         exits_by_itself=True,
     ),
     Engine(
         "dramatiq",
-        "tests.engines.dramatiq_producer",
         (str(BIN / "dramatiq"), "tests.engines.dramatiq_app", "--processes", "1", "--threads", "2"),
         "",
     ),
     Engine(
         "huey",
-        "tests.engines.huey_producer",
         (str(BIN / "huey_consumer"), "tests.engines.huey_app.huey", "-w", "2", "-k", "thread"),
         "",
     ),
@@ -182,6 +178,21 @@ def _fleet_pending(received: Received) -> dict[str, int]:
     return per_process
 
 
+def _produce(module_and_args: list[str], environment: dict[str, str]) -> str:
+    """Run a producer under ``opentelemetry-instrument`` to completion; its stdout."""
+    produced = subprocess.run(
+        [INSTRUMENT, sys.executable, "-m", *module_and_args],
+        env=environment,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=False,
+    )
+    assert produced.returncode == 0, produced.stderr
+    return produced.stdout
+
+
 def _start(command: list[str], environment: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     """A worker under ``opentelemetry-instrument``, its output going to ``log``."""
     with log.open("wb") as output:
@@ -217,17 +228,8 @@ def test_engine_outcomes_trace_pending_and_group_summary(
     log = tmp_path / "worker.log"
     try:
         environment = _environment(redis_clean, endpoint)
-        produced = subprocess.run(
-            [INSTRUMENT, sys.executable, "-m", engine.producer],
-            env=environment,
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=TIMEOUT,
-            check=False,
-        )
-        assert produced.returncode == 0, produced.stderr
-        trace_id = produced.stdout.split("trace ")[1].split()[0]
+        produced = _produce(["tests.engines.producer", engine.name], environment)
+        trace_id = produced.split("trace ")[1].split()[0]
 
         command = [part.format(redis=redis_clean) for part in engine.worker]
         worker = _start(command, {**environment, "STEPWATCH_MULTIPROCESS_DIR": str(group)}, log)
@@ -287,15 +289,7 @@ def test_celery_execution_is_a_child_of_the_celery_instrumentations_run_span(
     """Next to ``opentelemetry-instrumentation-celery``: its run span parents the execution."""
     with grpc_receiver() as (endpoint, received):
         environment = _environment(redis_clean, endpoint)
-        subprocess.run(
-            [INSTRUMENT, sys.executable, "-m", "tests.engines.celery_producer"],
-            env=environment,
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=TIMEOUT,
-            check=True,
-        )
+        _produce(["tests.engines.producer", "celery"], environment)
         log = tmp_path / "worker.log"
         worker = _start(list(ENGINES[0].worker), environment, log)
         try:
@@ -359,15 +353,7 @@ def test_celery_expired_task_is_a_cancellation(redis_clean: str, tmp_path: Path)
     """A task revoked by its expiry never runs: one execution, ``cancellation``, pending 0."""
     with grpc_receiver() as (endpoint, received):
         environment = _environment(redis_clean, endpoint)
-        subprocess.run(
-            [INSTRUMENT, sys.executable, "-m", "tests.engines.celery_expired"],
-            env=environment,
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=TIMEOUT,
-            check=True,
-        )
+        _produce(["tests.engines.celery_expired"], environment)
         log = tmp_path / "worker.log"
         worker = _start([*ENGINES[0].worker[:3], "worker", "--pool", "solo"], environment, log)
         try:

@@ -54,6 +54,7 @@ from stepwatch.semconv import CARRIER_HEADER, Outcome
 __all__ = ["DramatiqInstrumentor", "StepwatchMiddleware"]
 
 _SKIPPED: Final = "skipped by a middleware"
+_runs = TaskRuns()
 
 
 def _attempt(message: Any) -> int:
@@ -70,13 +71,10 @@ class StepwatchMiddleware(Middleware):
     .. versionadded:: 0.2.0
     """
 
-    def __init__(self) -> None:
-        self.runs = TaskRuns()
-
     def before_enqueue(self, broker: Any, message: Any, delay: int | None) -> None:
         try:
             options = message.options
-            running = self.runs.get(message.message_id)
+            running = _runs.get(message.message_id)
             if running is not None:
                 running.retry(f"retried by dramatiq (retries={options.get('retries')})")
             elif carrier_of(options.get(CARRIER_HEADER)) is not None:
@@ -92,7 +90,7 @@ class StepwatchMiddleware(Middleware):
 
     def before_process_message(self, broker: Any, message: Any) -> None:
         try:
-            self.runs.start(
+            _runs.start(
                 message.message_id,
                 message.actor_name,
                 carrier=carrier_of(message.options.get(CARRIER_HEADER)),
@@ -109,12 +107,12 @@ class StepwatchMiddleware(Middleware):
         result: Any = None,
         exception: BaseException | None = None,
     ) -> None:
-        self.runs.end(message.message_id, exception)
+        _runs.end(message.message_id, exception)
 
     def after_skip_message(self, broker: Any, message: Any) -> None:
         try:
-            if not self.runs.end(message.message_id, outcome=Outcome.CANCELLATION, reason=_SKIPPED):
-                self.runs.cancelled(
+            if not _runs.end(message.message_id, outcome=Outcome.CANCELLATION, reason=_SKIPPED):
+                _runs.cancelled(
                     message.message_id,
                     message.actor_name,
                     carrier=carrier_of(message.options.get(CARRIER_HEADER)),

@@ -43,7 +43,7 @@ import stepwatch
 from stepwatch._safety import report
 from stepwatch.instrument import register_outcome, unregister_outcome
 from stepwatch.integrations._runs import TaskRuns, carrier_of
-from stepwatch.semconv import CARRIER_ATTEMPT, CARRIER_HEADER, Outcome
+from stepwatch.semconv import CARRIER_HEADER, Outcome
 
 __all__ = ["RQInstrumentor"]
 
@@ -133,7 +133,7 @@ def _cancel(
     try:
         meta = _meta(job)
         carrier = carrier_of(meta.get(CARRIER_HEADER)) if meta is not None else None
-        if carrier is not None and carrier.get(CARRIER_ATTEMPT):
+        if carrier is not None:  # never started: the carrier is taken when it runs
             _runs.cancelled(str(job.id), str(job.func_name), carrier=carrier, reason=_CANCELLED)
     except Exception:
         report("rq.cancel", "stepwatch: recording an RQ cancel failed", exc_info=True)
