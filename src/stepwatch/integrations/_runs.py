@@ -20,7 +20,7 @@ from stepwatch._safety import report
 from stepwatch.instrument import Execution, ExecutionScope
 from stepwatch.semconv import Outcome
 
-__all__ = ["MAX_OPEN_RUNS", "TaskRuns", "carrier_of"]
+__all__ = ["MAX_OPEN_RUNS", "TaskRuns", "attempt_after", "carrier_of"]
 
 MAX_OPEN_RUNS: Final = 10_000
 """Runs open at once in one process; beyond it the oldest is ended (its end never came)."""
@@ -39,6 +39,11 @@ def carrier_of(value: object) -> dict[str, str] | None:
     return {k: v for k, v in value.items() if isinstance(k, str) and isinstance(v, str)} or None
 
 
+def attempt_after(retries: object) -> int:
+    """The attempt a run is, from the engine's count of retries before it (1 when not a count)."""
+    return retries + 1 if isinstance(retries, int) and retries >= 0 else 1
+
+
 class TaskRuns:
     """Executions started by an engine hook and not ended yet, keyed by task id (bounded).
 
@@ -55,9 +60,6 @@ class TaskRuns:
     def _after_fork_in_child(self) -> None:
         self._lock = threading.Lock()
         self._open = OrderedDict()
-
-    def __len__(self) -> int:
-        return len(self._open)
 
     def start(
         self,
@@ -133,8 +135,6 @@ class TaskRuns:
                 execution.retry(reason)
             elif outcome is Outcome.CANCELLATION and exc is None:
                 execution.cancel(reason or "cancelled")
-            elif outcome is Outcome.TIMEOUT and exc is None:
-                execution.timeout(reason or "timed out")
             elif outcome is Outcome.FAILURE and exc is None:
                 execution.fail(reason or "failed")
             scope.__exit__(

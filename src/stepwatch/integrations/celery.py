@@ -41,7 +41,7 @@ from opentelemetry.instrumentation.instrumentor import (  # type: ignore[attr-de
 import stepwatch
 from stepwatch._safety import report
 from stepwatch.instrument import register_outcome, unregister_outcome
-from stepwatch.integrations._runs import TaskRuns, carrier_of
+from stepwatch.integrations._runs import TaskRuns, attempt_after, carrier_of
 from stepwatch.semconv import CARRIER_HEADER, Outcome
 
 __all__ = ["CeleryInstrumentor"]
@@ -50,10 +50,6 @@ _DISPATCH_PREFIX: Final = "stepwatch.integrations.celery."
 _REVOKED: Final = "revoked before it ran"
 _EXPIRED: Final = "expired before it ran"
 _runs = TaskRuns()
-
-
-def _attempt(retries: object) -> int:
-    return retries + 1 if isinstance(retries, int) and retries >= 0 else 1
 
 
 def _request_carrier(request: Any) -> dict[str, str] | None:
@@ -77,7 +73,7 @@ def _on_publish(
             str(name),
             execution_id=str(headers["id"]),
             queue=routing_key or "celery",
-            attempt=_attempt(headers.get("retries")),
+            attempt=attempt_after(headers.get("retries")),
         )
     except Exception:
         report("celery.publish", "stepwatch: recording a Celery publish failed", exc_info=True)
@@ -92,7 +88,7 @@ def _on_prerun(task_id: str | None = None, task: Any = None, **_: Any) -> None:
             task_id,
             task.name,
             carrier=_request_carrier(request),
-            attempt=_attempt(getattr(request, "retries", 0)),
+            attempt=attempt_after(getattr(request, "retries", 0)),
         )
     except Exception:
         report(

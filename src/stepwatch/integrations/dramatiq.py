@@ -48,18 +48,13 @@ from opentelemetry.instrumentation.utils import unwrap
 import stepwatch
 from stepwatch._safety import report
 from stepwatch.instrument import register_outcome, unregister_outcome
-from stepwatch.integrations._runs import TaskRuns, carrier_of
+from stepwatch.integrations._runs import TaskRuns, attempt_after, carrier_of
 from stepwatch.semconv import CARRIER_HEADER, Outcome
 
 __all__ = ["DramatiqInstrumentor", "StepwatchMiddleware"]
 
 _SKIPPED: Final = "skipped by a middleware"
 _runs = TaskRuns()
-
-
-def _attempt(message: Any) -> int:
-    retries = message.options.get("retries", 0)
-    return retries + 1 if isinstance(retries, int) and retries >= 0 else 1
 
 
 class StepwatchMiddleware(Middleware):
@@ -83,7 +78,7 @@ class StepwatchMiddleware(Middleware):
                 message.actor_name,
                 execution_id=message.message_id,
                 queue=message.queue_name,
-                attempt=_attempt(message),
+                attempt=attempt_after(message.options.get("retries", 0)),
             )
         except Exception:
             report("dramatiq.enqueue", "stepwatch: recording an enqueue failed", exc_info=True)
@@ -94,7 +89,7 @@ class StepwatchMiddleware(Middleware):
                 message.message_id,
                 message.actor_name,
                 carrier=carrier_of(message.options.get(CARRIER_HEADER)),
-                attempt=_attempt(message),
+                attempt=attempt_after(message.options.get("retries", 0)),
             )
         except Exception:
             report("dramatiq.process", "stepwatch: starting a message failed", exc_info=True)
