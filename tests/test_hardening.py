@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import http.client
 import json
 import os
@@ -14,6 +15,7 @@ import socket
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -64,6 +66,78 @@ def test_item_01_an_unprintable_exception_still_ends_the_execution(
     progress = sw.monitor.progress("h-1")
     assert progress is not None and progress.state == "failure"
     assert sw.monitor.summary().outcomes["failure"] == 1
+    assert testing.internal_errors() == {}
+
+
+def _depth(function: Any) -> int:
+    """How deep ``function(0)`` recurses before the recursion limit (it returns its depth)."""
+    return int(function(0))
+
+
+def _plain(n: int) -> int:
+    try:
+        return _plain(n + 1)
+    except RecursionError:
+        return n
+
+
+def _minimal_decorator(function: Callable[[int], int]) -> Callable[[int], int]:
+    """The least a decorator can be: one frame of its own around the call."""
+
+    @functools.wraps(function)
+    def wrapper(n: int) -> int:
+        return function(n)
+
+    return wrapper
+
+
+@_minimal_decorator
+def _minimally_decorated(n: int) -> int:
+    try:
+        return _minimally_decorated(n + 1)
+    except RecursionError:
+        return n
+
+
+@stepwatch.step("level")
+def _stepwise(n: int) -> int:
+    try:
+        return _stepwise(n + 1)
+    except RecursionError:
+        return n
+
+
+def test_item_02_a_decorated_recursion_goes_as_deep_as_any_wrapper_allows(sw: Harness) -> None:
+    plain = _depth(_plain)
+    minimal = _depth(_minimally_decorated)
+    decorated = _depth(_stepwise)
+    # Two frames per decorated level (its own and the host's) is the floor for
+    # any wrapper; stepwatch adds nothing to it (0.1: three, a third of plain).
+    assert decorated >= minimal
+    assert 2 * decorated >= plain - 2
+    assert len(sw.spans("step level")) > decorated // 2
+
+
+def test_item_02_bookkeeping_completes_at_the_recursion_limit(sw: Harness) -> None:
+    @stepwatch.execution("deep", execution_id=lambda n: f"deep-{n}")
+    def deep(n: int) -> int:
+        with stepwatch.step("level"):
+            try:
+                return deep(n + 1)
+            except RecursionError:
+                return n
+
+    reached = deep(0)
+    assert reached > 100
+    seen = [str(event.type) for event in sw.monitor.events()]
+    started = seen.count("execution.started")
+    assert 0 < started <= reached + 1
+    ends = set(semconv.EXECUTION_END_EVENTS.values())
+    assert sum(kind in ends for kind in seen) == started  # every observed run ended
+    step_ends = seen.count("step.completed") + seen.count("step.failed")
+    assert seen.count("step.started") == step_ends
+    assert len(sw.spans("execution deep")) == started
+    assert sw.monitor.active_executions() == []
     assert testing.internal_errors() == {}
 
 

@@ -234,6 +234,57 @@ def test_execution_on_method_excludes_self_from_id_callable(sw: Harness) -> None
     assert {s.parent.span_id for s in children if s.parent} == {execution_span.context.span_id}
 
 
+class Ids:
+    """Per-call callables see a method's arguments after ``self``/``cls``, however it binds."""
+
+    @stepwatch.execution(execution_id=lambda x: f"m-{x}")
+    def method(self, x: int) -> int:
+        return x
+
+    @stepwatch.execution(execution_id=lambda x: f"c-{x}")
+    @classmethod
+    def outer_cm(cls, x: int) -> int:
+        return x
+
+    @classmethod
+    @stepwatch.execution(execution_id=lambda x: f"i-{x}")
+    def inner_cm(cls, x: int) -> int:
+        return x
+
+    @stepwatch.execution(execution_id=lambda x: f"s-{x}")
+    @staticmethod
+    def outer_sm(x: object) -> object:
+        return x
+
+    @staticmethod
+    @stepwatch.execution(execution_id=lambda x: f"t-{type(x).__name__}")
+    def inner_sm(x: object) -> object:
+        return x
+
+
+class MoreIds(Ids):
+    pass
+
+
+def test_per_call_callables_take_a_methods_own_arguments(sw: Harness) -> None:
+    ids = MoreIds()
+    ids.method(1)
+    Ids.method(ids, 2)  # through the class, self passed by hand
+    ids.outer_cm(3)
+    MoreIds.inner_cm(4)
+    ids.outer_sm(5)
+    Ids.inner_sm(ids)  # a staticmethod handed an instance keeps it as its argument
+    got = sorted(str(s.attributes["workflow.execution.id"]) for s in sw.spans() if s.attributes)
+    assert got == ["c-3", "i-4", "m-1", "m-2", "s-5", "t-MoreIds"]
+
+
+def test_decorated_functions_are_plain_functions(sw: Harness) -> None:
+    assert inspect.isfunction(sync_step)
+    assert sync_step.__wrapped__.__name__ == "sync_step"  # type: ignore[attr-defined]
+    assert inspect.ismethod(Engine(1).method)
+    assert vars(sync_step) == {"__wrapped__": sync_step.__wrapped__}  # type: ignore[attr-defined]
+
+
 def test_parenting_and_counts(sw: Harness) -> None:
     @stepwatch.execution("deploy", total_steps=2, execution_id=lambda n: f"d-{n}")
     def deploy(n: int) -> int:

@@ -1,44 +1,48 @@
-"""Decorated callables that pickle like the plain function, and keep their decoration by value.
+"""Decorated functions that pickle like the plain function, and keep their decoration by value.
 
-A wrapt proxy refuses to pickle (``object proxy must define __reduce__()``),
-so a decorated function could not cross a process boundary: spawn pools,
-``ProcessPoolExecutor``, ``dask.distributed``. The wrapper classes here
-reduce the way Python reduces what they wrap:
+stepwatch's decorators return plain Python functions (``functools.wraps``
+style), so ``pickle`` treats them as it treats the function they decorate:
 
 - a function importable by its module and qualified name pickles *by
   reference*, to the same bytes as the plain function, and unpickles to the
-  decorated object of the other process;
-- a bound method (or classmethod, or a function reached through its class)
-  pickles as ``getattr(owner, name)``, as bound methods do;
-- anything else (a function in ``__main__`` pickled by ``cloudpickle``, a
-  local function) pickles *by value* as "the plain function, decorated again
-  by the same scope", so the decoration survives. Plain ``pickle`` still
-  refuses what it refuses for the plain function, with the same error.
+  decorated function of the other process;
+- bound methods, classmethods and staticmethods pickle as Python pickles
+  them (``getattr(owner, name)`` or by qualified name);
+- plain ``pickle`` refuses what it refuses for the plain function (a local
+  function), with the same error.
 
-``cloudpickle`` decides by-value before asking the object how to reduce
-(its ``Pickler.reducer_override`` sees a proxy whose ``__class__`` is
-``function`` and pickles the *wrapped* function, silently dropping the
-decoration). A post-import hook, installed at the first decoration, wraps
-that method so that stepwatch's wrappers are reduced as above, by value
-exactly when cloudpickle would pickle the plain function by value.
+``cloudpickle`` pickles a function that is not importable (one in
+``__main__``, a local one) *by value*: its code and closure. For a decorated
+function that would carry stepwatch's wrapper code and scope internals, so a
+post-import hook, installed at the first decoration, reduces stepwatch's
+wrappers as "the plain function, decorated again by the same scope" exactly
+when cloudpickle would pickle the plain function by value. Which functions
+are stepwatch's wrappers is kept in a weak registry (:func:`register`), so a
+decorated function costs nothing once it is gone.
 """
 
 from __future__ import annotations
 
-import inspect
 import sys
 import threading
+import weakref
 from collections.abc import Callable
+from types import FunctionType
 from typing import Any
 
 import wrapt
 
 from stepwatch._safety import report
 
-__all__ = ["Decorated", "decorate"]
+__all__ = ["register"]
 
 
 _MISSING = object()
+
+_decorations: weakref.WeakKeyDictionary[Callable[..., Any], tuple[Any, Callable[[Any], Any]]] = (
+    weakref.WeakKeyDictionary()
+)
+"""stepwatch's wrappers: wrapper -> (the plain function, the scope that decorated it)."""
 
 
 def _lookup(module_name: object, dotted: object) -> Any:
@@ -61,73 +65,24 @@ def _importable(obj: Any) -> bool:
 
 
 def _redecorate(wrapped: Any, scope: Callable[[Any], Any]) -> Any:
-    """Unpickle a decorated callable pickled by value: the plain callable, decorated again."""
+    """Unpickle a decorated function pickled by value: the plain function, decorated again."""
     return scope(wrapped)
-
-
-class _BoundDecorated(wrapt.BoundFunctionWrapper[..., Any]):
-    """A decorated function bound to an instance or class: pickles as ``getattr(owner, name)``."""
-
-    def __reduce_ex__(self, protocol: object) -> Any:
-        target = self.__wrapped__
-        owner = getattr(target, "__self__", None)
-        name = getattr(target, "__name__", None)
-        if owner is not None and inspect.ismethod(target):
-            return getattr, (owner, name)
-        # A staticmethod, or a function reached through its class: the owner is
-        # the class its qualified name goes through.
-        qualname = str(getattr(target, "__qualname__", ""))
-        owner_path, _, attribute = qualname.rpartition(".")
-        found = _lookup(getattr(target, "__module__", None), owner_path)
-        if found is _MISSING:
-            raise TypeError(f"cannot pickle {qualname!r}: its class is not importable")
-        return getattr, (found, attribute)
-
-    def __reduce__(self) -> Any:
-        return self.__reduce_ex__(2)
-
-
-class Decorated(wrapt.FunctionWrapper[..., Any]):
-    """What stepwatch's decorators return: a ``wrapt.FunctionWrapper`` that pickles.
-
-    The decorating scope rides along in ``_self_scope`` (wrapt keeps
-    ``_self_``-prefixed attributes on the proxy, not on the wrapped function).
-    """
-
-    __bound_function_wrapper__ = _BoundDecorated
-
-    def __init__(
-        self, wrapped: Any, wrapper: Callable[..., Any], scope: Callable[[Any], Any]
-    ) -> None:
-        super().__init__(wrapped, wrapper)
-        self._self_scope = scope
-
-    def __reduce_ex__(self, protocol: object) -> Any:
-        if _importable(self):
-            return self.__qualname__  # by reference: pickle writes module and name
-        return self._by_value()
-
-    def __reduce__(self) -> Any:
-        return self.__reduce_ex__(2)
-
-    def _by_value(self) -> tuple[Any, ...]:
-        """The by-value reduction (for picklers that pickle the plain function by value)."""
-        return _redecorate, (self.__wrapped__, self._self_scope)
 
 
 _hook_lock = threading.Lock()
 _hook_registered = False
 
 
-def decorate(wrapped: Any, wrapper: Callable[..., Any], scope: Callable[[Any], Any]) -> Any:
-    """Wrap ``wrapped`` in a :class:`Decorated`; install the cloudpickle hook once."""
+def register(wrapper: Callable[..., Any], wrapped: Any, scope: Callable[[Any], Any]) -> None:
+    """Remember ``wrapper`` as ``scope``'s decoration of ``wrapped``; install the cloudpickle
+    hook once per process."""
     global _hook_registered  # noqa: PLW0603 - one post-import hook per process
     if not _hook_registered:
         with _hook_lock:
             if not _hook_registered:
                 _hook_registered = True
                 wrapt.register_post_import_hook(_patch_cloudpickle, "cloudpickle")
-    return Decorated(wrapped, wrapper, scope)
+    _decorations[wrapper] = (wrapped, scope)
 
 
 def _patch_cloudpickle(module: Any) -> None:
@@ -158,11 +113,9 @@ def _reducer_override(
     wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Any:
     obj: Any = args[0] if args else None
-    kind = type(obj)
-    if kind is Decorated:
-        if _cloudpickle_by_reference(obj):
-            return NotImplemented  # pickle then calls Decorated.__reduce_ex__
-        return obj._by_value()
-    if kind is _BoundDecorated:
-        return NotImplemented
-    return wrapped(*args, **kwargs)
+    decoration = _decorations.get(obj) if type(obj) is FunctionType else None
+    if decoration is None:
+        return wrapped(*args, **kwargs)
+    if _cloudpickle_by_reference(obj):
+        return NotImplemented  # pickle then saves the function by its qualified name
+    return _redecorate, decoration

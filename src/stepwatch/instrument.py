@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import inspect
 import math
 import os
@@ -51,7 +52,7 @@ from opentelemetry.trace import INVALID_SPAN, Link, Span, SpanKind, Status, Stat
 from stepwatch import _attributes as attrs
 from stepwatch import _checks as checks
 from stepwatch import _fork, _pickling, _telemetry, semconv
-from stepwatch._safety import report
+from stepwatch._safety import near_recursion_limit, report
 from stepwatch.progress import ExecutionProgress, StepState, snapshot
 from stepwatch.semconv import ExecutionState, Outcome
 from stepwatch.windows import SeriesAttributes
@@ -1331,6 +1332,10 @@ class _Scope(Generic[_H]):
         raise NotImplementedError
 
     # ---------------------------------------------------------------- decorator
+    def _takes_arguments(self) -> bool:
+        """Whether a call's arguments feed a per-call callable (``execution_id=lambda ...``)."""
+        return False
+
     def __call__(self, wrapped: _T) -> _T:
         func: Any = wrapped
         if isinstance(wrapped, classmethod | staticmethod):
@@ -1344,18 +1349,28 @@ class _Scope(Generic[_H]):
                 getattr(func, "__qualname__", None) or getattr(func, "__name__", None) or repr(func)
             )
         )
-        begin = scope._begin
+        begin: _Begin = scope._begin
+        if scope._takes_arguments():
+            if isinstance(wrapped, classmethod):
+                begin = _after_class(begin)
+            elif _in_class_body(func):
+                begin = _after_instance(begin, func)
         wrapper: Callable[..., Any]
         if inspect.isasyncgenfunction(func):
-            wrapper = _async_generator_wrapper(begin)
+            wrapper = _async_generator_wrapper(func, begin)
         elif inspect.iscoroutinefunction(func):
-            wrapper = _coroutine_wrapper(begin)
+            wrapper = _coroutine_wrapper(func, begin)
         elif inspect.isgeneratorfunction(func):
-            wrapper = _generator_wrapper(begin)
+            wrapper = _generator_wrapper(func, begin)
         else:
-            wrapper = _function_wrapper(begin)
-        decorated: Any = _pickling.decorate(wrapped, wrapper, scope)
-        return cast(_T, decorated)
+            wrapper = _function_wrapper(func, begin)
+        functools.update_wrapper(wrapper, func)
+        _pickling.register(wrapper, func, scope)
+        if isinstance(wrapped, classmethod):
+            return cast(_T, classmethod(wrapper))
+        if isinstance(wrapped, staticmethod):
+            return cast(_T, staticmethod(wrapper))
+        return cast(_T, wrapper)
 
     # ---------------------------------------------------------- context manager
     def _enter(self) -> _H:
@@ -1454,13 +1469,20 @@ class ExecutionScope(_Scope[Execution]):
             attempt=self.attempt,
         )
 
+    def _takes_arguments(self) -> bool:
+        return any(
+            callable(value)
+            for value in (self.execution_id, self.total_steps, self.carrier, self.attempt)
+        )
+
     def _begin(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Execution | None:
-        tel = _telemetry.current()
-        ctx = otel_context.get_current()
-        if not is_instrumentation_enabled():
-            return None
         try:
-            return Execution._start(self, tel, ctx, args, kwargs)
+            if near_recursion_limit() or not is_instrumentation_enabled():
+                return None
+            tel = _telemetry.current()
+            return Execution._start(self, tel, otel_context.get_current(), args, kwargs)
+        except RecursionError:
+            return None  # the headroom check itself hit the limit: nothing was started
         except Exception:
             report(
                 "execution.start",
@@ -1513,11 +1535,11 @@ class StepScope(_Scope[Step]):
         return scope
 
     def _begin(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Step | None:
-        tel = _telemetry.current()
-        ctx = otel_context.get_current()
-        if not is_instrumentation_enabled():
-            return None
         try:
+            if near_recursion_limit() or not is_instrumentation_enabled():
+                return None
+            tel = _telemetry.current()
+            ctx = otel_context.get_current()
             execution = self._execution
             current: Any = ctx.get(_EXECUTION_KEY)
             if execution is None:
@@ -1525,6 +1547,8 @@ class StepScope(_Scope[Step]):
             elif current is not execution:
                 ctx = execution._ctx if execution._recording else ctx
             return Step._start(self, tel, ctx, execution)
+        except RecursionError:
+            return None  # the headroom check itself hit the limit: nothing was started
         except Exception:
             report("step.start", "stepwatch: failed to start step %r", self.name, exc_info=True)
             return None
@@ -1537,20 +1561,83 @@ class StepScope(_Scope[Step]):
 
 
 # ----------------------------------------------------------------------- wrappers
-# One per kind of callable, chosen at decoration time. Each has wrapt's
-# signature and calls ``wrapped(*args, **kwargs)``; the host's exception is
-# re-raised with a bare ``raise`` after stepwatch's guarded bookkeeping.
+# One per kind of callable, chosen at decoration time. Each is a plain Python
+# function (a decorated call costs two frames, the least any wrapper can: its
+# own and the host's) that calls ``func(*args, **kwargs)``; the host's
+# exception is re-raised with a bare ``raise`` after stepwatch's guarded
+# bookkeeping. Methods bind as the host's function would.
 _Begin = Callable[[tuple[Any, ...], dict[str, Any]], "Execution | Step | None"]
 
 
-def _function_wrapper(begin: _Begin) -> Callable[..., Any]:
-    def wrapper(wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any) -> Any:
+def _in_class_body(func: Any) -> bool:
+    """Whether ``func`` was defined in a class body (its qualified name goes through a class)."""
+    qualname = getattr(func, "__qualname__", None)
+    if not isinstance(qualname, str) or "." not in qualname:
+        return False
+    return not qualname.rpartition(".")[0].endswith("<locals>")
+
+
+def _after_class(begin: _Begin) -> _Begin:
+    """A classmethod's per-call callables take its arguments after ``cls``."""
+
+    def begin_after_class(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Execution | Step | None:
+        return begin(args[1:], kwargs)
+
+    return begin_after_class
+
+
+def _after_instance(begin: _Begin, func: Any) -> _Begin:
+    """A method's per-call callables take its arguments after ``self`` (or ``cls``).
+
+    Decided per call, as binding decides it: the first argument is the instance
+    when its class (or itself, for a class) holds this function under its name,
+    directly or under other decorators, and not as a staticmethod.
+    """
+    name = getattr(func, "__name__", None)
+
+    def begin_after_instance(
+        args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Execution | Step | None:
+        if args and isinstance(name, str) and _bound_to(args[0], name, func):
+            args = args[1:]
+        return begin(args, kwargs)
+
+    return begin_after_instance
+
+
+def _bound_to(first: object, name: str, func: object) -> bool:
+    """Whether ``first`` is what a bound call of ``func`` (found as ``name``) passes first."""
+    owner = first if isinstance(first, type) else type(first)
+    for klass in owner.__mro__:
+        found = klass.__dict__.get(name)
+        if found is None:
+            continue
+        if isinstance(found, staticmethod):
+            return False
+        if isinstance(found, classmethod):
+            found = found.__func__
+        for _ in range(_MAX_UNWRAP):
+            if found is func:
+                return True
+            found = getattr(found, "__wrapped__", None)
+            if found is None:
+                break
+        return False
+    return False
+
+
+_MAX_UNWRAP: Final = 32
+"""Decorators looked through (``__wrapped__``) to find a method's function."""
+
+
+def _function_wrapper(func: Callable[..., Any], begin: _Begin) -> Callable[..., Any]:
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
         run = begin(args, kwargs)
         if run is None:
-            return wrapped(*args, **kwargs)
+            return func(*args, **kwargs)
         token = run._activate()
         try:
-            result = wrapped(*args, **kwargs)
+            result = func(*args, **kwargs)
         except BaseException as exc:
             run._close(token, exc)
             raise
@@ -1560,14 +1647,14 @@ def _function_wrapper(begin: _Begin) -> Callable[..., Any]:
     return wrapper
 
 
-def _coroutine_wrapper(begin: _Begin) -> Callable[..., Any]:
-    async def wrapper(wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any) -> Any:
+def _coroutine_wrapper(func: Callable[..., Any], begin: _Begin) -> Callable[..., Any]:
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
         run = begin(args, kwargs)
         if run is None:
-            return await wrapped(*args, **kwargs)
+            return await func(*args, **kwargs)
         token = run._activate()
         try:
-            result = await wrapped(*args, **kwargs)
+            result = await func(*args, **kwargs)
         except BaseException as exc:
             run._close(token, exc)
             raise
@@ -1577,11 +1664,9 @@ def _coroutine_wrapper(begin: _Begin) -> Callable[..., Any]:
     return wrapper
 
 
-def _generator_wrapper(begin: _Begin) -> Callable[..., Any]:
-    def wrapper(
-        wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any
-    ) -> Generator[Any, Any, Any]:
-        generator = wrapped(*args, **kwargs)
+def _generator_wrapper(func: Callable[..., Any], begin: _Begin) -> Callable[..., Any]:
+    def wrapper(*args: Any, **kwargs: Any) -> Generator[Any, Any, Any]:
+        generator = func(*args, **kwargs)
         run = begin(args, kwargs)
         if run is None:
             return (yield from generator)
@@ -1618,11 +1703,9 @@ def _generator_wrapper(begin: _Begin) -> Callable[..., Any]:
     return wrapper
 
 
-def _async_generator_wrapper(begin: _Begin) -> Callable[..., Any]:
-    async def wrapper(
-        wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any
-    ) -> AsyncGenerator[Any, Any]:
-        generator = wrapped(*args, **kwargs)
+def _async_generator_wrapper(func: Callable[..., Any], begin: _Begin) -> Callable[..., Any]:
+    async def wrapper(*args: Any, **kwargs: Any) -> AsyncGenerator[Any, Any]:
+        generator = func(*args, **kwargs)
         run = begin(args, kwargs)
         if run is None:
             async for item in generator:
