@@ -229,3 +229,32 @@ def test_subscribe_validates_arguments(sw: Harness) -> None:
         sw.monitor.subscribe(42)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="nope"):
         sw.monitor.subscribe(print, event_type="nope")
+
+
+def test_a_pull_stream_takes_what_piled_up_in_one_batch_without_a_thread() -> None:
+    bus = EventBus(FakeClock())
+    threads = threading.active_count()
+    stream = bus.stream(event_type=EventType.STEP_STARTED, max_queue=3)
+    assert threading.active_count() == threads  # no delivery thread: the consumer pulls
+    for index in range(5):
+        bus.publish(EventType.STEP_STARTED, f"e-{index}", {})
+        bus.publish(EventType.STEP_COMPLETED, f"e-{index}", {})
+    batch = stream.take(timeout=WAIT)
+    assert [event.execution_id for event in batch] == ["e-2", "e-3", "e-4"]  # bounded
+    assert stream.dropped == 2 and stream.delivered == 3
+    assert stream.take(timeout=0) == []  # nothing new
+    woke: list[list[ExecutionEvent]] = []
+    taker = threading.Thread(target=lambda: woke.append(stream.take(timeout=WAIT)))
+    taker.start()
+    bus.publish(EventType.STEP_STARTED, "late", {})
+    taker.join(WAIT)
+    assert [event.execution_id for event in woke[0]] == ["late"]
+    bus.unsubscribe(stream)
+    assert stream.take(timeout=WAIT) == []  # closed: returns at once
+    assert stream not in bus.subscriptions
+
+
+def test_a_pull_stream_checks_its_bound() -> None:
+    bus = EventBus(FakeClock())
+    with pytest.raises(ValueError, match="max_queue"):
+        bus.stream(max_queue=0)

@@ -99,6 +99,10 @@ class ExecutionEvent(NamedTuple):
 Callback = Callable[[ExecutionEvent], Any]
 
 
+def _pulled(event: ExecutionEvent) -> None:
+    """The callback of a pull subscription (:meth:`EventBus.stream`): never called."""
+
+
 class Subscription:
     """A live subscription; pass it to ``unsubscribe`` to stop delivery at once.
 
@@ -207,6 +211,25 @@ class Subscription:
             )
 
     # ------------------------------------------------------------- consumer side
+    def take(self, timeout: float | None = None) -> list[ExecutionEvent]:
+        """Pull every queued event at once, waiting up to ``timeout`` seconds for one.
+
+        For a subscription opened with :meth:`EventBus.stream` (no callback,
+        no thread): the consumer takes what piled up since its last call in
+        one batch. Returns ``[]`` on timeout or once closed.
+
+        .. versionadded:: 0.2.0
+        """
+        with self._cond:
+            if self.active and not self._queue:
+                self._waiting = True
+                self._cond.wait(timeout)
+                self._waiting = False
+            events = list(self._queue)
+            self._queue.clear()
+            self.delivered += len(events)
+            return events
+
     def _take(self) -> ExecutionEvent | None:
         with self._cond:
             if self.active and self._queue:
@@ -420,6 +443,29 @@ class EventBus:
                 name=f"stepwatch-subscriber-{subscription.name}",
                 daemon=True,
             ).start()
+        with self._lock:
+            self._subscribers = (*self._subscribers, subscription)
+        return subscription
+
+    def stream(
+        self,
+        *,
+        execution_id: str | None = None,
+        event_type: EventType | None = None,
+        max_queue: int | None = None,
+    ) -> Subscription:
+        """Open a pull subscription: matching events queue up for :meth:`Subscription.take`.
+
+        No callback and no thread: the consumer (an SSE stream) takes what
+        piled up in one batch, so a busy engine costs it one wake-up and one
+        write per batch rather than per event. Bounded like every subscription
+        (``max_queue``, default the bus's; oldest dropped). End it with
+        :meth:`unsubscribe`.
+
+        .. versionadded:: 0.2.0
+        """
+        bound = self._max_queue if max_queue is None else checks.count(max_queue, "max_queue")
+        subscription = Subscription(_pulled, execution_id, event_type, bound)
         with self._lock:
             self._subscribers = (*self._subscribers, subscription)
         return subscription
