@@ -14,10 +14,12 @@ import sys
 from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
 from opentelemetry.sdk.metrics import Counter
 from opentelemetry.sdk.metrics.export import AggregationTemporality
+from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from stepwatch._otel_internals import (
+    batch_emit,
     batch_queue,
     global_meter_provider_unset,
     metric_exporter_preferences,
@@ -46,6 +48,23 @@ def test_batch_queue_is_found_and_tracks_its_length() -> None:
 
 def test_batch_queue_degrades_when_the_detail_moved() -> None:
     assert batch_queue(object()) == (None, None)  # type: ignore[arg-type]
+
+
+def test_batch_emit_is_found_and_queues_a_span() -> None:
+    exporter = InMemorySpanExporter()
+    processor = BatchSpanProcessor(exporter)
+    emit = batch_emit(processor)
+    assert emit is not None
+    span = TracerProvider().get_tracer("t").start_span("s")
+    span.end()
+    emit(span)
+    processor.force_flush()
+    assert [s.name for s in exporter.get_finished_spans()] == ["s"]
+    processor.shutdown()  # type: ignore[no-untyped-call]
+
+
+def test_batch_emit_degrades_when_the_detail_moved() -> None:
+    assert batch_emit(object()) is None  # type: ignore[arg-type]
 
 
 def test_global_meter_provider_unset_until_set() -> None:

@@ -17,7 +17,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, Spa
 
 from stepwatch import _fork
 from stepwatch._attributes import describe
-from stepwatch._otel_internals import batch_queue, metric_exporter_preferences
+from stepwatch._otel_internals import batch_emit, batch_queue, metric_exporter_preferences
 from stepwatch.health import ExportStatus
 
 __all__ = ["DropCountingBatchSpanProcessor", "ObservedMetricExporter", "ObservedSpanExporter"]
@@ -120,11 +120,17 @@ class DropCountingBatchSpanProcessor(BatchSpanProcessor):
         super().__init__(exporter)
         self._status = status
         self._queue, self._limit = batch_queue(self)
+        self._emit = batch_emit(self)
 
     def on_end(self, span: ReadableSpan) -> None:
+        context = span.context
+        if context is None or not context.trace_flags.sampled:
+            return
         queue, limit = self._queue, self._limit
         if queue is not None and limit is not None and len(queue) >= limit:
-            context = span.context
-            if context is not None and context.trace_flags.sampled:
-                self._status.record_drop()
-        super().on_end(span)
+            self._status.record_drop()
+        emit = self._emit
+        if emit is not None:
+            emit(span)  # what BatchSpanProcessor.on_end does after the same check
+        else:
+            super().on_end(span)
