@@ -92,7 +92,7 @@ class MonitorObserver:
             )
             if step.reason is not None:
                 data["reason"] = step.reason
-            self.bus.publish(semconv.STEP_END_EVENTS[outcome], execution_id, dict(data), ended_at)
+            self.bus.publish(semconv.STEP_END_EVENTS[outcome], execution_id, data, ended_at)
         except Exception:
             report("monitor.step_ended", "stepwatch: monitor failed", exc_info=True)
 

@@ -359,7 +359,7 @@ class EventBus:
             raise TypeError(
                 f"event_type must be a stepwatch.EventType, got {type(event_type).__name__}"
             )
-        if not isinstance(data, Mapping):
+        if type(data) is not dict and not isinstance(data, Mapping):  # dicts skip the ABC check
             raise TypeError(f"data must be a mapping, got {type(data).__name__}")
         with self._lock:
             event = ExecutionEvent(
