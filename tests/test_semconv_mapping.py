@@ -49,3 +49,35 @@ def test_outcomes_differ_from_the_pipeline_result_only_as_the_table_says() -> No
         semconv.ExecutionState.PENDING.value,
         semconv.ExecutionState.EXECUTING.value,
     } == {"finalizing"}
+
+
+def _draft_rows() -> list[list[str]]:
+    text = DOC.read_text()
+    section = text[text.index("## Against the draft workflow conventions") :]
+    section = section[: section.index("\n\n", section.index("| stepwatch |"))]
+    rows = [line.split(" | ") for line in section.splitlines() if line.startswith("| `")]
+    assert len(rows) >= 5
+    return rows
+
+
+def test_the_draft_table_names_only_stepwatchs_own_names_on_its_side() -> None:
+    ours = {
+        value
+        for name, value in vars(semconv).items()
+        if name.isupper() and isinstance(value, str) and value.startswith("workflow.")
+    }
+    named = {
+        name
+        for row in _draft_rows()
+        for name in re.findall(r"`(workflow\.[a-z_.]+)`", row[0])
+        if not name.endswith(".")
+    }
+    assert named and named <= ours, named - ours
+
+
+def test_the_draft_table_lists_stepwatchs_outcomes_and_states() -> None:
+    rows = {re.findall(r"`([a-z_.]+)`", row[0])[0]: row[0] for row in _draft_rows()}
+    outcomes = set(re.findall(r"`([a-z]+)`", rows[semconv.WORKFLOW_EXECUTION_OUTCOME]))
+    assert outcomes == {o.value for o in Outcome}
+    states = set(re.findall(r"`([a-z]+)`", rows[semconv.WORKFLOW_EXECUTION_STATE]))
+    assert states == {s.value for s in semconv.ExecutionState}
