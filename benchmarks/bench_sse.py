@@ -35,7 +35,7 @@ STEPS = 5
 TARGET = 2.0
 
 # The clients: one process, ten sockets, read until stdin closes and nothing
-# more arrives for 0.5 s; prints how many ``data:`` lines each received.
+# more arrives for 2 s; prints how many ``data:`` lines each received.
 _CLIENT = textwrap.dedent(
     """
     import selectors, socket, sys, threading
@@ -52,7 +52,7 @@ _CLIENT = textwrap.dedent(
     done = threading.Event()
     threading.Thread(target=lambda: (sys.stdin.read(), done.set()), daemon=True).start()
     while True:
-        ready = selector.select(timeout=0.5)
+        ready = selector.select(timeout=2.0)
         if not ready and done.is_set():
             break  # told to stop, and what was in flight has been read
         for key, _ in ready:

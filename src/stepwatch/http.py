@@ -282,6 +282,22 @@ class _Encoded:
         self._lock = threading.Lock()
         self._frames: OrderedDict[int, bytes] = OrderedDict()
 
+    def frames(self, events: list[ExecutionEvent]) -> bytes:
+        """Several events' frames as one write (one lock round for the lookups)."""
+        with self._lock:
+            found = [self._frames.get(event.seq) for event in events]
+        missing = [index for index, frame in enumerate(found) if frame is None]
+        if not missing:
+            return b"".join(cast(list[bytes], found))
+        for index in missing:
+            found[index] = _sse(events[index])
+        with self._lock:
+            for index in missing:
+                self._frames[events[index].seq] = cast(bytes, found[index])
+            while len(self._frames) > self._size:
+                self._frames.popitem(last=False)
+        return b"".join(cast(list[bytes], found))
+
     def frame(self, event: ExecutionEvent) -> bytes:
         with self._lock:
             frame = self._frames.get(event.seq)
@@ -521,10 +537,10 @@ class _App:
                     yield f": heartbeat {time.time():.0f}\n\n".encode()
                     continue
                 # What piled up since the last write goes out as one write.
-                frames = [self._encoded.frame(event) for event in events if event.seq > sent]
+                fresh = [event for event in events if event.seq > sent]
                 sent = max(sent, events[-1].seq)
-                if frames:
-                    yield b"".join(frames)
+                if fresh:
+                    yield self._encoded.frames(fresh)
                 time.sleep(SSE_WRITE_INTERVAL)  # throttle: let the next batch pile up
         finally:
             monitor.unsubscribe(subscription)
