@@ -231,30 +231,23 @@ def test_subscribe_validates_arguments(sw: Harness) -> None:
         sw.monitor.subscribe(print, event_type="nope")
 
 
-def test_a_pull_stream_takes_what_piled_up_in_one_batch_without_a_thread() -> None:
+def test_tail_follows_the_history_with_a_cursor_past_what_filters_skip() -> None:
     bus = EventBus(FakeClock())
+    assert bus.tail(0) == ([], 0) and bus.last_seq == 0
     threads = threading.active_count()
-    stream = bus.stream(event_type=EventType.STEP_STARTED, max_queue=3)
-    assert threading.active_count() == threads  # no delivery thread: the consumer pulls
     for index in range(5):
         bus.publish(EventType.STEP_STARTED, f"e-{index}", {})
         bus.publish(EventType.STEP_COMPLETED, f"e-{index}", {})
-    batch = stream.take(timeout=WAIT)
-    assert [event.execution_id for event in batch] == ["e-2", "e-3", "e-4"]  # bounded
-    assert stream.dropped == 2 and stream.delivered == 3
-    assert stream.take(timeout=0) == []  # nothing new
-    woke: list[list[ExecutionEvent]] = []
-    taker = threading.Thread(target=lambda: woke.append(stream.take(timeout=WAIT)))
-    taker.start()
+    assert threading.active_count() == threads  # a reader is no subscriber: no thread
+    started, cursor = bus.tail(0, event_type=EventType.STEP_STARTED)
+    assert [event.execution_id for event in started] == [f"e-{i}" for i in range(5)]
+    assert cursor == 10 == bus.last_seq  # past the skipped step.completed events too
+    assert bus.tail(cursor) == ([], 10)
+    latest, cursor = bus.tail(4, limit=2)
+    assert [event.seq for event in latest] == [9, 10]  # a lagging reader keeps the newest
     bus.publish(EventType.STEP_STARTED, "late", {})
-    taker.join(WAIT)
-    assert [event.execution_id for event in woke[0]] == ["late"]
-    bus.unsubscribe(stream)
-    assert stream.take(timeout=WAIT) == []  # closed: returns at once
-    assert stream not in bus.subscriptions
-
-
-def test_a_pull_stream_checks_its_bound() -> None:
-    bus = EventBus(FakeClock())
-    with pytest.raises(ValueError, match="max_queue"):
-        bus.stream(max_queue=0)
+    late, cursor = bus.tail(cursor, execution_id="late")
+    assert [event.execution_id for event in late] == ["late"] and cursor == 11
+    assert not bus.closed
+    bus.close()
+    assert bus.closed

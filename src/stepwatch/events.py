@@ -99,10 +99,6 @@ class ExecutionEvent(NamedTuple):
 Callback = Callable[[ExecutionEvent], Any]
 
 
-def _pulled(event: ExecutionEvent) -> None:
-    """The callback of a pull subscription (:meth:`EventBus.stream`): never called."""
-
-
 class Subscription:
     """A live subscription; pass it to ``unsubscribe`` to stop delivery at once.
 
@@ -211,25 +207,6 @@ class Subscription:
             )
 
     # ------------------------------------------------------------- consumer side
-    def take(self, timeout: float | None = None) -> list[ExecutionEvent]:
-        """Pull every queued event at once, waiting up to ``timeout`` seconds for one.
-
-        For a subscription opened with :meth:`EventBus.stream` (no callback,
-        no thread): the consumer takes what piled up since its last call in
-        one batch. Returns ``[]`` on timeout or once closed.
-
-        .. versionadded:: 0.2.0
-        """
-        with self._cond:
-            if self.active and not self._queue:
-                self._waiting = True
-                self._cond.wait(timeout)
-                self._waiting = False
-            events = list(self._queue)
-            self._queue.clear()
-            self.delivered += len(events)
-            return events
-
     def _take(self) -> ExecutionEvent | None:
         with self._cond:
             if self.active and self._queue:
@@ -333,6 +310,7 @@ class EventBus:
         self._seq = itertools.count(1)
         self._subscribers: tuple[Subscription, ...] = ()
         self._max_queue = max_queue
+        self._closed = False
 
     @property
     def max_history(self) -> int:
@@ -417,6 +395,54 @@ class EventBus:
         result.reverse()
         return result
 
+    def tail(
+        self,
+        after: int,
+        *,
+        execution_id: str | None = None,
+        event_type: EventType | None = None,
+        limit: int | None = None,
+    ) -> tuple[list[ExecutionEvent], int]:
+        """The matching events published after ``after`` (a ``seq``), and the newest ``seq``.
+
+        For readers that follow the history (the SSE streams): pass the
+        returned ``seq`` back next time, and events the filters skipped are
+        never scanned again. ``limit`` keeps the most recent ones (a reader
+        that lags further loses the oldest). The cost follows what was
+        published since ``after``; publishing does no work per reader.
+
+        .. versionadded:: 0.2.0
+        """
+        result: list[ExecutionEvent] = []
+        with self._lock:
+            newest = self._history[-1].seq if self._history else after
+            for event in reversed(self._history):
+                if event.seq <= after:
+                    break
+                if (execution_id is None or event.execution_id == execution_id) and (
+                    event_type is None or event.type is event_type
+                ):
+                    result.append(event)
+                    if limit is not None and len(result) >= limit:
+                        break
+        result.reverse()
+        return result, max(newest, after)
+
+    @property
+    def last_seq(self) -> int:
+        """The ``seq`` of the newest event published (0 before the first): a reader's
+        starting cursor for :meth:`tail`.
+
+        .. versionadded:: 0.2.0
+        """
+        history = self._history
+        return history[-1].seq if history else 0
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called (readers following the history stop)."""
+        return self._closed
+
     def subscribe(
         self,
         callback: Callback,
@@ -443,29 +469,6 @@ class EventBus:
                 name=f"stepwatch-subscriber-{subscription.name}",
                 daemon=True,
             ).start()
-        with self._lock:
-            self._subscribers = (*self._subscribers, subscription)
-        return subscription
-
-    def stream(
-        self,
-        *,
-        execution_id: str | None = None,
-        event_type: EventType | None = None,
-        max_queue: int | None = None,
-    ) -> Subscription:
-        """Open a pull subscription: matching events queue up for :meth:`Subscription.take`.
-
-        No callback and no thread: the consumer (an SSE stream) takes what
-        piled up in one batch, so a busy engine costs it one wake-up and one
-        write per batch rather than per event. Bounded like every subscription
-        (``max_queue``, default the bus's; oldest dropped). End it with
-        :meth:`unsubscribe`.
-
-        .. versionadded:: 0.2.0
-        """
-        bound = self._max_queue if max_queue is None else checks.count(max_queue, "max_queue")
-        subscription = Subscription(_pulled, execution_id, event_type, bound)
         with self._lock:
             self._subscribers = (*self._subscribers, subscription)
         return subscription
@@ -533,6 +536,7 @@ class EventBus:
         self._subscribers = ()
 
     def close(self) -> None:
-        """Unsubscribe everyone (stopping their private loops)."""
+        """Unsubscribe everyone (stopping their private loops); readers of :meth:`tail` stop."""
+        self._closed = True
         for subscription in self._subscribers:
             self.unsubscribe(subscription)

@@ -83,10 +83,11 @@ MAX_QUERY_BYTES = 2048
 """Longest query string accepted (414 beyond)."""
 MAX_AUTHORIZATION_BYTES = 1024
 SSE_QUEUE = 1_000
-"""Undelivered events kept per SSE client (oldest dropped when it lags)."""
+"""Most events one SSE write carries (after a replay): a client that lags further loses the
+oldest."""
 SSE_WRITE_INTERVAL = 0.05
-"""Least seconds between two writes to one SSE client: what arrives meanwhile goes out
-in the next write, so a busy engine costs each client 20 wake-ups a second at most."""
+"""Seconds between two reads of the event history by one SSE stream: what was published
+meanwhile goes out in one write, so a busy engine costs each client 20 wake-ups a second."""
 
 _JSON = "application/json"
 _HEALTH_JSON = "application/health+json"
@@ -298,17 +299,6 @@ class _Encoded:
                 self._frames.popitem(last=False)
         return b"".join(cast(list[bytes], found))
 
-    def frame(self, event: ExecutionEvent) -> bytes:
-        with self._lock:
-            frame = self._frames.get(event.seq)
-        if frame is None:
-            frame = _sse(event)
-            with self._lock:
-                self._frames[event.seq] = frame
-                while len(self._frames) > self._size:
-                    self._frames.popitem(last=False)
-        return frame
-
 
 class _Stream:
     """An SSE body that gives its client slot back exactly once: when it ends or is closed.
@@ -516,34 +506,27 @@ class _App:
     def _stream(
         self, execution_id: str | None, event_type: EventType | None, since: int | None
     ) -> Iterator[bytes]:
-        monitor = self.monitor
-        subscription = monitor.bus.stream(
-            execution_id=execution_id, event_type=event_type, max_queue=SSE_QUEUE
-        )
-        try:
-            yield b": stepwatch event stream\nretry: 3000\n\n"
-            sent = since if since is not None else -1
-            if since is not None:
-                for event in monitor.events(
-                    execution_id=execution_id, event_type=event_type, since=since
-                ):
-                    sent = max(sent, event.seq)
-                    yield self._encoded.frame(event)
-            while True:
-                events = subscription.take(self.heartbeat)
-                if not events:
-                    if not subscription.active:
-                        return
-                    yield f": heartbeat {time.time():.0f}\n\n".encode()
-                    continue
-                # What piled up since the last write goes out as one write.
-                fresh = [event for event in events if event.seq > sent]
-                sent = max(sent, events[-1].seq)
-                if fresh:
-                    yield self._encoded.frames(fresh)
-                time.sleep(SSE_WRITE_INTERVAL)  # throttle: let the next batch pile up
-        finally:
-            monitor.unsubscribe(subscription)
+        bus = self.monitor.bus
+        # The stream follows the bus history: publishing does no work per client.
+        # A replay (Last-Event-ID) is complete; after it, at most SSE_QUEUE
+        # events per write, the oldest lost by a client that lags further. The
+        # cursor is taken before the first byte: what follows it is delivered.
+        cursor = since if since is not None else bus.last_seq
+        yield b": stepwatch event stream\nretry: 3000\n\n"
+        limit = None if since is not None else SSE_QUEUE
+        written = time.monotonic()
+        while not bus.closed:
+            events, cursor = bus.tail(
+                cursor, execution_id=execution_id, event_type=event_type, limit=limit
+            )
+            limit = SSE_QUEUE
+            if events:
+                yield self._encoded.frames(events)
+                written = time.monotonic()
+            elif time.monotonic() - written >= self.heartbeat:
+                yield f": heartbeat {time.time():.0f}\n\n".encode()
+                written = time.monotonic()
+            time.sleep(SSE_WRITE_INTERVAL)  # what is published meanwhile goes in one write
 
 
 def make_wsgi_app(
