@@ -379,21 +379,8 @@ class EventBus:
             checks.name(execution_id, "execution_id")
         if limit == 0:
             return []
-        # Newest first, stopping at ``since`` or once ``limit`` matched: the cost
-        # follows the answer (and what a filter skips), not the history's size.
-        result: list[ExecutionEvent] = []
-        with self._lock:
-            for event in reversed(self._history):
-                if since is not None and event.seq <= since:
-                    break
-                if (execution_id is None or event.execution_id == execution_id) and (
-                    wanted is None or event.type is wanted
-                ):
-                    result.append(event)
-                    if limit is not None and len(result) >= limit:
-                        break
-        result.reverse()
-        return result
+        events, _ = self.tail(since or 0, execution_id=execution_id, event_type=wanted, limit=limit)
+        return events
 
     def tail(
         self,
@@ -413,6 +400,8 @@ class EventBus:
 
         .. versionadded:: 0.2.0
         """
+        # Newest first, stopping at ``after`` or once ``limit`` matched: the cost
+        # follows the answer (and what a filter skips), not the history's size.
         result: list[ExecutionEvent] = []
         with self._lock:
             newest = self._history[-1].seq if self._history else after
