@@ -1322,7 +1322,34 @@ class _Scope(Generic[_H]):
     _inflight: dict[int, _H]
     """Handles entered and not exited yet, to end one exited in another context."""
 
+    _kind: str
+    """``"execution"`` or ``"step"``: names the internal-error kind of a failed start."""
+
     def _begin(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> _H | None:
+        """Start a run for one call or entry; ``None``: the call goes unobserved. Never raises."""
+        try:
+            if near_recursion_limit() or not is_instrumentation_enabled():
+                return None
+            return self._start(_telemetry.current(), otel_context.get_current(), args, kwargs)
+        except RecursionError:
+            return None  # the headroom check itself hit the limit: nothing was started
+        except Exception:
+            report(
+                f"{self._kind}.start",
+                "stepwatch: failed to start %s %r",
+                self._kind,
+                self.name,
+                exc_info=True,
+            )
+            return None
+
+    def _start(
+        self,
+        tel: _telemetry.Telemetry,
+        ctx: Context,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> _H:
         raise NotImplementedError
 
     def _disabled(self) -> _H:
@@ -1433,6 +1460,8 @@ class ExecutionScope(_Scope[Execution]):
     .. versionadded:: 0.1.0
     """
 
+    _kind = "execution"
+
     def __init__(
         self,
         name: str | None = None,
@@ -1475,22 +1504,14 @@ class ExecutionScope(_Scope[Execution]):
             for value in (self.execution_id, self.total_steps, self.carrier, self.attempt)
         )
 
-    def _begin(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Execution | None:
-        try:
-            if near_recursion_limit() or not is_instrumentation_enabled():
-                return None
-            tel = _telemetry.current()
-            return Execution._start(self, tel, otel_context.get_current(), args, kwargs)
-        except RecursionError:
-            return None  # the headroom check itself hit the limit: nothing was started
-        except Exception:
-            report(
-                "execution.start",
-                "stepwatch: failed to start execution %r",
-                self.name,
-                exc_info=True,
-            )
-            return None
+    def _start(
+        self,
+        tel: _telemetry.Telemetry,
+        ctx: Context,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> Execution:
+        return Execution._start(self, tel, ctx, args, kwargs)
 
     def _disabled(self) -> Execution:
         execution_id = self.execution_id if isinstance(self.execution_id, str) else None
@@ -1508,6 +1529,8 @@ class StepScope(_Scope[Step]):
 
     .. versionadded:: 0.1.0
     """
+
+    _kind = "step"
 
     def __init__(
         self,
@@ -1534,24 +1557,20 @@ class StepScope(_Scope[Step]):
         scope._execution = self._execution
         return scope
 
-    def _begin(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Step | None:
-        try:
-            if near_recursion_limit() or not is_instrumentation_enabled():
-                return None
-            tel = _telemetry.current()
-            ctx = otel_context.get_current()
-            execution = self._execution
-            current: Any = ctx.get(_EXECUTION_KEY)
-            if execution is None:
-                execution = current
-            elif current is not execution:
-                ctx = execution._ctx if execution._recording else ctx
-            return Step._start(self, tel, ctx, execution)
-        except RecursionError:
-            return None  # the headroom check itself hit the limit: nothing was started
-        except Exception:
-            report("step.start", "stepwatch: failed to start step %r", self.name, exc_info=True)
-            return None
+    def _start(
+        self,
+        tel: _telemetry.Telemetry,
+        ctx: Context,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> Step:
+        execution = self._execution
+        current: Any = ctx.get(_EXECUTION_KEY)
+        if execution is None:
+            execution = current
+        elif current is not execution:
+            ctx = execution._ctx if execution._recording else ctx
+        return Step._start(self, tel, ctx, execution)
 
     def _disabled(self) -> Step:
         return Step._disabled(self.name, self.step_type)
