@@ -404,7 +404,7 @@ class EventBus:
         # follows the answer (and what a filter skips), not the history's size.
         result: list[ExecutionEvent] = []
         with self._lock:
-            newest = self._history[-1].seq if self._history else after
+            newest = self.last_seq
             for event in reversed(self._history):
                 if event.seq <= after:
                     break

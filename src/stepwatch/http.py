@@ -286,18 +286,19 @@ class _Encoded:
     def frames(self, events: list[ExecutionEvent]) -> bytes:
         """Several events' frames as one write (one lock round for the lookups)."""
         with self._lock:
-            found = [self._frames.get(event.seq) for event in events]
-        missing = [index for index, frame in enumerate(found) if frame is None]
-        if not missing:
-            return b"".join(cast(list[bytes], found))
-        for index in missing:
-            found[index] = _sse(events[index])
-        with self._lock:
-            for index in missing:
-                self._frames[events[index].seq] = cast(bytes, found[index])
-            while len(self._frames) > self._size:
-                self._frames.popitem(last=False)
-        return b"".join(cast(list[bytes], found))
+            cached = [self._frames.get(event.seq) for event in events]
+        fresh: dict[int, bytes] = {}
+        frames: list[bytes] = []
+        for event, frame in zip(events, cached, strict=True):
+            if frame is None:
+                fresh[event.seq] = _sse(event)
+            frames.append(frame or fresh[event.seq])
+        if fresh:
+            with self._lock:
+                self._frames.update(fresh)
+                while len(self._frames) > self._size:
+                    self._frames.popitem(last=False)
+        return b"".join(frames)
 
 
 class _Stream:
