@@ -11,6 +11,13 @@ machine speed hits every case alike. Both sides use the same kind of
 providers: a ``BatchSpanProcessor`` over an exporter that drops everything,
 one ``InMemoryMetricReader``.
 
+Each goal's ratio is the median over batches of the ratio *within* a batch
+(the case and its baseline timed back to back), so drift in machine speed
+between batches cancels out. Time is the thread's CPU time, so a core
+taken by another process does not count against either side. Span
+processors queue every span of a timed run (no drops, no export during
+it) and are flushed between runs, outside the timing.
+
 Cases (each printed with its target from issue #12):
 
 - ``execution_of_5``: one execution of 5 steps, per execution.
@@ -31,6 +38,7 @@ import statistics
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from typing import cast
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -55,9 +63,20 @@ class DropExporter(SpanExporter):
         return SpanExportResult.SUCCESS
 
 
+QUEUE = 1 << 16
+"""Spans a batch processor holds: more than any timed run ends, so none is dropped."""
+
+
 def providers(sampler: Sampler | None = None) -> tuple[TracerProvider, MeterProvider]:
     tracer_provider = TracerProvider(sampler=sampler) if sampler else TracerProvider()
-    tracer_provider.add_span_processor(BatchSpanProcessor(DropExporter()))
+    tracer_provider.add_span_processor(
+        BatchSpanProcessor(
+            DropExporter(),
+            max_queue_size=QUEUE,
+            max_export_batch_size=QUEUE,
+            schedule_delay_millis=3_600_000,  # exports happen in the flush between runs
+        )
+    )
     meter_provider = MeterProvider(metric_readers=[InMemoryMetricReader()])
     return tracer_provider, meter_provider
 
@@ -70,6 +89,7 @@ class Handwritten:
     """What a careful engine author writes to emit what stepwatch emits, and no more."""
 
     def __init__(self, tracer_provider: TracerProvider, meter_provider: ApiMeterProvider) -> None:
+        self.tracer_provider = tracer_provider
         self.tracer = tracer_provider.get_tracer("bench")
         meter = meter_provider.get_meter("bench")
         buckets = semconv.DURATION_BUCKETS
@@ -163,19 +183,23 @@ def stepwatch_execution(steps: int) -> None:
 
 
 def time_units(function: Callable[[], object], repeat: int, units: int) -> float:
-    """ns per unit: ``function`` run ``repeat`` times, each doing ``units`` units."""
-    start = time.perf_counter_ns()
+    """CPU ns per unit: ``function`` run ``repeat`` times, each doing ``units`` units."""
+    start = time.thread_time_ns()
     for _ in range(repeat):
         function()
-    return (time.perf_counter_ns() - start) / (repeat * units)
+    return (time.thread_time_ns() - start) / (repeat * units)
 
 
 class Case:
-    """A timed function and the Monitor installed around it (if any)."""
+    """A timed function, the Monitor installed around it (if any), the providers to flush."""
 
     def __init__(self, function: Callable[[], object], units: int, repeat: int,
-                 monitor: stepwatch.Monitor | None = None) -> None:  # fmt: skip
+                 monitor: stepwatch.Monitor | None = None,
+                 tracer_provider: TracerProvider | None = None) -> None:  # fmt: skip
         self.function, self.units, self.repeat, self.monitor = function, units, repeat, monitor
+        self.tracer_provider = tracer_provider
+        if monitor is not None:
+            self.tracer_provider = cast(TracerProvider, monitor.tracer_provider)
 
     def time(self) -> float:
         if self.monitor is not None:
@@ -185,6 +209,8 @@ class Case:
         finally:
             if self.monitor is not None:
                 self.monitor.uninstall()
+            if self.tracer_provider is not None:
+                self.tracer_provider.force_flush()  # outside the timing
 
 
 def build_cases(repeat: int) -> tuple[dict[str, Case], list[stepwatch.Monitor]]:
@@ -200,10 +226,15 @@ def build_cases(repeat: int) -> tuple[dict[str, Case], list[stepwatch.Monitor]]:
     hand_long = Handwritten(*providers())
     long_repeat = max(1, repeat * STEPS // LONG_STEPS)
     cases = {
-        "handwritten_execution_of_5": Case(lambda: hand.execution(STEPS), 1, repeat),
+        "handwritten_execution_of_5": Case(
+            lambda: hand.execution(STEPS), 1, repeat, tracer_provider=hand.tracer_provider
+        ),
         "stepwatch_execution_of_5": Case(lambda: stepwatch_execution(STEPS), 1, repeat, monitor()),
         "handwritten_long_execution": Case(
-            lambda: hand_long.execution(LONG_STEPS), LONG_STEPS, long_repeat
+            lambda: hand_long.execution(LONG_STEPS),
+            LONG_STEPS,
+            long_repeat,
+            tracer_provider=hand_long.tracer_provider,
         ),
         "stepwatch_long_execution": Case(
             lambda: stepwatch_execution(LONG_STEPS), LONG_STEPS, long_repeat, monitor()
@@ -232,13 +263,19 @@ def build_other(repeat: int) -> tuple[dict[str, Case], list[stepwatch.Monitor]]:
     return cases, [monitor]
 
 
-def measure(cases: dict[str, Case], batches: int) -> dict[str, float]:
+def measure(cases: dict[str, Case], batches: int) -> dict[str, list[float]]:
+    """Every case timed once per batch, the cases of a batch back to back."""
     samples: dict[str, list[float]] = {key: [] for key in cases}
     gc.collect()
     for _ in range(batches):
         for key, case in cases.items():
             samples[key].append(case.time())
-    return {key: statistics.median(values) for key, values in samples.items()}
+    return samples
+
+
+def paired_ratio(case: list[float], base: list[float]) -> float:
+    """The median over batches of the case's time over its baseline's in the same batch."""
+    return statistics.median(c / b for c, b in zip(case, base, strict=True))
 
 
 GOALS: dict[str, tuple[str, str, float]] = {
@@ -262,13 +299,14 @@ def main() -> None:
         other, extra = build_other(args.repeat)
         cases.update(other)
         monitors.extend(extra)
-    medians = measure(cases, args.batches)
+    samples = measure(cases, args.batches)
     for made in monitors:
         made.shutdown()
+    medians = {key: statistics.median(values) for key, values in samples.items()}
     goals = {
-        goal: (medians[case] / medians[base], target)
+        goal: (paired_ratio(samples[case], samples[base]), target)
         for goal, (case, base, target) in GOALS.items()
-        if case in medians
+        if case in samples
     }
     if args.json:
         print(
@@ -280,9 +318,9 @@ def main() -> None:
             )
         )
         return
-    print(f"{'case':<40}{'median ns/unit':>16}")
+    print(f"{'case':<40}{'median CPU ns/unit':>20}")
     for key, value in medians.items():
-        print(f"{key:<40}{value:>16.0f}")
+        print(f"{key:<40}{value:>20.0f}")
     print()
     print(f"{'goal':<42}{'ratio':>8}{'target':>10}")
     for goal, (ratio, target) in goals.items():
