@@ -5,11 +5,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from collections.abc import Iterator
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import stepwatch
-from stepwatch import EventType
+from stepwatch import EventType, semconv
 from stepwatch.events import EventBus, ExecutionEvent
 from stepwatch.testing import FakeClock, Harness
 
@@ -251,3 +254,111 @@ def test_tail_follows_the_history_with_a_cursor_past_what_filters_skip() -> None
     assert not bus.closed
     bus.close()
     assert bus.closed
+
+
+_KEYS = ("step", "step_type", "attempt")
+_operation = st.tuples(
+    st.booleans(),  # by value (record) or as a dict (publish)
+    st.sampled_from([EventType.STEP_STARTED, EventType.STEP_COMPLETED]),
+    st.sampled_from(["a", "b", None]),
+)
+
+
+@given(
+    max_history=st.integers(min_value=1, max_value=7),
+    operations=st.lists(_operation, max_size=30),
+    since=st.integers(min_value=0, max_value=35),
+    limit=st.none() | st.integers(min_value=0, max_value=9),
+    execution_id=st.sampled_from(["a", "b", None]),
+    event_type=st.sampled_from([EventType.STEP_STARTED, EventType.STEP_COMPLETED, None]),
+)
+def test_the_history_ring_answers_as_a_list_of_every_event_would(
+    max_history: int,
+    operations: list[tuple[bool, EventType, str | None]],
+    since: int,
+    limit: int | None,
+    execution_id: str | None,
+    event_type: EventType | None,
+) -> None:
+    """Reference: all events in a list, the last ``max_history`` kept, filtered in order."""
+    bus = EventBus(FakeClock(), max_history=max_history)
+    every: list[tuple[int, EventType, str | None, dict[str, object]]] = []
+    for seq, (by_value, kind, owner) in enumerate(operations, start=1):
+        values = (f"s{seq}", None, seq)
+        if by_value:
+            bus.record(kind, owner, _KEYS, values, float(seq))
+        else:
+            bus.publish(kind, owner, dict(zip(_KEYS, values, strict=True)), float(seq))
+        every.append((seq, kind, owner, dict(zip(_KEYS, values, strict=True))))
+    kept = every[-max_history:]
+    wanted = [
+        event
+        for event in kept
+        if event[0] > since
+        and (execution_id is None or event[2] == execution_id)
+        and (event_type is None or event[1] is event_type)
+    ]
+    if limit is not None:
+        wanted = wanted[len(wanted) - limit :] if limit else []
+    got = bus.events(since=since, limit=limit, execution_id=execution_id, event_type=event_type)
+    assert [(e.seq, e.type, e.execution_id, e.data) for e in got] == wanted
+    assert [e.timestamp for e in got] == [float(event[0]) for event in wanted]
+    assert len(bus) == len(kept) and bus.last_seq == len(every)
+    assert (
+        bus.events(since=since, limit=limit, execution_id=execution_id, event_type=event_type)
+        == got
+    )
+
+
+def test_step_events_recorded_by_value_read_back_as_their_payloads(sw: Harness) -> None:
+    @stepwatch.step("closed early")
+    def numbers() -> Iterator[int]:
+        yield 1
+        yield 2
+
+    with stepwatch.execution("job", execution_id="by-value") as ex:
+        with ex.step("one", step_type="t"):
+            sw.clock.advance(0.5)
+        generator = numbers()
+        next(generator)
+        generator.close()
+    events = sw.events(execution_id="by-value")
+    started: semconv.StepStartedData = {"step": "one", "step_type": "t", "attempt": 1}
+    assert next(e.data for e in events if e.type is EventType.STEP_STARTED) == started
+    completed: list[semconv.StepEndedData] = [
+        {"step": "one", "step_type": "t", "outcome": "success", "duration": 0.5, "attempt": 1},
+        {
+            "step": "closed early",
+            "step_type": None,
+            "outcome": "skip",
+            "duration": 0.0,
+            "attempt": 1,
+            "reason": "generator closed by its consumer",
+        },
+    ]
+    assert [e.data for e in events if e.type is EventType.STEP_COMPLETED] == completed
+    assert [list(e.data) for e in events if e.type is EventType.STEP_COMPLETED] == [
+        list(data) for data in completed
+    ]  # the keys in the payloads' declared order, as JSON shows them
+
+
+def test_a_subscriber_gets_step_events_recorded_by_value_at_once(sw: Harness) -> None:
+    received: list[ExecutionEvent] = []
+    done = threading.Event()
+
+    def collect(event: ExecutionEvent) -> None:
+        received.append(event)
+        if event.type is EventType.STEP_COMPLETED:
+            done.set()
+
+    sw.monitor.subscribe(collect, event_type=None)
+    with stepwatch.execution("job", execution_id="live") as ex, ex.step("one"):
+        pass
+    assert done.wait(WAIT)
+    step_events = [event for event in received if event.type.value.startswith("step.")]
+    assert [event.type for event in step_events] == [
+        EventType.STEP_STARTED,
+        EventType.STEP_COMPLETED,
+    ]
+    assert step_events[0].data == {"step": "one", "step_type": None, "attempt": 1}
+    assert step_events == [e for e in sw.events(execution_id="live") if e in step_events]

@@ -7,7 +7,9 @@ them. Nothing here calls back into a handle: handles arrive as read-only
 views, and the payloads of the events that are also span events arrive
 already built (the instrument layer built the span event from the same
 payload). Payloads are handed to the bus as they are: each is a new dict
-built for this one event.
+built for this one event. A step's start and end, the events every step
+makes, go to the bus by value (:meth:`~stepwatch.events.EventBus.record`):
+their dicts are built only if someone reads them.
 
 Every hook is guarded here, once: a failure is reported (logged once,
 counted) and never reaches the host.
@@ -16,7 +18,7 @@ counted) and never reaches the host.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Final
 
 from stepwatch import semconv
 from stepwatch._safety import report
@@ -25,6 +27,13 @@ from stepwatch.progress import ExecutionView, ProgressTracker, StepView
 from stepwatch.semconv import EventType
 
 __all__ = ["MonitorObserver"]
+
+# A step's start and end are recorded by value (EventBus.record): the keys of
+# semconv.StepStartedData and StepEndedData, in their declared order.
+_STEP_STARTED_KEYS: Final = tuple(semconv.StepStartedData.__annotations__)
+_STEP_ENDED_REASON_KEYS: Final = tuple(semconv.StepEndedData.__annotations__)
+_STEP_ENDED_KEYS: Final = _STEP_ENDED_REASON_KEYS[:-1]  # without the optional "reason", the last
+_OUTCOME_VALUE: Final = {outcome: outcome.value for outcome in semconv.Outcome}
 
 
 class MonitorObserver:
@@ -71,10 +80,13 @@ class MonitorObserver:
 
     def step_started(self, step: StepView, execution_id: str | None) -> None:
         try:
-            data = semconv.StepStartedData(
-                step=step.name, step_type=step.step_type, attempt=step.attempt
+            self.bus.record(
+                EventType.STEP_STARTED,
+                execution_id,
+                _STEP_STARTED_KEYS,
+                (step.name, step.step_type, step.attempt),
+                step.started_at,
             )
-            self.bus.publish(EventType.STEP_STARTED, execution_id, data, step.started_at)
         except Exception:
             report("monitor.step_started", "stepwatch: monitor failed", exc_info=True)
 
@@ -83,16 +95,19 @@ class MonitorObserver:
             outcome, ended_at = step.outcome, step.ended_at
             if outcome is None or ended_at is None:
                 return
-            data = semconv.StepEndedData(
-                step=step.name,
-                step_type=step.step_type,
-                outcome=outcome.value,
-                duration=max(ended_at - step.started_at, 0.0),
-                attempt=step.attempt,
+            reason = step.reason
+            values: tuple[Any, ...] = (
+                step.name,
+                step.step_type,
+                _OUTCOME_VALUE[outcome],
+                max(ended_at - step.started_at, 0.0),
+                step.attempt,
             )
-            if step.reason is not None:
-                data["reason"] = step.reason
-            self.bus.publish(semconv.STEP_END_EVENTS[outcome], execution_id, data, ended_at)
+            if reason is None:
+                keys = _STEP_ENDED_KEYS
+            else:
+                keys, values = _STEP_ENDED_REASON_KEYS, (*values, reason)
+            self.bus.record(semconv.STEP_END_EVENTS[outcome], execution_id, keys, values, ended_at)
         except Exception:
             report("monitor.step_ended", "stepwatch: monitor failed", exc_info=True)
 

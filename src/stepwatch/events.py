@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import itertools
 import logging
 import threading
 from collections import deque
@@ -42,6 +41,13 @@ _logger = logging.getLogger(__name__)
 
 _MAX_LOGGED_ERROR_TYPES = 16
 """Error types logged (with a traceback) per subscription; the rest are only counted."""
+
+
+def _built(entry: _Entry) -> ExecutionEvent:
+    """The event of a history entry recorded by value (its data dict built now)."""
+    seq, event_type, timestamp, execution_id, values, keys = entry
+    data = dict(zip(keys or (), values, strict=True))
+    return ExecutionEvent(seq, event_type, timestamp, execution_id, data)
 
 
 def _run_loop(loop: asyncio.AbstractEventLoop) -> None:
@@ -284,13 +290,29 @@ class Subscription:
         )
 
 
+_Entry = tuple[int, EventType, float, "str | None", Any, "tuple[str, ...] | None"]
+"""A history slot: ``(seq, type, timestamp, execution_id, data, keys)``.
+
+``keys`` is ``None`` when ``data`` is the event's dict; otherwise ``data``
+is a tuple of values for those keys (:meth:`EventBus.record`), built into
+the dict when somebody reads the event.
+"""
+
+
 class EventBus:
     """Bounded event history plus non-blocking fan-out to subscribers.
 
     Args:
         clock: Zero-argument callable returning epoch seconds.
         max_history: Events kept in the history ring buffer.
-        max_queue: Undelivered events kept per subscriber.
+        max_queue: Undelivered events per subscriber.
+
+    The history is a ring of ``max_history`` slots indexed by ``seq``: a
+    publish stores one entry (evicting the one ``max_history`` events older),
+    a reader finds an event by its ``seq`` without scanning. Events recorded
+    by value (:meth:`record`, the per-step ones) keep a tuple of values and
+    are built into an :class:`ExecutionEvent` once, by the first reader (or at
+    once when someone subscribes): an engine nobody watches pays for no dict.
 
     .. versionadded:: 0.1.0
     """
@@ -306,8 +328,9 @@ class EventBus:
         checks.count(max_queue, "max_queue")
         self._clock = clock
         self._lock = threading.Lock()
-        self._history: deque[ExecutionEvent] = deque(maxlen=max_history)
-        self._seq = itertools.count(1)
+        self._size = max_history
+        self._ring: list[ExecutionEvent | _Entry | None] = [None] * max_history
+        self._last = 0
         self._subscribers: tuple[Subscription, ...] = ()
         self._max_queue = max_queue
         self._closed = False
@@ -315,10 +338,10 @@ class EventBus:
     @property
     def max_history(self) -> int:
         """How many events the history keeps."""
-        return self._history.maxlen or 0
+        return self._size
 
     def __len__(self) -> int:
-        return len(self._history)
+        return min(self._last, self._size)
 
     def publish(
         self,
@@ -339,19 +362,48 @@ class EventBus:
             )
         if type(data) is not dict and not isinstance(data, Mapping):  # dicts skip the ABC check
             raise TypeError(f"data must be a mapping, got {type(data).__name__}")
+        at = self._clock() if timestamp is None else timestamp
+        payload = data if isinstance(data, dict) else dict(data)
         with self._lock:
-            event = ExecutionEvent(
-                next(self._seq),
-                event_type,
-                self._clock() if timestamp is None else timestamp,
-                execution_id,
-                data if isinstance(data, dict) else dict(data),
-            )
-            self._history.append(event)
+            seq = self._last + 1
+            event = ExecutionEvent(seq, event_type, at, execution_id, payload)
+            self._store(seq, event)
+        self._offer(event)
+        return event
+
+    def record(
+        self,
+        event_type: EventType,
+        execution_id: str | None,
+        keys: tuple[str, ...],
+        values: tuple[Any, ...],
+        timestamp: float,
+    ) -> None:
+        """Record an event whose data is ``dict(zip(keys, values))``, built when first read.
+
+        The engine-thread path for the frequent events (a step's start and
+        end): one lock round and one tuple, no dict, unless someone
+        subscribed. ``keys`` is a shared constant; ``values`` JSON-ready.
+
+        .. versionadded:: 0.2.0
+        """
+        with self._lock:
+            seq = self._last + 1
+            entry: _Entry = (seq, event_type, timestamp, execution_id, values, keys)
+            event = _built(entry) if self._subscribers else None
+            self._store(seq, entry if event is None else event)
+        if event is not None:
+            self._offer(event)
+
+    def _store(self, seq: int, entry: ExecutionEvent | _Entry) -> None:
+        """Put ``entry`` in its slot (under the lock)."""
+        self._ring[seq % self._size] = entry
+        self._last = seq
+
+    def _offer(self, event: ExecutionEvent) -> None:
         for subscription in self._subscribers:
             if subscription.matches(event):
                 subscription.offer(event)
-        return event
 
     def events(
         self,
@@ -403,15 +455,20 @@ class EventBus:
         # Newest first, stopping at ``after`` or once ``limit`` matched: the cost
         # follows the answer (and what a filter skips), not the history's size.
         result: list[ExecutionEvent] = []
+        ring, size = self._ring, self._size
         with self._lock:
-            newest = self.last_seq
-            for event in reversed(self._history):
-                if event.seq <= after:
+            newest = self._last
+            oldest = max(after + 1, newest - size + 1)
+            for seq in range(newest, oldest - 1, -1):
+                entry = ring[seq % size]
+                if entry is None:  # pragma: no cover - every slot up to ``newest`` is stored
                     break
-                if (execution_id is None or event.execution_id == execution_id) and (
-                    event_type is None or event.type is event_type
+                if (execution_id is None or entry[3] == execution_id) and (
+                    event_type is None or entry[1] is event_type
                 ):
-                    result.append(event)
+                    if not isinstance(entry, ExecutionEvent):
+                        entry = ring[seq % size] = _built(entry)
+                    result.append(entry)
                     if limit is not None and len(result) >= limit:
                         break
         result.reverse()
@@ -424,8 +481,7 @@ class EventBus:
 
         .. versionadded:: 0.2.0
         """
-        history = self._history
-        return history[-1].seq if history else 0
+        return self._last
 
     @property
     def closed(self) -> bool:
