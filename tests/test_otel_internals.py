@@ -11,6 +11,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+from opentelemetry import context, trace
 from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
 from opentelemetry.sdk.metrics import Counter
 from opentelemetry.sdk.metrics.export import AggregationTemporality
@@ -23,6 +24,7 @@ from stepwatch._otel_internals import (
     batch_queue,
     global_meter_provider_unset,
     metric_exporter_preferences,
+    run_context,
 )
 
 
@@ -81,3 +83,14 @@ def test_global_meter_provider_unset_until_set() -> None:
     )
     assert result.stdout.split() == ["True", "False"]
     assert isinstance(global_meter_provider_unset(), bool)
+
+
+def test_run_context_is_what_set_span_in_context_and_set_value_make() -> None:
+    parent = context.set_value("engine-key", "kept")
+    span = TracerProvider().get_tracer("t").start_span("s")
+    key = context.create_key("stepwatch-test")
+    built = run_context(parent, span, key, "run")
+    expected = context.set_value(key, "run", trace.set_span_in_context(span, parent))
+    assert built == expected and type(built) is type(expected)
+    assert trace.get_current_span(built) is span and context.get_value(key, built) == "run"
+    assert parent == context.set_value("engine-key", "kept")  # the parent is not changed

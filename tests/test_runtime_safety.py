@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import Any
 
 import pytest
 from opentelemetry import context as otel_context
+from opentelemetry.instrumentation.utils import suppress_instrumentation
 from opentelemetry.sdk.trace import TracerProvider
 
 import stepwatch
@@ -100,6 +102,7 @@ def test_failing_monitor_is_contained(sw: Harness) -> None:
         raise RuntimeError("bus is broken")
 
     sw.monitor.bus.publish = explode  # type: ignore[method-assign]
+    sw.monitor.bus.record = explode  # type: ignore[method-assign]
 
     @stepwatch.execution("resilient")
     def run() -> str:
@@ -164,6 +167,25 @@ def test_suppression_is_honoured(sw: Harness) -> None:
     assert sw.spans() == []
     assert sw.metric_points("workflow.execution.duration") == []
     assert carrier["stepwatch-execution-id"] == "q-1"
+
+
+@pytest.mark.parametrize("how", ["suppress_instrumentation", "plain key"])
+def test_suppression_through_the_public_api_and_the_legacy_key(sw: Harness, how: str) -> None:
+    @stepwatch.execution("quiet")
+    def run() -> int:
+        with stepwatch.step("inner"):
+            return 1
+
+    with contextlib.ExitStack() as stack:
+        if how == "suppress_instrumentation":
+            stack.enter_context(suppress_instrumentation())
+        else:
+            token = otel_context.attach(otel_context.set_value("suppress_instrumentation", True))
+            stack.callback(otel_context.detach, token)
+        assert run() == 1
+    assert sw.spans() == []
+    assert run() == 1  # and observed again once the suppression is gone
+    assert [span.name for span in sw.spans()] == ["step inner", "execution quiet"]
 
 
 @pytest.mark.internal_errors

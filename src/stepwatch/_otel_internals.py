@@ -10,18 +10,48 @@ to a documented neutral answer instead of raising.
 from __future__ import annotations
 
 from collections.abc import Callable, Sized
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry import metrics
-from opentelemetry.sdk.metrics.export import MetricExporter
-from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.context import Context
+
+if TYPE_CHECKING:  # the instrument layer imports this module: it must not load the SDK
+    from opentelemetry.sdk.metrics.export import MetricExporter
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 __all__ = [
     "batch_emit",
     "batch_queue",
     "global_meter_provider_unset",
     "metric_exporter_preferences",
+    "run_context",
 ]
+
+
+def _span_key() -> str | None:
+    try:
+        from opentelemetry.trace.propagation import _SPAN_KEY  # noqa: PLC0415
+    except ImportError:
+        return None
+    return _SPAN_KEY if isinstance(_SPAN_KEY, str) else None
+
+
+_SPAN_KEY = _span_key()
+
+
+def run_context(parent: Context, span: object, key: str, value: object) -> Context | None:
+    """``parent`` with ``span`` as the current span and ``value`` under ``key``: one copy.
+
+    Upstream: ``trace.set_span_in_context`` stores the span under
+    ``opentelemetry.trace.propagation._SPAN_KEY`` with ``context.set_value``,
+    which copies the context; setting stepwatch's own key after it copies it
+    again. Building the one ``Context`` with both gives the same mapping for
+    one copy per run. ``None`` if the key moved: the caller then uses
+    ``set_span_in_context`` and ``set_value``.
+    """
+    if _SPAN_KEY is None:
+        return None
+    return Context({**parent, _SPAN_KEY: span, key: value})
 
 
 def metric_exporter_preferences(exporter: MetricExporter) -> tuple[Any, Any]:

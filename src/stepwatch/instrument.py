@@ -46,12 +46,12 @@ from typing import Any, Final, Generic, TypeVar, cast, overload
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.context import Context
-from opentelemetry.instrumentation.utils import is_instrumentation_enabled
+from opentelemetry.instrumentation.utils import is_instrumentation_enabled, suppress_instrumentation
 from opentelemetry.trace import INVALID_SPAN, Link, Span, SpanKind, Status, StatusCode
 
 from stepwatch import _attributes as attrs
 from stepwatch import _checks as checks
-from stepwatch import _fork, _pickling, _telemetry, semconv
+from stepwatch import _fork, _otel_internals, _pickling, _telemetry, semconv
 from stepwatch._safety import near_recursion_limit, report
 from stepwatch.progress import ExecutionProgress, StepState, snapshot
 from stepwatch.semconv import ExecutionState, Outcome
@@ -225,8 +225,37 @@ _SLA_ATTRIBUTES: Final = _AttributeSets(semconv.WORKFLOW_DEFINITION_NAME)
 _APPROVAL_ATTRIBUTES: Final = _AttributeSets(
     semconv.WORKFLOW_DEFINITION_NAME, semconv.WORKFLOW_APPROVAL_OUTCOME
 )
+_OUTCOME_VALUE: Final = {outcome: outcome.value for outcome in Outcome}
+"""``outcome.value`` without the enum property's cost (it is on every run's end)."""
 _PENDING: Final = ExecutionState.PENDING.value
 _EXECUTING: Final = ExecutionState.EXECUTING.value
+
+
+def _suppression_keys() -> tuple[str, str]:
+    """The context keys ``suppress_instrumentation()`` sets, found through that public API.
+
+    ``is_instrumentation_enabled()`` reads the current context once per key;
+    the instrument layer already holds that context (it parents the span on
+    it) and reads the same keys from it: one context read per run, not three.
+    """
+    before = otel_context.get_current()
+    with suppress_instrumentation():
+        during = otel_context.get_current()
+    keys = [key for key, value in during.items() if value is True and before.get(key) is not True]
+    if not keys:  # pragma: no cover - the API moved; an unset key never suppresses
+        keys = [otel_context.create_key("stepwatch-unused")]
+    return keys[0], keys[-1]
+
+
+_SUPPRESS_KEY, _SUPPRESS_KEY_OTHER = _suppression_keys()
+
+
+def _run_context(parent: Context, span: Span, key: str, run: _Run) -> Context:
+    """``parent`` with ``span`` current and ``run`` under ``key``: what a run attaches."""
+    ctx = _otel_internals.run_context(parent, span, key, run)
+    if ctx is None:
+        ctx = otel_context.set_value(key, run, trace.set_span_in_context(span, parent))
+    return ctx
 
 
 def _ns(seconds: float) -> int:
@@ -347,7 +376,8 @@ class _Run:
                 report("context.detach", "stepwatch: could not detach context", exc_info=True)
 
     def _close(self, token: Token[Context] | None, exc: BaseException | None) -> None:
-        self._deactivate(token)
+        if token is not None:
+            self._deactivate(token)
         if self._recording and not self._ended:
             if self._generation != _fork.current:
                 # Started before this process was forked: the parent ends it, not us.
@@ -558,8 +588,7 @@ class Step(_Run):
             spec.span_name, context=parent_ctx, attributes=attributes, start_time=_ns(now)
         )
         self.span = span
-        ctx = trace.set_span_in_context(span, parent_ctx)
-        self._ctx = otel_context.set_value(_STEP_KEY, self, ctx)
+        self._ctx = _run_context(parent_ctx, span, _STEP_KEY, self)
         observer = tel.observer
         if observer is not None:
             observer.step_started(self, None if execution is None else execution.id)
@@ -584,7 +613,11 @@ class Step(_Run):
         self._ended = True
         tel = self._tel
         duration, now = self._elapsed()
-        outcome, error_type = self._resolve_outcome(exc)
+        if exc is None and self._explicit is None:
+            outcome, error_type = Outcome.SUCCESS, None
+        else:
+            outcome, error_type = self._resolve_outcome(exc)
+        value = _OUTCOME_VALUE[outcome]
         self.outcome = outcome
         self.ended_at = now
         self._updated_at = now
@@ -592,10 +625,11 @@ class Step(_Run):
         span = self.span
         if span.is_recording():
             try:
-                span.set_attribute(semconv.WORKFLOW_TASK_OUTCOME, outcome.value)
-                self._end_span(
-                    exc, outcome, error_type, end_ns, semconv.WORKFLOW_TASK_OUTCOME_REASON
-                )
+                span.set_attribute(semconv.WORKFLOW_TASK_OUTCOME, value)
+                if exc is not None or self._explicit is not None:
+                    self._end_span(
+                        exc, outcome, error_type, end_ns, semconv.WORKFLOW_TASK_OUTCOME_REASON
+                    )
             except Exception:
                 report("step.describe", "stepwatch: describing a step's end failed", exc_info=True)
         _end(span, end_ns)
@@ -603,7 +637,7 @@ class Step(_Run):
         tel.task_duration.record(
             duration,
             _TASK_ATTRIBUTES.get(
-                execution.name if execution else None, self.step_type, outcome.value, error_type
+                execution.name if execution else None, self.step_type, value, error_type
             ),
         )
         record = self._record
@@ -871,9 +905,7 @@ class Execution(_Run):
             start_time=_ns(now),
         )
         self.span = span
-        self._ctx = otel_context.set_value(
-            _EXECUTION_KEY, self, trace.set_span_in_context(span, parent)
-        )
+        self._ctx = _run_context(parent, span, _EXECUTION_KEY, self)
         data = semconv.ExecutionStartedData(name=name, attempt=self.attempt)
         if total is not None:
             data["total_steps"] = total
@@ -975,7 +1007,11 @@ class Execution(_Run):
         self._ended = True
         tel = self._tel
         duration, now = self._elapsed()
-        outcome, error_type = self._resolve_outcome(exc)
+        if exc is None and self._explicit is None:
+            outcome, error_type = Outcome.SUCCESS, None
+        else:
+            outcome, error_type = self._resolve_outcome(exc)
+        value = _OUTCOME_VALUE[outcome]
         self.outcome = outcome
         self.ended_at = now
         self._updated_at = now
@@ -989,7 +1025,7 @@ class Execution(_Run):
             try:
                 span.set_attributes(
                     {
-                        semconv.WORKFLOW_EXECUTION_OUTCOME: outcome.value,
+                        semconv.WORKFLOW_EXECUTION_OUTCOME: value,
                         semconv.WORKFLOW_EXECUTION_STEPS_COMPLETED: completed,
                         semconv.WORKFLOW_EXECUTION_STEPS_FAILED: failed,
                     }
@@ -1008,7 +1044,7 @@ class Execution(_Run):
         event_type = semconv.EXECUTION_END_EVENTS[outcome]
         data = semconv.ExecutionEndedData(
             name=self.name,
-            outcome=outcome.value,
+            outcome=value,
             duration=duration,
             completed_steps=completed,
             failed_steps=failed,
@@ -1024,7 +1060,7 @@ class Execution(_Run):
         _end(span, end_ns)
         tel.execution_duration.record(
             duration,
-            _EXECUTION_ATTRIBUTES.get(self.name, _EXECUTING, outcome.value, error_type),
+            _EXECUTION_ATTRIBUTES.get(self.name, _EXECUTING, value, error_type),
         )
         tel.execution_active.add(-1, self._executing_attributes())
         if self.sla_violated:
@@ -1328,9 +1364,10 @@ class _Scope(Generic[_H]):
     def _begin(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> _H | None:
         """Start a run for one call or entry; ``None``: the call goes unobserved. Never raises."""
         try:
-            if near_recursion_limit() or not is_instrumentation_enabled():
+            ctx = otel_context.get_current()
+            if ctx.get(_SUPPRESS_KEY) or ctx.get(_SUPPRESS_KEY_OTHER) or near_recursion_limit():
                 return None
-            return self._start(_telemetry.current(), otel_context.get_current(), args, kwargs)
+            return self._start(_telemetry.current(), ctx, args, kwargs)
         except RecursionError:
             return None  # the headroom check itself hit the limit: nothing was started
         except Exception:
