@@ -85,7 +85,7 @@ LONG_WINDOW: Final = 6 * 3600.0
 DAY_SLOT: Final = 600.0
 DAY_WINDOW: Final = 24 * 3600.0
 DEFAULT_MAX_SERIES: Final = 1_000
-PENDING_VALUES: Final = 64
+PENDING_VALUES: Final = 256
 """Values a series holds unfolded in the current slot before they are folded."""
 _MAX_SCALE: Final = 20
 _LEVEL_METRICS: Final = frozenset({semconv.EXECUTION_ACTIVE.name, semconv.QUEUE_DEPTH.name})
@@ -327,14 +327,19 @@ class HealthWindows:
     def observe(self, metric: str, value: float, attributes: Mapping[str, Any]) -> None:
         """Record one histogram value (a duration) of ``metric``. The hot path."""
         now = self._clock()
+        key = (metric, series_key(attributes))
         with self._lock:
             slot = self._current
             if slot is None or now >= self._current_end or now < slot.start:
                 slot = self._slot_for(now)
-            key = self._key(metric, series_key(attributes))
             pending = slot.pending.get(key)
             if pending is None:
-                slot.pending[key] = pending = []
+                # A series' first value in this slot (or since its last fold): admit
+                # it under the cap once, not on every value.
+                key = self._key(*key)
+                pending = slot.pending.get(key)
+                if pending is None:
+                    slot.pending[key] = pending = []
             pending.append(value)
             if len(pending) >= PENDING_VALUES:
                 self._fold_series(slot, key, pending)
