@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator
 
 import pytest
 from hypothesis import given
@@ -312,7 +312,7 @@ def test_the_history_ring_answers_as_a_list_of_every_event_would(
 
 def test_step_events_recorded_by_value_read_back_as_their_payloads(sw: Harness) -> None:
     @stepwatch.step("closed early")
-    def numbers() -> Iterator[int]:
+    def numbers() -> Generator[int, None, None]:
         yield 1
         yield 2
 

@@ -23,8 +23,8 @@ from stepwatch.limits import Limits
 from stepwatch.version import __version__
 
 if TYPE_CHECKING:
-    from stepwatch.instrument import Execution, Step
-    from stepwatch.progress import DurationHistory
+    from stepwatch.instrument import Execution
+    from stepwatch.progress import DurationHistory, StepView
     from stepwatch.windows import HealthWindows
 
 __all__ = ["Observer", "Telemetry", "build", "current", "install", "installed", "uninstall"]
@@ -55,9 +55,9 @@ class Observer(Protocol):
         sla: semconv.SLAViolatedData | None,
     ) -> None: ...
 
-    def step_started(self, step: Step, execution_id: str | None) -> None: ...
+    def step_started(self, step: StepView, execution_id: str | None) -> None: ...
 
-    def step_ended(self, step: Step, execution_id: str | None) -> None: ...
+    def step_ended(self, step: StepView, execution_id: str | None) -> None: ...
 
     def step_progressed(
         self, execution_id: str | None, data: semconv.StepProgressData, at: float

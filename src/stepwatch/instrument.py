@@ -480,11 +480,13 @@ def _record_exception(span: Span, exc: BaseException, end_ns: int) -> None:
 
 
 class _StepRecord:
-    """What an execution keeps of one of its steps: a few fields, no span, no context.
+    """What an execution keeps of one of its steps, and what the Monitor is told of every step.
+
+    A few fields, no span, no context: the observer reads these plain slots
+    (a :class:`~stepwatch.progress.StepView`), not the handle's properties.
 
     About 180 bytes with its own floats (the strings are shared with the
-    scope), so an execution keeping ``Limits.steps_kept`` of them stays small;
-    a :class:`~stepwatch.progress.StepView`.
+    scope), so an execution keeping ``Limits.steps_kept`` of them stays small.
     """
 
     __slots__ = (
@@ -576,11 +578,10 @@ class Step(_Run):
         self.message = None
         self._last_emit = None
         self._emitted = 0
-        self.attempt = 1
-        self._record = None
+        record = self._record = _StepRecord(self.name, self.step_type, now)
         if execution is not None:
-            record = self._record = _StepRecord(self.name, self.step_type, now)
-            self.attempt = execution._step_started(record)  # a step name run again: > 1
+            execution._step_started(record)  # a step name run again: attempt > 1
+        self.attempt = record.attempt
         attributes = spec.span_attributes
         if self.attempt != 1:
             attributes = {**attributes, semconv.WORKFLOW_TASK_ATTEMPT: self.attempt}
@@ -591,7 +592,7 @@ class Step(_Run):
         self._ctx = _run_context(parent_ctx, span, _STEP_KEY, self)
         observer = tel.observer
         if observer is not None:
-            observer.step_started(self, None if execution is None else execution.id)
+            observer.step_started(record, None if execution is None else execution.id)
         return self
 
     @classmethod
@@ -641,12 +642,14 @@ class Step(_Run):
             ),
         )
         record = self._record
-        if execution is not None and record is not None:
-            record.outcome, record.ended_at, record.reason = outcome, now, self._reason
+        if record is None:  # pragma: no cover - every recording step has its record
+            return
+        record.outcome, record.ended_at, record.reason = outcome, now, self._reason
+        if execution is not None:
             execution._step_ended(record)
         observer = tel.observer
         if observer is not None:
-            observer.step_ended(self, None if execution is None else execution.id)
+            observer.step_ended(record, None if execution is None else execution.id)
 
     def progress(
         self,
@@ -948,8 +951,8 @@ class Execution(_Run):
     # whose latest attempt failed (or, for a generator, was closed by its
     # consumer) may run again: that run is the same step's next attempt, so it
     # takes the earlier attempt out of the finished counts.
-    def _step_started(self, step: _StepRecord) -> int:
-        """Count a step in; return its attempt (above 1 for a step name run again)."""
+    def _step_started(self, step: _StepRecord) -> None:
+        """Count a step in; set its attempt (above 1 for a step name run again)."""
         with self._locked():
             earlier = self._retriable.pop(step.name, None)
             if earlier is not None:
@@ -963,7 +966,6 @@ class Execution(_Run):
             self._steps.append(step)
             self._current = step
             self._updated_at = step.started_at
-        return step.attempt
 
     def _step_ended(self, step: _StepRecord) -> None:
         with self._locked():
