@@ -66,6 +66,8 @@ def _run_loop(loop: asyncio.AbstractEventLoop) -> None:
 
 DEFAULT_MAX_HISTORY = 10_000
 DEFAULT_MAX_QUEUE = 1_000
+INBOX_BATCH = 256
+"""Events :meth:`EventBus.record` holds before numbering them into the history."""
 
 
 class ExecutionEvent(NamedTuple):
@@ -331,6 +333,8 @@ class EventBus:
         self._size = max_history
         self._ring: list[ExecutionEvent | _Entry | None] = [None] * max_history
         self._last = 0
+        self._inbox: deque[tuple[EventType, float, str | None, tuple[Any, ...], tuple[str, ...]]]
+        self._inbox = deque()
         self._subscribers: tuple[Subscription, ...] = ()
         self._max_queue = max_queue
         self._closed = False
@@ -341,7 +345,7 @@ class EventBus:
         return self._size
 
     def __len__(self) -> int:
-        return min(self._last, self._size)
+        return min(self._last + len(self._inbox), self._size)
 
     def publish(
         self,
@@ -365,6 +369,7 @@ class EventBus:
         at = self._clock() if timestamp is None else timestamp
         payload = data if isinstance(data, dict) else dict(data)
         with self._lock:
+            self._drain()
             seq = self._last + 1
             event = ExecutionEvent(seq, event_type, at, execution_id, payload)
             self._store(seq, event)
@@ -382,18 +387,37 @@ class EventBus:
         """Record an event whose data is ``dict(zip(keys, values))``, built when first read.
 
         The engine-thread path for the frequent events (a step's start and
-        end): one lock round and one tuple, no dict, unless someone
-        subscribed. ``keys`` is a shared constant; ``values`` JSON-ready.
+        end): one tuple appended to an inbox, no lock and no dict. The inbox
+        is numbered into the history in order, under the lock, by the next
+        reader or publish, or every :data:`INBOX_BATCH` records, so
+        ``seq`` order stays publish order. With a subscriber, the event is
+        built and delivered at once. ``keys`` is a shared constant;
+        ``values`` are JSON-ready.
 
         .. versionadded:: 0.2.0
         """
-        with self._lock:
-            seq = self._last + 1
-            entry: _Entry = (seq, event_type, timestamp, execution_id, values, keys)
-            event = _built(entry) if self._subscribers else None
-            self._store(seq, entry if event is None else event)
-        if event is not None:
+        if self._subscribers:
+            with self._lock:
+                self._drain()
+                seq = self._last + 1
+                event = _built((seq, event_type, timestamp, execution_id, values, keys))
+                self._store(seq, event)
             self._offer(event)
+            return
+        inbox = self._inbox
+        inbox.append((event_type, timestamp, execution_id, values, keys))
+        if len(inbox) >= INBOX_BATCH:
+            with self._lock:
+                self._drain()
+
+    def _drain(self) -> None:
+        """Number the inbox into the history, oldest first (under the lock)."""
+        inbox, ring, size, last = self._inbox, self._ring, self._size, self._last
+        while inbox:  # only the lock holder takes from the inbox
+            event_type, timestamp, execution_id, values, keys = inbox.popleft()
+            last += 1
+            ring[last % size] = (last, event_type, timestamp, execution_id, values, keys)
+        self._last = last
 
     def _store(self, seq: int, entry: ExecutionEvent | _Entry) -> None:
         """Put ``entry`` in its slot (under the lock)."""
@@ -457,6 +481,7 @@ class EventBus:
         result: list[ExecutionEvent] = []
         ring, size = self._ring, self._size
         with self._lock:
+            self._drain()
             newest = self._last
             oldest = max(after + 1, newest - size + 1)
             for seq in range(newest, oldest - 1, -1):
@@ -481,7 +506,9 @@ class EventBus:
 
         .. versionadded:: 0.2.0
         """
-        return self._last
+        with self._lock:
+            self._drain()
+            return self._last
 
     @property
     def closed(self) -> bool:
