@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import threading
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 
 import stepwatch
 from stepwatch.limits import Limits
-from stepwatch.progress import blend_eta
+from stepwatch.progress import StepView, blend_eta, keep_steps
+from stepwatch.semconv import Outcome
 from stepwatch.testing import Harness, capture
 
 
@@ -288,3 +292,32 @@ def test_active_executions_limit_keeps_the_oldest(sw: Harness) -> None:
             assert sw.monitor.active_executions(limit=0) == []
             with pytest.raises(ValueError, match="limit"):
                 sw.monitor.active_executions(limit=-1)
+
+
+@settings(max_examples=300)
+@given(
+    runs=st.lists(st.tuples(st.sampled_from("abcdef"), st.booleans()), max_size=25),
+    steps_kept=st.integers(min_value=1, max_value=8),
+    keep=st.integers(min_value=0, max_value=10),
+)
+def test_an_ended_executions_listed_steps_are_found_without_reading_every_kept_step(
+    runs: list[tuple[str, bool]], steps_kept: int, keep: int
+) -> None:
+    """``step_state(keep)`` lists what ``keep_steps`` picks from all kept steps (retries too)."""
+    with (
+        capture(limits=Limits(steps_kept=steps_kept)) as harness,
+        stepwatch.execution("job") as ex,
+    ):
+        for name, fails in runs:
+            with contextlib.suppress(RuntimeError), ex.step(name):
+                harness.clock.advance(0.1)
+                if fails:
+                    raise RuntimeError(name)
+        every = ex.step_state()
+        listed = ex.step_state(keep)
+
+    def failed(step: StepView) -> bool:
+        return step.outcome is not Outcome.SUCCESS
+
+    assert list(listed.steps) == keep_steps(every.steps, failed, keep)
+    assert listed[:3] == every[:3] and listed.current == every.current

@@ -26,6 +26,7 @@ import asyncio
 import concurrent.futures
 import functools
 import inspect
+import itertools
 import math
 import os
 import threading
@@ -37,6 +38,7 @@ from collections.abc import (
     Generator,
     Mapping,
     MutableMapping,
+    Sequence,
 )
 from contextvars import ContextVar, Token
 from threading import Lock
@@ -495,6 +497,7 @@ class _StepRecord:
         "fraction",
         "message",
         "name",
+        "number",
         "outcome",
         "reason",
         "started_at",
@@ -505,12 +508,18 @@ class _StepRecord:
         self.name = name
         self.step_type = step_type
         self.started_at = started_at
+        self.number = 0
+        """The step's place in its execution's start order (1 for the first)."""
         self.attempt = 1
         self.outcome: Outcome | None = None
         self.ended_at: float | None = None
         self.fraction: float | None = None
         self.message: str | None = None
         self.reason: str | None = None
+
+
+def _step_number(step: _StepRecord) -> int:
+    return step.number
 
 
 class Step(_Run):
@@ -786,10 +795,12 @@ class Execution(_Run):
         "_completed",
         "_current",
         "_failed",
+        "_failed_steps",
         "_lock",
         "_lock_generation",
         "_retriable",
         "_running",
+        "_started",
         "_steps",
         "attempt",
         "id",
@@ -813,7 +824,9 @@ class Execution(_Run):
     _completed: int
     _failed: int
     _running: int
+    _started: int
     _steps: deque[_StepRecord]
+    _failed_steps: deque[_StepRecord]
     _retriable: OrderedDict[str, tuple[int, bool]]
     _current: _StepRecord | None
     _approval_at: float | None
@@ -839,7 +852,9 @@ class Execution(_Run):
         self._completed = 0
         self._failed = 0
         self._running = 0
+        self._started = 0
         self._steps = deque(maxlen=tel.limits.steps_kept)
+        self._failed_steps = deque(maxlen=tel.limits.steps_kept)
         self._retriable = OrderedDict()
         self._current = None
         self._approval_at = None
@@ -963,6 +978,8 @@ class Execution(_Run):
                 else:
                     self._completed -= 1
             self._running += 1
+            self._started += 1
+            step.number = self._started
             self._steps.append(step)
             self._current = step
             self._updated_at = step.started_at
@@ -975,6 +992,7 @@ class Execution(_Run):
                 self._completed += 1
             else:
                 self._failed += 1
+                self._failed_steps.append(step)
             if not completed or step.reason is _GENERATOR_CLOSED:
                 retriable = self._retriable
                 retriable[step.name] = (step.attempt, not completed)
@@ -988,22 +1006,44 @@ class Execution(_Run):
     def _touch(self, now: float) -> None:
         self._updated_at = now
 
-    def step_state(self) -> StepState:
+    def step_state(self, keep: int | None = None) -> StepState:
         """The step counts, the kept steps and the current step, read at one instant.
 
         The read-only view :mod:`stepwatch.progress` builds snapshots from.
+        With ``keep`` and no step running, at most ``keep`` steps are listed,
+        the ones :func:`~stepwatch.progress.keep_steps` would choose (the
+        failed ones first, then the latest), found without reading every
+        kept step: an execution's end costs what it lists.
 
         .. versionadded:: 0.2.0
         """
         with self._locked():
             current = self._current
+            steps = self._steps
+            listed: Sequence[_StepRecord] = (
+                tuple(steps)
+                if keep is None or self._running or len(steps) <= keep
+                else self._chosen(keep)
+            )
             return StepState(
                 self._completed,
                 self._failed,
                 self._running,
-                tuple(self._steps),
+                listed,
                 None if current is None else current.name,
             )
+
+    def _chosen(self, keep: int) -> list[_StepRecord]:
+        """What ``keep_steps(kept, failed, keep)`` lists, in O(failed + keep) (locked)."""
+        if keep <= 0:
+            return []
+        first_kept = self._started - len(self._steps)  # numbers above it are still kept
+        failed = [step for step in self._failed_steps if step.number > first_kept]
+        failed.sort(key=_step_number)
+        chosen = {step.number: step for step in failed[-keep:]}
+        for step in itertools.islice(reversed(self._steps), keep - len(chosen)):
+            chosen.setdefault(step.number, step)
+        return [chosen[number] for number in sorted(chosen)]
 
     def _finish(self, exc: BaseException | None) -> None:
         self._ended = True

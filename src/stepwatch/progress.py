@@ -79,7 +79,8 @@ class StepState(NamedTuple):
     failed: int
     running: int
     steps: Sequence[StepView]
-    """The most recent steps (bounded by ``Limits.steps_kept``), oldest first."""
+    """The most recent steps (bounded by ``Limits.steps_kept``), oldest first; read with
+    ``keep`` and no step running, at most ``keep`` of them as :func:`keep_steps` chooses."""
     current: str | None
     """The name of the most recently started step still running."""
 
@@ -108,7 +109,7 @@ class ExecutionView(Protocol):
     @property
     def ended_at(self) -> float | None: ...
 
-    def step_state(self) -> StepState: ...
+    def step_state(self, keep: int | None = None) -> StepState: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,6 +244,8 @@ def blend_eta(
 
 def keep_steps(steps: Sequence[_S], failed: Callable[[_S], bool], keep: int) -> list[_S]:
     """At most ``keep`` of ``steps``, in their order: failed ones first, then the latest."""
+    if keep <= 0:
+        return []
     if len(steps) <= keep:
         return list(steps)
     chosen = [s for s in steps if failed(s)][-keep:]
@@ -343,7 +346,7 @@ def snapshot(
     known; ``percent`` is below 100 while a step runs; the ETA is 0 after a
     success, ``None`` after any other end (see :func:`blend_eta`).
     """
-    state = execution.step_state()
+    state = execution.step_state(keep)
     completed, failed, running = state.completed, state.failed, state.running
     finished = completed + failed
     total = execution.total_steps
