@@ -321,3 +321,30 @@ def test_an_ended_executions_listed_steps_are_found_without_reading_every_kept_s
 
     assert list(listed.steps) == keep_steps(every.steps, failed, keep)
     assert listed[:3] == every[:3] and listed.current == every.current
+
+
+def test_a_step_still_running_when_its_execution_ends_counts_in_the_kept_progress(
+    sw: Harness,
+) -> None:
+    running, release = threading.Event(), threading.Event()
+
+    with stepwatch.execution("job", execution_id="early", total_steps=2) as ex:
+        with ex.step("done"):
+            pass
+
+        def late() -> None:
+            with ex.step("late") as step:
+                step.progress(0.5)
+                running.set()
+                release.wait(30.0)
+
+        thread = threading.Thread(target=late)
+        thread.start()
+        assert running.wait(30.0)
+        ex.fail("gave up waiting")
+    release.set()
+    thread.join(30.0)  # the late step ends before anyone reads the execution's progress
+    at_end = sw.monitor.progress("early")
+    assert at_end is not None and at_end.state == "failure"
+    assert (at_end.completed_steps, at_end.running_steps, at_end.percent) == (1, 1, 75.0)
+    assert [(s.name, s.state) for s in at_end.steps] == [("done", "success"), ("late", "running")]

@@ -389,6 +389,53 @@ def snapshot(
     )
 
 
+class _Ended:
+    """An ended execution as the tracker keeps it: read once, at its end.
+
+    Its :class:`ExecutionProgress` is built on the first query and kept, so
+    an execution nobody asks about costs its end no snapshot. Holds at most
+    ``keep`` step records (shared with the execution, which is let go).
+    """
+
+    __slots__ = (
+        "_progress",
+        "_state",
+        "attempt",
+        "ended_at",
+        "id",
+        "name",
+        "outcome",
+        "started_at",
+        "total_steps",
+        "updated_at",
+    )
+
+    def __init__(self, execution: ExecutionView, ended_at: float, keep: int) -> None:
+        state = execution.step_state(keep)
+        self._progress: ExecutionProgress | None = None
+        if state.running:  # steps outlived it: their fractions count, read them now
+            self._progress = snapshot(execution, ended_at, keep=keep)
+            state = state._replace(steps=())
+        self._state = state
+        self.id = execution.id
+        self.name = execution.name
+        self.attempt = execution.attempt
+        self.total_steps = execution.total_steps
+        self.outcome = execution.outcome
+        self.started_at = execution.started_at
+        self.updated_at = execution.updated_at
+        self.ended_at = ended_at
+
+    def step_state(self, keep: int | None = None) -> StepState:
+        return self._state
+
+    def progress(self) -> ExecutionProgress:
+        progress = self._progress
+        if progress is None:
+            progress = self._progress = snapshot(self, self.ended_at)
+        return progress
+
+
 @dataclass(slots=True)
 class _Pending:
     execution_id: str
@@ -422,7 +469,8 @@ class ProgressTracker:
     Fed by the Monitor's observer: a running execution is held as its
     read-only :class:`ExecutionView` (it keeps its own counters, so following
     a step costs nothing here) and read only when asked; an execution's end
-    stores one frozen :class:`ExecutionProgress`.
+    keeps a compact record of it, whose frozen :class:`ExecutionProgress` is
+    built on the first query and kept.
 
     Args:
         clock: Zero-argument callable returning epoch seconds.
@@ -453,7 +501,7 @@ class ProgressTracker:
         self._lock = threading.Lock()
         self._running: dict[str, ExecutionView] = {}
         self._pending: OrderedDict[str, _Pending] = OrderedDict()
-        self._finished: OrderedDict[str, tuple[float, ExecutionProgress]] = OrderedDict()
+        self._finished: OrderedDict[str, tuple[float, _Ended]] = OrderedDict()
 
     # ------------------------------------------------------------------ feeding
     def enqueued(
@@ -471,11 +519,11 @@ class ProgressTracker:
             self._pending.pop(execution.id, None)
             self._running[execution.id] = execution
 
-    def ended(self, execution: ExecutionView) -> ExecutionProgress:
-        """An execution ended: keep its final progress (returned), learn its duration."""
+    def ended(self, execution: ExecutionView) -> None:
+        """An execution ended: keep what its final progress needs, learn its duration."""
         ended_at = execution.ended_at
         now = ended_at if ended_at is not None else self._clock()
-        record = snapshot(execution, now, keep=self.limits.finished_steps_kept)
+        record = _Ended(execution, now, self.limits.finished_steps_kept)
         with self._lock:
             if self._running.get(execution.id) is execution:
                 del self._running[execution.id]
@@ -484,7 +532,6 @@ class ProgressTracker:
             self._evict(now)
         if execution.outcome is Outcome.SUCCESS:
             self.history.learn(execution.name, now - execution.started_at)
-        return record
 
     def _evict(self, now: float) -> None:
         limits = self.limits
@@ -510,7 +557,8 @@ class ProgressTracker:
     def finished_records(self) -> list[ExecutionProgress]:
         """The retained finished executions, oldest first (bounded by ``max_finished``)."""
         with self._lock:
-            return [record for _, record in self._finished.values()]
+            ended = [record for _, record in self._finished.values()]
+        return [record.progress() for record in ended]
 
     def running(self) -> list[ExecutionView]:
         """The executions running now (read-only views)."""
@@ -528,7 +576,7 @@ class ProgressTracker:
         if pending is not None:
             return pending.progress()
         if finished is not None:
-            return finished[1]
+            return finished[1].progress()
         return None
 
     def active(self, limit: int | None = None) -> list[ExecutionProgress]:
