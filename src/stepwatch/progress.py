@@ -415,7 +415,7 @@ class _Ended:
         self._progress: ExecutionProgress | None = None
         if state.running:  # steps outlived it: their fractions count, read them now
             self._progress = snapshot(execution, ended_at, keep=keep)
-            state = state._replace(steps=())
+            state = StepState(state.completed, state.failed, state.running, (), state.current)
         self._state = state
         self.id = execution.id
         self.name = execution.name
