@@ -487,8 +487,9 @@ class _StepRecord:
     A few fields, no span, no context: the observer reads these plain slots
     (a :class:`~stepwatch.progress.StepView`), not the handle's properties.
 
-    About 180 bytes with its own floats (the strings are shared with the
-    scope), so an execution keeping ``Limits.steps_kept`` of them stays small.
+    About 190 bytes with its own floats and start number (the strings are
+    shared with the scope), so an execution keeping ``Limits.steps_kept`` of
+    them stays small.
     """
 
     __slots__ = (
