@@ -397,12 +397,7 @@ class EventBus:
         .. versionadded:: 0.2.0
         """
         if self._subscribers:
-            with self._lock:
-                self._drain()
-                seq = self._last + 1
-                event = _built((seq, event_type, timestamp, execution_id, values, keys))
-                self._store(seq, event)
-            self._offer(event)
+            self.publish(event_type, execution_id, dict(zip(keys, values, strict=True)), timestamp)
             return
         inbox = self._inbox
         inbox.append((event_type, timestamp, execution_id, values, keys))
