@@ -33,7 +33,6 @@ __all__ = ["MonitorObserver"]
 _STEP_STARTED_KEYS: Final = tuple(semconv.StepStartedData.__annotations__)
 _STEP_ENDED_REASON_KEYS: Final = tuple(semconv.StepEndedData.__annotations__)
 _STEP_ENDED_KEYS: Final = _STEP_ENDED_REASON_KEYS[:-1]  # without the optional "reason", the last
-_OUTCOME_VALUE: Final = {outcome: outcome.value for outcome in semconv.Outcome}
 
 
 class MonitorObserver:
@@ -99,7 +98,7 @@ class MonitorObserver:
             values: tuple[Any, ...] = (
                 step.name,
                 step.step_type,
-                _OUTCOME_VALUE[outcome],
+                semconv.OUTCOME_VALUES[outcome],
                 max(ended_at - step.started_at, 0.0),
                 step.attempt,
             )

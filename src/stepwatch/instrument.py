@@ -48,7 +48,7 @@ from typing import Any, Final, Generic, TypeVar, cast, overload
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.context import Context
-from opentelemetry.instrumentation.utils import is_instrumentation_enabled, suppress_instrumentation
+from opentelemetry.instrumentation.utils import suppress_instrumentation
 from opentelemetry.trace import INVALID_SPAN, Link, Span, SpanKind, Status, StatusCode
 
 from stepwatch import _attributes as attrs
@@ -227,8 +227,6 @@ _SLA_ATTRIBUTES: Final = _AttributeSets(semconv.WORKFLOW_DEFINITION_NAME)
 _APPROVAL_ATTRIBUTES: Final = _AttributeSets(
     semconv.WORKFLOW_DEFINITION_NAME, semconv.WORKFLOW_APPROVAL_OUTCOME
 )
-_OUTCOME_VALUE: Final = {outcome: outcome.value for outcome in Outcome}
-"""``outcome.value`` without the enum property's cost (it is on every run's end)."""
 _PENDING: Final = ExecutionState.PENDING.value
 _EXECUTING: Final = ExecutionState.EXECUTING.value
 
@@ -250,6 +248,11 @@ def _suppression_keys() -> tuple[str, str]:
 
 
 _SUPPRESS_KEY, _SUPPRESS_KEY_OTHER = _suppression_keys()
+
+
+def _suppressed(ctx: Context) -> bool:
+    """Whether ``ctx`` suppresses instrumentation (what ``is_instrumentation_enabled()`` reads)."""
+    return bool(ctx.get(_SUPPRESS_KEY) or ctx.get(_SUPPRESS_KEY_OTHER))
 
 
 def _run_context(parent: Context, span: Span, key: str, run: _Run) -> Context:
@@ -378,8 +381,7 @@ class _Run:
                 report("context.detach", "stepwatch: could not detach context", exc_info=True)
 
     def _close(self, token: Token[Context] | None, exc: BaseException | None) -> None:
-        if token is not None:
-            self._deactivate(token)
+        self._deactivate(token)
         if self._recording and not self._ended:
             if self._generation != _fork.current:
                 # Started before this process was forked: the parent ends it, not us.
@@ -624,11 +626,8 @@ class Step(_Run):
         self._ended = True
         tel = self._tel
         duration, now = self._elapsed()
-        if exc is None and self._explicit is None:
-            outcome, error_type = Outcome.SUCCESS, None
-        else:
-            outcome, error_type = self._resolve_outcome(exc)
-        value = _OUTCOME_VALUE[outcome]
+        outcome, error_type = self._resolve_outcome(exc)
+        value = semconv.OUTCOME_VALUES[outcome]
         self.outcome = outcome
         self.ended_at = now
         self._updated_at = now
@@ -637,10 +636,9 @@ class Step(_Run):
         if span.is_recording():
             try:
                 span.set_attribute(semconv.WORKFLOW_TASK_OUTCOME, value)
-                if exc is not None or self._explicit is not None:
-                    self._end_span(
-                        exc, outcome, error_type, end_ns, semconv.WORKFLOW_TASK_OUTCOME_REASON
-                    )
+                self._end_span(
+                    exc, outcome, error_type, end_ns, semconv.WORKFLOW_TASK_OUTCOME_REASON
+                )
             except Exception:
                 report("step.describe", "stepwatch: describing a step's end failed", exc_info=True)
         _end(span, end_ns)
@@ -1050,11 +1048,8 @@ class Execution(_Run):
         self._ended = True
         tel = self._tel
         duration, now = self._elapsed()
-        if exc is None and self._explicit is None:
-            outcome, error_type = Outcome.SUCCESS, None
-        else:
-            outcome, error_type = self._resolve_outcome(exc)
-        value = _OUTCOME_VALUE[outcome]
+        outcome, error_type = self._resolve_outcome(exc)
+        value = semconv.OUTCOME_VALUES[outcome]
         self.outcome = outcome
         self.ended_at = now
         self._updated_at = now
@@ -1408,7 +1403,7 @@ class _Scope(Generic[_H]):
         """Start a run for one call or entry; ``None``: the call goes unobserved. Never raises."""
         try:
             ctx = otel_context.get_current()
-            if ctx.get(_SUPPRESS_KEY) or ctx.get(_SUPPRESS_KEY_OTHER) or near_recursion_limit():
+            if _suppressed(ctx) or near_recursion_limit():
                 return None
             return self._start(_telemetry.current(), ctx, args, kwargs)
         except RecursionError:
@@ -2030,7 +2025,7 @@ def enqueue(
         result[semconv.CARRIER_QUEUE] = queue_name
         result[semconv.CARRIER_ATTEMPT] = str(for_attempt)
         result[semconv.CARRIER_ENQUEUE_ID] = uuid.uuid4().hex
-        if not is_instrumentation_enabled():
+        if _suppressed(otel_context.get_current()):
             return result
         at = _ns(now)
         span = tel.tracer.start_span(

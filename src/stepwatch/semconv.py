@@ -248,6 +248,9 @@ STEP_END_EVENTS: Final[dict[Outcome, EventType]] = {
 }
 """The lifecycle event that ends a step of each outcome (the outcome rides in its data)."""
 
+OUTCOME_VALUES: Final[dict[Outcome, str]] = {outcome: outcome.value for outcome in Outcome}
+"""Each outcome's string (``outcome.value`` without the enum property's cost, for hot paths)."""
+
 EXECUTION_ENDED_TYPES: Final = frozenset(EXECUTION_END_EVENTS.values())
 """The event types that end an execution."""
 
