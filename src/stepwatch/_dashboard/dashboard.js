@@ -283,17 +283,23 @@
       `SLA: ${slaWords(progress)}`,
     ];
     $("detail-summary").textContent = `${progress.name}: ${parts.join(" · ")}`;
-    const steps = (progress.steps || []).slice().sort((a, b) => Date.parse(a.started_at) - Date.parse(b.started_at));
+    const steps = (progress.steps || [])
+      .slice()
+      .sort((a, b) => Date.parse(a.started_at) - Date.parse(b.started_at) || a.attempt - b.attempt);
+    const retried = new Set(steps.filter((s) => s.attempt > 1 || s.attempts > 1).map((s) => s.name));
     const starts = steps.map((s) => Date.parse(s.started_at));
-    const now = Date.now();
-    const ends = steps.map((s) => (s.ended_at ? Date.parse(s.ended_at) : Math.max(now, Date.parse(s.started_at))));
+    // A running step lasts until now: the browser's clock, unless it is far from the server's.
+    const updated = Date.parse(progress.updated_at);
+    const now = Math.abs(Date.now() - updated) < 3600e3 ? Date.now() : updated;
+    const ends = steps.map((s, i) => (s.ended_at ? Date.parse(s.ended_at) : Math.max(now, starts[i])));
     const first = starts.length ? Math.min(...starts) : 0;
     const last = ends.length ? Math.max(...ends) : 0;
     const span = Math.max(1, last - first);
     const items = steps.map((step, index) => {
       const words = [stateWords(step.state)];
-      if (step.attempt > 1 || step.attempts > 1) words.push(`attempt ${step.attempt}`);
-      if (step.attempts > 1) words.push(`of ${step.attempts}`);
+      if (retried.has(step.name)) {
+        words.push(step.attempts > 1 ? `attempt ${step.attempt} of ${step.attempts}` : `attempt ${step.attempt}`);
+      }
       if (step.duration !== null && step.duration !== undefined) words.push(secondsText(step.duration));
       if (step.fraction !== null && step.fraction !== undefined && step.state === "running") {
         words.push(`${Math.round(step.fraction * 100)}% of the step`);
