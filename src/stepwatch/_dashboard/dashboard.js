@@ -13,7 +13,8 @@
 (function () {
   const PAGE_SIZE = 50; // executions drawn at once
   const EVENTS_KEPT = 100; // events drawn at once
-  const POLL_MS = 5000; // refresh cadence when nothing happens (ETA moves with time)
+  const POLL_MS = 5000; // summary, health and group: windows slide with time
+  const LIVE_POLL_MS = 60000; // executions while the stream is live: every change is an event
   const FAST_MS = 200; // coalescing delay after a live event
   const SLOW_MS = 1000; // coalescing delay for the summary, health and group
   const RETRY_MIN_MS = 500;
@@ -32,6 +33,8 @@
     matched: 0,
     openId: null,
     lastSeq: 0,
+    live: false,
+    polledAt: 0,
     stream: null, // AbortController of the running stream
     generation: 0, // bumped when the token changes: old loops stop
   };
@@ -209,6 +212,23 @@
     return el("td", null, el("div", { className: "progress" }, bar, el("span", { className: "pct" }, text)));
   }
 
+  // ETAs count down between two refreshes (a refresh comes with every event).
+  function etaCell(eta) {
+    if (eta === null || eta === undefined) return el("td", { className: "eta" }, "unknown");
+    const cell = el("td", { className: "eta" }, secondsText(eta));
+    cell.setAttribute("data-eta", String(eta));
+    cell.setAttribute("data-at", String(Date.now()));
+    return cell;
+  }
+
+  function tickEtas() {
+    const now = Date.now();
+    for (const cell of document.querySelectorAll("#executions td[data-eta]")) {
+      const left = Number(cell.getAttribute("data-eta")) - (now - Number(cell.getAttribute("data-at"))) / 1000;
+      cell.textContent = secondsText(Math.max(0, left));
+    }
+  }
+
   function drawExecutions(rows, matched, total) {
     const tbody = $("executions").tBodies[0];
     const lines = rows.map((row) => {
@@ -222,7 +242,7 @@
         el("td", { className: `state state-${cssToken(row.state)}` }, stateWords(row.state)),
         progressCell(row),
         el("td", { className: "step" }, row.current_step || ""),
-        el("td", null, row.eta_seconds === null || row.eta_seconds === undefined ? "unknown" : secondsText(row.eta_seconds)),
+        etaCell(row.eta_seconds),
         el("td", { className: `sla sla-${cssToken(slaWords(row))}` }, slaWords(row)),
         el("td", null, row.attempt === undefined ? "" : row.attempt),
       );
@@ -527,6 +547,8 @@
     if (response.status === 401) throw new Unauthorized("token refused");
     if (!response.ok || !response.body) throw new Error(`event stream: HTTP ${response.status}`);
     setConnection("live", "connection: live");
+    state.live = true;
+    state.polledAt = Date.now(); // the refreshes just below
     refreshExecutions();
     refreshOverview();
     refreshDetail();
@@ -535,7 +557,10 @@
     let buffer = "";
     for (;;) {
       const { value, done } = await reader.read();
-      if (done || generation !== state.generation) return;
+      if (done || generation !== state.generation) {
+        state.live = false;
+        return;
+      }
       buffer += decoder.decode(value, { stream: true });
       let cut;
       while ((cut = buffer.search(/\r?\n\r?\n/)) >= 0) {
@@ -558,6 +583,7 @@
       try {
         await readStream(generation);
       } catch (error) {
+        state.live = false;
         if (error instanceof Unauthorized) {
           askForToken("The token was refused. Enter it again.");
           return;
@@ -596,12 +622,17 @@
     if (!state.started) {
       state.started = true;
       setInterval(() => {
-        if (!$("main").hidden) {
+        if ($("main").hidden) return;
+        refreshOverview();
+        // While the stream is live every change to an execution arrives as an event
+        // (and triggers a refresh); the slow poll only catches up with the clock.
+        if (!state.live || Date.now() - state.polledAt >= LIVE_POLL_MS) {
+          state.polledAt = Date.now();
           refreshExecutions();
-          refreshOverview();
           refreshDetail();
         }
       }, POLL_MS);
+      setInterval(tickEtas, 1000);
     }
   }
 
