@@ -28,7 +28,7 @@ from tests.test_http import request
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
-    from selenium.webdriver.remote.webdriver import WebDriver
+    from selenium.webdriver.chrome.webdriver import WebDriver
     from selenium.webdriver.remote.webelement import WebElement
 
 WAIT = 30.0  # upper bound for every wait on the page; never reached when things work
@@ -213,10 +213,16 @@ def browser() -> Iterator[WebDriver]:
 @pytest.fixture
 def page(browser: WebDriver) -> Iterator[WebDriver]:
     """The browser, its logs drained, left on a blank page afterwards (streams closed)."""
-    browser.get_log("browser")
-    browser.get_log("performance")
+    log_entries(browser, "browser")
+    log_entries(browser, "performance")
     yield browser
     browser.get("about:blank")
+
+
+def log_entries(driver: WebDriver, kind: str) -> list[dict[str, Any]]:
+    """The browser's ``kind`` log since the last call (each entry is handed out once)."""
+    entries: list[dict[str, Any]] = driver.get_log(kind)  # type: ignore[no-untyped-call]  # unannotated in selenium
+    return entries
 
 
 def wait_for(driver: WebDriver, condition: Callable[[WebDriver], Any]) -> Any:
@@ -253,6 +259,11 @@ def shown_percent(driver: WebDriver, execution_id: str) -> float | None:
     return None if value is None else float(value)
 
 
+def current_step(driver: WebDriver, execution_id: str) -> str:
+    line = row(driver, execution_id)
+    return "" if line is None else str(line.find_element("css selector", "td.step").text)
+
+
 def requested_urls(driver: WebDriver) -> list[str]:
     """Every URL the page asked for: the DevTools network log and the resource timings."""
     urls = [
@@ -275,7 +286,7 @@ _performance_log: list[dict[str, Any]] = []
 def performance_messages(driver: WebDriver) -> list[dict[str, Any]]:
     """The DevTools log entries so far (the driver hands each one out once; kept here)."""
     _performance_log.extend(
-        json.loads(entry["message"])["message"] for entry in driver.get_log("performance")
+        json.loads(entry["message"])["message"] for entry in log_entries(driver, "performance")
     )
     return _performance_log
 
@@ -286,7 +297,7 @@ def _fresh_performance_log() -> None:
 
 
 def severe_console_entries(driver: WebDriver) -> list[dict[str, Any]]:
-    return [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
+    return [entry for entry in log_entries(driver, "browser") if entry["level"] == "SEVERE"]
 
 
 def test_the_page_loads_with_no_console_error_and_no_request_elsewhere(
@@ -327,11 +338,13 @@ def test_running_executions_show_the_monitors_percent_and_move_when_a_step_ends(
             step.progress(done=1, total=2)
             running = sw.monitor.progress("n-2")
             assert running is not None and running.percent is not None
-            wait_for(page, lambda d: shown_percent(d, "n-2") == round(running.percent, 1))
-            wait_for(page, lambda d: "transform" in (row(d, "n-2") or d).text)
+            midway = round(running.percent, 1)
+            wait_for(page, lambda d: shown_percent(d, "n-2") == midway)
+            wait_for(page, lambda d: "transform" in current_step(d, "n-2"))
         after = sw.monitor.progress("n-2")
         assert after is not None and after.percent is not None and after.percent > first
-        wait_for(page, lambda d: shown_percent(d, "n-2") == round(after.percent, 1))
+        done = round(after.percent, 1)
+        wait_for(page, lambda d: shown_percent(d, "n-2") == done)
         assert page.execute_script("return window.__sameDocument") is True  # no reload
     wait_for(page, lambda d: row(d, "n-2") is None)  # ended: no longer listed
 
@@ -450,16 +463,11 @@ def test_with_2000_executions_rows_stay_bounded_and_a_filter_reaches_any_one(
         box = page.find_element("id", "filter")
         box.clear()
         box.send_keys(wanted)
-        wait_for(
-            page,
-            lambda d, wanted=wanted: (
-                [
-                    line.get_attribute("data-execution-id")
-                    for line in d.find_elements("css selector", "#executions tbody tr")
-                ]
-                == [wanted]
-            ),
-        )
+
+        def alone(driver: WebDriver, wanted: str = wanted) -> bool:
+            return listed(driver) == [wanted]
+
+        wait_for(page, alone)
         assert page.find_element("id", "count").text == "1 shown of 1 matching (2000 in all)"
     page.find_element("id", "filter").clear()
     page.find_element("id", "filter").send_keys("job-19")
@@ -472,6 +480,13 @@ def test_with_2000_executions_rows_stay_bounded_and_a_filter_reaches_any_one(
             and len(d.find_elements("css selector", "#executions tbody tr")) == 50
         ),
     )
+
+
+def listed(driver: WebDriver) -> list[str | None]:
+    return [
+        line.get_attribute("data-execution-id")
+        for line in driver.find_elements("css selector", "#executions tbody tr")
+    ]
 
 
 def test_the_page_reconnects_its_stream_after_the_server_restarts(page: WebDriver) -> None:
