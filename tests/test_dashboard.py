@@ -24,6 +24,7 @@ import stepwatch
 from stepwatch import _dashboard
 from stepwatch.http import ServerHandle, make_wsgi_app
 from stepwatch.testing import Harness, capture
+from tests.test_cli import stepwatch_cli
 from tests.test_http import request
 
 if TYPE_CHECKING:
@@ -547,3 +548,32 @@ def test_the_page_works_behind_a_path_prefix(page: WebDriver, sw: Harness) -> No
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+def test_top_shows_the_same_figures_as_the_page(
+    page: WebDriver, served: tuple[Harness, ServerHandle]
+) -> None:
+    sw, handle = served
+    for number, seconds in enumerate((0.25, 2.0, 75.0)):
+        with stepwatch.execution("nightly", execution_id=f"done-{number}"):
+            sw.clock.advance(seconds)
+    with contextlib.suppress(RuntimeError), stepwatch.execution("nightly", execution_id="bad"):
+        raise RuntimeError("boom")
+    stepwatch.enqueue("nightly", execution_id="waiting")
+    open_page(page, handle.url + "/")
+    wait_for(page, lambda d: len(d.find_elements("css selector", "#figures dd")) == 13)
+    wait_for(page, lambda d: d.find_element("id", "count").text == "1 shown of 1")
+    figures = [
+        (term.text, value.text)
+        for term, value in zip(
+            page.find_elements("css selector", "#figures dt"),
+            page.find_elements("css selector", "#figures dd"),
+            strict=True,
+        )
+    ]
+    result = stepwatch_cli("top", handle.url, "--once", env={"COLUMNS": "1000"})
+    assert result.returncode == 0, result.stderr
+    assert ("Ended", "4") in figures and ("Failure rate", "25.0%") in figures
+    for label, value in figures:
+        assert f"{label}: {value}" in result.stdout, (label, value)
+    assert "1 shown of 1" in result.stdout

@@ -212,7 +212,9 @@ def _demo(args: argparse.Namespace) -> int:
     handle = None
     if args.serve is not None:
         handle = monitor.serve(port=args.serve)
-        console.print(f"serving the Monitor at [bold]{handle.url}[/] (try /healthz, /events)")
+        console.print(
+            f"dashboard: [bold]{handle.url}/[/]   (JSON: /healthz, /executions, /summary, /events)"
+        )
     try:
         asyncio.run(_demo_run(monitor, config, console))
         _demo_report(monitor, console)
@@ -395,27 +397,34 @@ def _top_view(base: str, token: str | None) -> RenderableType:
     status, health = _get(f"{base}/healthz", token, 5.0)
     if status == 401:
         raise ValueError("unauthorised: pass a valid --token")
-    _, executions = _get(f"{base}/executions", token, 5.0)
+    _, executions = _get(f"{base}/executions?offset=0&steps=false", token, 5.0)
     _, alerts = _get(f"{base}/alerts?active=true", token, 5.0)
     _, events = _get(f"{base}/events?format=json&limit=8", token, 5.0)
+    _, summary = _get(f"{base}/summary", token, 5.0)
+    rows = executions.get("executions", [])
     return _render_top(
         base,
         str(health.get("status", "?")),
         alerts.get("alerts", []),
-        executions.get("executions", []),
+        rows,
         events.get("events", []),
+        summary if isinstance(summary, dict) else None,
+        executions.get("total", len(rows)),
     )
 
 
 def _top_view_group(where: str, monitor: Monitor) -> RenderableType:
     """The same view from a process group's directory: its Monitors' published data."""
     health = monitor.health(refresh=True)
+    active = monitor.active_executions()
     return _render_top(
         f"{where} (process group)",
         health.status.value,
         [a.to_dict() for a in monitor.alerts(active=True)],
-        [p.to_dict() for p in monitor.active_executions()],
+        [p.to_dict() for p in active[:100]],
         None,
+        monitor.summary().to_dict(),
+        len(active),
     )
 
 
@@ -442,12 +451,57 @@ def _executions_table(executions: list[dict[str, Any]]) -> RenderableType:
     return table
 
 
+def _seconds_text(value: Any) -> str:
+    """Seconds written as the dashboard's page writes them."""
+    if not isinstance(value, int | float):
+        return "n/a"
+    if value < 1:
+        return f"{int(value * 1000 + 0.5)} ms"
+    if value < 60:
+        return f"{value:.1f} s"
+    minutes = int(value // 60)
+    if minutes < 60:
+        return f"{minutes} min {int(value % 60 + 0.5)} s"
+    return f"{minutes // 60} h {minutes % 60} min"
+
+
+def _figures(summary: dict[str, Any]) -> str:
+    """The summary figures of the dashboard's page (``/``): same labels, order and formats."""
+
+    def part(key: str) -> dict[str, Any]:
+        value = summary.get(key)
+        return value if isinstance(value, dict) else {}
+
+    def rate(value: Any) -> str:
+        return f"{value:.1%}" if isinstance(value, int | float) else "n/a"
+
+    duration, wait, sla = part("duration"), part("queue_wait"), part("sla")
+    figures = [
+        ("Running", summary.get("active_executions", "n/a")),
+        ("Queued", summary.get("queue_depth", "n/a")),
+        ("Ended", summary.get("total", "n/a")),
+        ("Success rate", rate(summary.get("success_rate"))),
+        ("Failure rate", rate(summary.get("failure_rate"))),
+        ("Timeout rate", rate(summary.get("timeout_rate"))),
+        ("Retry rate", rate(summary.get("retry_rate"))),
+        ("Duration p50", _seconds_text(duration.get("p50"))),
+        ("Duration p95", _seconds_text(duration.get("p95"))),
+        ("Queue wait p50", _seconds_text(wait.get("p50"))),
+        ("Queue wait p95", _seconds_text(wait.get("p95"))),
+        ("SLA violations", sla.get("violations", "n/a")),
+        ("SLA compliance", rate(sla.get("compliance"))),
+    ]
+    return "  ".join(f"{label}: {value}" for label, value in figures)
+
+
 def _render_top(
     where: str,
     verdict: str,
     alerts: list[dict[str, Any]],
     executions: list[dict[str, Any]],
     events: list[dict[str, Any]] | None,
+    summary: dict[str, Any] | None = None,
+    total: int | None = None,
 ) -> RenderableType:
     from rich.console import Group  # noqa: PLC0415
     from rich.markup import escape  # noqa: PLC0415
@@ -456,12 +510,16 @@ def _render_top(
         f"[bold]stepwatch top[/] {escape(where)}   health: "
         f"[{_STATUS_STYLE.get(verdict, 'bold')}]{escape(verdict)}[/]   {time.strftime('%H:%M:%S')}"
     ]
+    if summary is not None:
+        parts.append(escape(_figures(summary)))
     for alert in alerts:
         parts.append(
             "  [red]▲[/] " + escape(f"[{alert['severity']}] {alert['rule']}: {alert['message']}")
         )
     table = _executions_table(executions)
     parts.append(table)
+    if total is not None:
+        parts.append(f"[dim]{len(executions)} shown of {total}[/]")
     if events is not None:
         parts.append("[bold]latest events[/]")
         for event in events:
