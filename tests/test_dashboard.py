@@ -554,7 +554,7 @@ def test_top_shows_the_same_figures_as_the_page(
     page: WebDriver, served: tuple[Harness, ServerHandle]
 ) -> None:
     sw, handle = served
-    for number, seconds in enumerate((0.25, 2.0, 75.0)):
+    for number, seconds in enumerate((0.25, 2.0, 3.0, 75.0)):
         with stepwatch.execution("nightly", execution_id=f"done-{number}"):
             sw.clock.advance(seconds)
     with contextlib.suppress(RuntimeError), stepwatch.execution("nightly", execution_id="bad"):
@@ -573,7 +573,8 @@ def test_top_shows_the_same_figures_as_the_page(
     ]
     result = stepwatch_cli("top", handle.url, "--once", env={"COLUMNS": "1000"})
     assert result.returncode == 0, result.stderr
-    assert ("Ended", "4") in figures and ("Failure rate", "25.0%") in figures
+    assert ("Ended", "5") in figures and ("Failure rate", "20.0%") in figures
+    assert ("Duration p50", "2.0 s") in figures
     for label, value in figures:
         assert f"{label}: {value}" in result.stdout, (label, value)
     assert "1 shown of 1" in result.stdout
