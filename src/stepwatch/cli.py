@@ -459,9 +459,9 @@ def _seconds_text(value: Any) -> str:
         return f"{int(value * 1000 + 0.5)} ms"
     if value < 60:
         return f"{value:.1f} s"
-    minutes = int(value // 60)
+    minutes, rest = divmod(int(value + 0.5), 60)
     if minutes < 60:
-        return f"{minutes} min {int(value % 60 + 0.5)} s"
+        return f"{minutes} min {rest} s" if rest else f"{minutes} min"
     return f"{minutes // 60} h {minutes % 60} min"
 
 

@@ -85,8 +85,10 @@
     if (value === null || value === undefined) return "n/a";
     if (value < 1) return `${Math.round(value * 1000)} ms`;
     if (value < 60) return `${value.toFixed(1)} s`;
-    const minutes = Math.floor(value / 60);
-    if (minutes < 60) return `${minutes} min ${Math.round(value % 60)} s`;
+    const whole = Math.round(value);
+    const minutes = Math.floor(whole / 60);
+    const rest = whole % 60;
+    if (minutes < 60) return rest ? `${minutes} min ${rest} s` : `${minutes} min`;
     return `${Math.floor(minutes / 60)} h ${minutes % 60} min`;
   }
 
