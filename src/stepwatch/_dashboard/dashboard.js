@@ -141,10 +141,13 @@
   }
 
   // One refresh of a kind at a time; a request while one runs runs once more after it.
+  // Refreshes triggered by events wait at least 4 times what the last one took, so
+  // a server with many executions is asked less often, not harder.
   function refresher(load) {
     let running = false;
     let again = false;
     let timer = null;
+    let took = 0;
     async function run() {
       if (running) {
         again = true;
@@ -154,7 +157,9 @@
       try {
         do {
           again = false;
+          const started = performance.now();
           await load();
+          took = performance.now() - started;
         } while (again);
       } catch (error) {
         failed(error);
@@ -167,7 +172,7 @@
       timer = setTimeout(() => {
         timer = null;
         run();
-      }, delay);
+      }, Math.max(delay, 4 * took));
     };
     return run;
   }
