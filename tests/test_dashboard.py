@@ -24,6 +24,7 @@ import stepwatch
 from stepwatch import _dashboard
 from stepwatch.http import ServerHandle, make_wsgi_app
 from stepwatch.testing import Harness, capture
+from tests.helpers import free_port
 from tests.test_cli import stepwatch_cli
 from tests.test_http import request
 
@@ -578,3 +579,12 @@ def test_top_shows_the_same_figures_as_the_page(
     for label, value in figures:
         assert f"{label}: {value}" in result.stdout, (label, value)
     assert "1 shown of 1" in result.stdout
+
+
+def test_demo_serve_prints_the_pages_address() -> None:
+    port = free_port()
+    result = stepwatch_cli(
+        "demo", "--executions", "2", "--speed", "0.05", "--serve", str(port), env={"COLUMNS": "200"}
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"dashboard: http://127.0.0.1:{port}/ " in result.stdout
