@@ -14,6 +14,7 @@ import os
 import shutil
 import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from socketserver import ThreadingMixIn
 from typing import TYPE_CHECKING, Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
@@ -588,3 +589,49 @@ def test_demo_serve_prints_the_pages_address() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert f"dashboard: http://127.0.0.1:{port}/ " in result.stdout
+
+
+@pytest.fixture
+def group(tmp_path: Path) -> Iterator[tuple[stepwatch.Monitor, ServerHandle]]:
+    """A served Monitor of a process group whose other member (a second Monitor writing
+    its own file) has one running and one pending execution."""
+    other = stepwatch.Monitor(multiprocess_dir=tmp_path, publish_interval=600.0)
+    viewer = stepwatch.Monitor(multiprocess_dir=tmp_path, publish_interval=600.0)
+    handle = viewer.serve()
+    try:
+        other.install()
+        stepwatch.enqueue("batch", execution_id="waiting")
+        with stepwatch.execution("batch", execution_id="member-run"):
+            assert other.group is not None and other.group.publish()
+            yield viewer, handle
+    finally:
+        handle.close()
+        other.shutdown()
+        viewer.shutdown()
+
+
+def test_group_route_lists_this_process_and_its_peers(
+    group: tuple[stepwatch.Monitor, ServerHandle],
+) -> None:
+    _, handle = group
+    status, _, body = request(handle, "/group")
+    assert status == 200 and body["group"] is True
+    own, peer = body["members"]
+    assert (own["self"], own["pid"], own["running"], own["pending"]) == (True, os.getpid(), 0, 0)
+    assert (peer["self"], peer["alive"], peer["running"], peer["pending"]) == (False, True, 1, 1)
+    assert peer["alerts"] == 0 and peer["published_at"].endswith("Z")
+
+
+def test_the_page_lists_the_process_groups_members(
+    page: WebDriver, group: tuple[stepwatch.Monitor, ServerHandle]
+) -> None:
+    _, handle = group
+    open_page(page, handle.url + "/")
+    wait_for(page, lambda d: d.find_element("id", "group-note").text == "2 members, 2 alive.")
+    cells = [
+        [cell.text for cell in line.find_elements("css selector", "td")]
+        for line in page.find_elements("css selector", "#members tbody tr")
+    ]
+    assert cells[0][:2] == [f"{os.getpid()} (this process)", "alive"]
+    assert cells[1][1] == "alive" and cells[1][3:5] == ["1", "1"]
+    wait_for(page, lambda d: row(d, "member-run") is not None and row(d, "waiting") is not None)
