@@ -623,7 +623,8 @@ def make_wsgi_app(
 
     Args:
         monitor: The data source.
-        token: When set, every route but ``/livez`` needs ``Authorization: Bearer <token>``.
+        token: When set, every route but ``/livez`` needs ``Authorization: Bearer <token>``
+            (and the dashboard's files, which hold no data: the page asks for the token).
         heartbeat: Seconds between SSE heartbeat comments.
         max_sse_clients: Concurrent ``/events`` streams before 503 (default
             ``monitor.limits.max_sse_clients``).
@@ -634,6 +635,8 @@ def make_wsgi_app(
             number of seconds, or fewer than 1 SSE client.
 
     .. versionadded:: 0.1.0
+    .. versionchanged:: 0.3.0 ``GET /`` (the live dashboard), ``GET /group``, and
+       ``q``, ``state`` and ``offset`` on ``GET /executions``.
     """
     checks.name(token, "token", optional=True)
     heartbeat = checks.seconds(heartbeat, "heartbeat")

@@ -674,7 +674,8 @@ class Monitor:
         Args:
             host: Interface to bind; loopback by default.
             port: TCP port; 0 picks a free one (read it from ``handle.url``).
-            token: When set, every route but ``/livez`` needs ``Authorization: Bearer <token>``.
+            token: When set, every route but ``/livez`` needs ``Authorization: Bearer <token>``
+                (and the dashboard's page at ``/``, which holds no data and asks for it).
             heartbeat: Seconds between SSE heartbeat comments (default 15).
             request_timeout: Seconds a connection may stay silent (a half-sent
                 request) before it is dropped.
