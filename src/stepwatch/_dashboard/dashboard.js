@@ -101,8 +101,12 @@
   const STATE_WORDS = { executing: "running", pending: "pending" };
   const HEALTH_WORDS = { pass: "healthy", warn: "degraded", fail: "unhealthy" };
 
+  function words(table, value) {
+    return Object.hasOwn(table, value) ? table[value] : String(value);
+  }
+
   function stateWords(value) {
-    return STATE_WORDS[value] || String(value);
+    return words(STATE_WORDS, value);
   }
 
   function slaWords(row) {
@@ -122,7 +126,12 @@
   async function getJson(path) {
     const response = await request(path, { headers: headers(), cache: "no-store" });
     if (response.status === 401) throw new Unauthorized("token refused");
-    const body = await response.json();
+    let body;
+    try {
+      body = await response.json();
+    } catch (error) {
+      throw new Error(`HTTP ${response.status}: the answer is not JSON`);
+    }
     // /healthz answers 503 with a body when failing; any other error is an error
     if (!response.ok && !(path === "healthz" && response.status === 503)) {
       throw new Error(body && body.error ? body.error : `HTTP ${response.status}`);
@@ -161,6 +170,9 @@
           await load();
           took = performance.now() - started;
         } while (again);
+        if (state.live && $("connection").getAttribute("data-state") === "error") {
+          setConnection("live", "connection: live"); // the error has passed
+        }
       } catch (error) {
         failed(error);
       } finally {
@@ -412,7 +424,7 @@
   }
 
   function drawHealth(health, alerts) {
-    const verdict = HEALTH_WORDS[health.status] || String(health.status);
+    const verdict = words(HEALTH_WORDS, health.status);
     const badge = $("health");
     badge.textContent = `health: ${verdict}`;
     badge.className = `badge status-${cssToken(health.status)}`;
@@ -420,12 +432,11 @@
     for (const [key, entries] of Object.entries(health.checks || {})) {
       for (const entry of entries) {
         if (entry.componentType !== "component") continue;
-        const words = HEALTH_WORDS[entry.status] || String(entry.status);
         components.push(
           el(
             "li",
             null,
-            el("span", { className: `status-${cssToken(entry.status)}` }, words),
+            el("span", { className: `status-${cssToken(entry.status)}` }, words(HEALTH_WORDS, entry.status)),
             ` ${entry.componentId || key}`,
             entry.output ? `: ${entry.output}` : "",
           ),
