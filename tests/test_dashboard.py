@@ -9,6 +9,7 @@ CI, where ``.ci/run`` installs both.
 from __future__ import annotations
 
 import contextlib
+import http.client
 import json
 import os
 import shutil
@@ -64,8 +65,6 @@ def secured() -> Iterator[tuple[Harness, ServerHandle]]:
 def raw(
     handle: ServerHandle, path: str, token: str | None = None
 ) -> tuple[int, dict[str, str], bytes]:
-    import http.client
-
     host, port = handle.url.removeprefix("http://").split(":")
     connection = http.client.HTTPConnection(host, int(port), timeout=30)
     headers = {} if token is None else {"Authorization": f"Bearer {token}"}
@@ -185,7 +184,10 @@ def browser() -> Iterator[WebDriver]:
         if os.environ.get("CI"):
             pytest.fail(f"{missing}: .ci/run installs the browser and the dev extra")
         pytest.skip(missing)
-    os.environ.setdefault("SE_OFFLINE", "true")  # selenium never downloads a browser or driver
+    # Given the driver's path, selenium skips Selenium Manager; offline mode makes sure
+    # nothing is ever downloaded even so.
+    offline = os.environ.get("SE_OFFLINE")
+    os.environ["SE_OFFLINE"] = "true"
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -205,7 +207,13 @@ def browser() -> Iterator[WebDriver]:
         options.add_argument(argument)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
     service = Service(executable_path=shutil.which("chromedriver") or "chromedriver")
-    driver = webdriver.Chrome(options=options, service=service)
+    try:
+        driver = webdriver.Chrome(options=options, service=service)
+    finally:
+        if offline is None:
+            del os.environ["SE_OFFLINE"]
+        else:
+            os.environ["SE_OFFLINE"] = offline
     driver.set_page_load_timeout(WAIT)
     try:
         yield driver
