@@ -65,7 +65,7 @@ from stepwatch import _dashboard, semconv
 from stepwatch._models import iso
 from stepwatch.events import ExecutionEvent
 from stepwatch.health import Alert, SystemHealth
-from stepwatch.semconv import EventType, HealthStatus, Severity
+from stepwatch.semconv import EventType, ExecutionState, HealthStatus, Severity
 from stepwatch.version import __version__
 
 if TYPE_CHECKING:
@@ -306,7 +306,7 @@ def _matching(
 def _member(peer: Peer) -> dict[str, Any]:
     """One other process of the group, as the dashboard lists it (counts, no ids)."""
     executions = peer.executions
-    pending = sum(1 for p in executions if p.state == "pending")
+    pending = sum(1 for p in executions if p.state == ExecutionState.PENDING.value)
     return {
         "pid": peer.pid,
         "self": False,

@@ -270,9 +270,10 @@
     });
     replaceChildren(tbody, lines);
     const filtered = state.query || state.stateFilter;
-    $("count").textContent = filtered
+    const count = filtered
       ? `${rows.length} shown of ${matched} matching (${total} in all)`
       : `${rows.length} shown of ${total}`;
+    if ($("count").textContent !== count) $("count").textContent = count; // a live region
     const pages = Math.max(1, Math.ceil(matched / PAGE_SIZE));
     const page = Math.floor(state.offset / PAGE_SIZE) + 1;
     $("page").textContent = `page ${page} of ${pages}`;
