@@ -150,13 +150,16 @@ def wrap_span_exporters(provider: object, wrap: Callable[[Any], Any]) -> int:
 def wrap_metric_exporters(provider: object, wrap: Callable[[Any], Any]) -> int:
     """Replace the exporter of each push reader of ``provider`` by ``wrap(exporter)``.
 
-    Upstream: ``MeterProvider._sdk_config.metric_readers`` lists the readers
-    (no public accessor), and ``PeriodicExportingMetricReader`` keeps its
+    Upstream: ``MeterProvider._metric_readers`` lists the readers (SDK 1.45;
+    earlier SDKs kept them as ``_sdk_config.metric_readers``; no public
+    accessor), and ``PeriodicExportingMetricReader`` keeps its
     exporter as ``_exporter``; it reads the exporter's temporality and
     aggregation at construction only, so a wrapper that keeps them changes
     nothing else. Returns how many were replaced; ``0`` if they moved.
     """
-    readers = getattr(getattr(provider, "_sdk_config", None), "metric_readers", None)
+    readers = getattr(provider, "_metric_readers", None)
+    if readers is None:
+        readers = getattr(getattr(provider, "_sdk_config", None), "metric_readers", None)
     if not isinstance(readers, tuple | list):
         return 0
     replaced = 0
