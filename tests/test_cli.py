@@ -350,7 +350,8 @@ def test_top_shows_an_unknown_or_sub_second_eta_never_as_0s(
         [
             {"execution_id": "unknown-eta", "eta_seconds": None},
             {"execution_id": "zero-eta", "eta_seconds": 0.0},
-            {"execution_id": "short-eta", "eta_seconds": 0.4},
+            {"execution_id": "short-eta", "eta_seconds": 0.04},
+            {"execution_id": "sub-second-eta", "eta_seconds": 0.44},
             {"execution_id": "long-eta", "eta_seconds": 125.0},
         ],
     )
@@ -361,8 +362,9 @@ def test_top_shows_an_unknown_or_sub_second_eta_never_as_0s(
     }
     assert rows == {
         "unknown-eta": "?",
-        "zero-eta": "<1s",
-        "short-eta": "<1s",
+        "zero-eta": "<0.1s",
+        "short-eta": "<0.1s",
+        "sub-second-eta": "0.4s",
         "long-eta": "2m05s",
     }
 

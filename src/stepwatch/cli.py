@@ -571,16 +571,19 @@ def _top_view_group(where: str, monitor: Monitor) -> RenderableType:
 
 
 def _eta(seconds: object) -> str:
-    """An ETA for people: ``?`` when unknown, ``<1s`` under a second, never ``0s``.
+    """An ETA for people: ``?`` when unknown, never ``0s``.
 
-    A run that ended has no ETA (blank): ``top`` and ``demo`` show running
-    executions, so an unknown ETA is ``?`` rather than a misleading ``0s``.
+    Under 10 s with a tenth (``0.3s``; ``<0.1s`` below that), then whole
+    seconds, ``3m04s`` and ``2h05m``. ``top`` and ``demo`` list running
+    executions, whose remaining time is never exactly zero.
     """
     value = _number(seconds)
     if value is None or value < 0:
         return "?"
-    if value < 1:
-        return "<1s"
+    if value < 0.1:
+        return "<0.1s"
+    if value < 10:
+        return f"{value:.1f}s"
     if value < 60:
         return f"{value:.0f}s"
     if value < 3600:
