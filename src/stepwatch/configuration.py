@@ -6,9 +6,16 @@ Usage::
 
 Configuration:
 
-- ``exporter``: ``"otlp"``, ``"console"`` or ``"none"``. ``None`` picks
-  ``"otlp"`` when any ``OTEL_EXPORTER_OTLP_*ENDPOINT`` variable is set, else
-  ``"none"`` (in-process only).
+- ``exporter``: ``"otlp"``, ``"console"`` or ``"none"``. ``None`` reads
+  ``OTEL_TRACES_EXPORTER`` / ``OTEL_METRICS_EXPORTER`` (comma lists, e.g.
+  ``otlp,console``; metrics also ``prometheus``, which warns and is left out
+  when it cannot start), else picks ``"otlp"`` when any
+  ``OTEL_EXPORTER_OTLP_*ENDPOINT`` variable is set, else ``"none"``
+  (in-process only).
+- Providers already set globally (the distro's, the application's) are
+  reused, and their exporters observed for ``TelemetryExportFailing``.
+- ``STEPWATCH_MULTIPROCESS_DIR``: the process group's directory; an unusable
+  one logs a warning and the Monitor runs without a group.
 - OTLP protocol: ``OTEL_EXPORTER_OTLP_TRACES_PROTOCOL`` /
   ``OTEL_EXPORTER_OTLP_METRICS_PROTOCOL``, else ``OTEL_EXPORTER_OTLP_PROTOCOL``,
   else ``http/protobuf`` (the specification's default). ``grpc`` is the other
