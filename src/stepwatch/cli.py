@@ -57,8 +57,7 @@ _MAX_TEXT = 200
 """Characters of one id, name or message shown by ``top`` (the rest is cut)."""
 _HEALTH_EXIT = {"pass": EXIT_PASS, "warn": EXIT_WARN, "fail": EXIT_FAIL}
 _MISSING_RICH = (
-    "stepwatch {command} draws with 'rich', which is not installed.\n"
-    "Install the CLI extra: pip install 'stepwatch[cli]'"
+    "stepwatch {command}: draws with 'rich', which is not installed: pip install 'stepwatch[cli]'"
 )
 _STATUS_STYLE = {
     "pass": "bold green",
@@ -252,7 +251,8 @@ def _read_bounded(response: Any, deadline: float) -> bytes:
     while True:
         if time.monotonic() > deadline:
             raise TimeoutError("the answer did not end in time")
-        chunk = response.read1(64 * 1024) if hasattr(response, "read1") else response.read()
+        read = getattr(response, "read1", None) or response.read  # read1: one recv at most
+        chunk = read(64 * 1024)
         if not chunk:
             return b"".join(chunks)
         size += len(chunk)
