@@ -10,6 +10,7 @@ distro's, under ``opentelemetry-instrument``) so their results reach health too.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -75,11 +76,28 @@ class ObservedSpanExporter(SpanExporter):
         self._status.record(result is SpanExportResult.SUCCESS, "span export failed", "traces")
         return result
 
-    def shutdown(self) -> None:
-        self._current().shutdown()
+    def shutdown(self, timeout_millis: float | None = None) -> None:
+        """Shut the exporter down, passing ``timeout_millis`` on when it takes one.
+
+        The SDK's batch processor hands its remaining shutdown time to an
+        exporter whose ``shutdown`` names ``timeout_millis`` (the gRPC one
+        does); this wrapper keeps that deadline reaching the exporter.
+        """
+        exporter = self._current()
+        if timeout_millis is not None and _takes_timeout(exporter.shutdown):
+            exporter.shutdown(timeout_millis=timeout_millis)  # type: ignore[call-arg]
+        else:
+            exporter.shutdown()
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         return self._current().force_flush(timeout_millis)
+
+
+def _takes_timeout(method: Callable[..., Any]) -> bool:
+    try:
+        return "timeout_millis" in inspect.signature(method).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 class ObservedMetricExporter(MetricExporter):
