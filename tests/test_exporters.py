@@ -24,7 +24,7 @@ class DeadlineExporter(SpanExporter):
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         return SpanExportResult.FAILURE
 
-    def shutdown(self, timeout_millis: float = 30_000) -> None:
+    def shutdown(self, timeout_millis: float | None = None) -> None:
         self.shutdown_timeout = timeout_millis
 
 
