@@ -240,7 +240,10 @@ class SignalStatus:
 
 
 class ExportStatus:
-    """Results of the exporters ``configure()`` built, per signal, for ``TelemetryExportFailing``.
+    """Export results per signal, for ``TelemetryExportFailing``.
+
+    Fed by the exporters ``configure()`` builds and by those of the providers
+    it adopts (the distro's, under ``opentelemetry-instrument``).
 
     Thread-safe; fed by the exporters' own threads. Each signal is tracked on
     its own: metrics failing while traces succeed keep the alert firing for

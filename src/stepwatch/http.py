@@ -2,8 +2,8 @@
 
 Usage::
 
-    handle = monitor.serve(port=9464, token="s3cret")   # a daemon thread on 127.0.0.1
-    handle.url                                           # "http://127.0.0.1:9464"
+    handle = monitor.serve(port=8474, token="s3cret")   # a daemon thread on 127.0.0.1
+    handle.url                                           # "http://127.0.0.1:8474"
     handle.close()
 
     app = stepwatch.http.make_wsgi_app(monitor)          # mount in any WSGI server

@@ -192,7 +192,7 @@ class Monitor:
         self.exporters: tuple[object, ...] = pipeline.exporters if pipeline else ()
         """The span and metric exporters :func:`stepwatch.configure` built (empty otherwise)."""
         self.export_status = export_status or (pipeline.status if pipeline else ExportStatus())
-        """Results of the exporters ``configure()`` built (for ``TelemetryExportFailing``)."""
+        """Results of the exporters ``configure()`` built or adopted (TelemetryExportFailing)."""
         self.reader = HealthWindows(
             self.clock, window=self.rules.window, max_series=self.limits.max_series
         )
