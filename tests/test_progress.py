@@ -14,7 +14,7 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 
 import stepwatch
 from stepwatch.limits import Limits
-from stepwatch.progress import StepView, blend_eta, keep_steps
+from stepwatch.progress import DurationHistory, StepProfile, StepView, blend_eta, keep_steps
 from stepwatch.semconv import Outcome
 from stepwatch.testing import Harness, capture
 
@@ -348,3 +348,129 @@ def test_a_step_still_running_when_its_execution_ends_counts_in_the_kept_progres
     assert at_end is not None and at_end.state == "failure"
     assert (at_end.completed_steps, at_end.running_steps, at_end.percent) == (1, 1, 75.0)
     assert [(s.name, s.state) for s in at_end.steps] == [("done", "success"), ("late", "running")]
+
+
+def _run_steps(
+    sw: Harness,
+    execution_id: str,
+    durations: list[tuple[str, float]],
+    sample_after: float | None = None,
+) -> float | None:
+    """Run ``durations`` as one "deploy" execution; the ETA ``sample_after`` seconds in."""
+    eta: float | None = None
+    started = sw.clock()
+    with stepwatch.execution("deploy", execution_id=execution_id, total_steps=len(durations)) as ex:
+        for name, seconds in durations:
+            step_end = sw.clock() + seconds
+            with ex.step(name):
+                if sample_after is not None and sw.clock() <= started + sample_after < step_end:
+                    sw.clock.advance(started + sample_after - sw.clock())
+                    progress = sw.monitor.progress(execution_id)
+                    assert progress is not None
+                    eta = progress.eta_seconds
+                sw.clock.advance(step_end - sw.clock())
+    return eta
+
+
+BACK_LOADED = [("fetch", 1.0), ("check", 1.0), ("plan", 1.0), ("apply", 37.0)]
+
+
+@pytest.mark.parametrize(
+    ("sample_after", "truth"),
+    [(2.5, 37.5), (10.0, 30.0), (20.0, 20.0), (30.0, 10.0)],
+)
+def test_eta_learns_what_each_step_takes_from_ended_runs(
+    sw: Harness, sample_after: float, truth: float
+) -> None:
+    for run in range(3):
+        _run_steps(sw, f"learn-{run}", BACK_LOADED)
+    eta = _run_steps(sw, "now", BACK_LOADED, sample_after)
+    assert eta == pytest.approx(truth, rel=0.01)
+
+
+def test_eta_before_any_learned_run_is_the_runs_own_pace(sw: Harness) -> None:
+    eta = _run_steps(sw, "first", BACK_LOADED, sample_after=10.0)
+    assert eta == pytest.approx(10.0 / 3)  # 3 steps done in 10 s, one step left
+
+
+def test_eta_follows_a_run_slower_than_the_learned_ones(sw: Harness) -> None:
+    for run in range(3):
+        _run_steps(sw, f"learn-{run}", BACK_LOADED)
+    slow = [(name, seconds * 2) for name, seconds in BACK_LOADED]
+    eta = _run_steps(sw, "slow", slow, sample_after=60.0)  # 3/4 through a run twice as slow
+    assert eta is not None
+    assert abs(eta - 20.0) <= 0.25 * 20.0
+
+
+def test_eta_counts_a_step_name_that_runs_several_times(sw: Harness) -> None:
+    loop = [("poll", 2.0)] * 5 + [("store", 10.0)]
+    for run in range(3):
+        _run_steps(sw, f"learn-{run}", loop)
+    eta = _run_steps(sw, "now", loop, sample_after=7.0)  # inside the fourth poll
+    assert eta == pytest.approx(13.0, rel=0.01)
+
+
+def test_eta_uses_the_fraction_a_running_step_reports(sw: Harness) -> None:
+    for run in range(2):
+        _run_steps(sw, f"learn-{run}", [("copy", 100.0)])
+    with (
+        stepwatch.execution("deploy", execution_id="now", total_steps=1) as ex,
+        ex.step("copy") as st,
+    ):
+        sw.clock.advance(10.0)
+        st.progress(0.5)  # half done in 10 s: twice as fast as the learned runs
+        progress = sw.monitor.progress("now")
+        assert progress is not None
+        assert progress.eta_seconds is not None
+        assert progress.eta_seconds < 0.75 * 50.0  # pace counts, not the learned 50 s alone
+
+
+def test_step_profile_keeps_the_step_names_with_most_time() -> None:
+    history = DurationHistory(Limits(history_steps=3))
+    steps = [_Ended_step(f"s{index}", float(index)) for index in range(10)]
+    history.learn("wide", 45.0, steps)
+    profile = history.profile("wide")
+    assert profile is not None
+    assert sorted(profile) == ["s7", "s8", "s9"]
+    assert profile["s9"] == StepProfile(seconds=9.0, occurrences=1.0)
+
+
+def test_step_profile_is_not_learned_from_a_run_whose_steps_were_not_all_kept() -> None:
+    with capture(limits=Limits(steps_kept=4)) as small:
+        with stepwatch.execution("long", execution_id="l-1") as ex:
+            for index in range(10):
+                with ex.step(f"s{index}"):
+                    small.clock.advance(1.0)
+        assert small.monitor.history.typical("long") == pytest.approx(10.0)
+        assert small.monitor.history.profile("long") is None
+
+
+def test_step_profile_forgets_the_names_of_evicted_executions() -> None:
+    history = DurationHistory(Limits(history_names=1))
+    history.learn("a", 1.0, [_Ended_step("x", 1.0)])
+    history.learn("b", 1.0, [_Ended_step("y", 1.0)])
+    assert history.profile("a") is None
+    assert history.profile("b") is not None
+
+
+class _Ended_step:
+    """A finished step as the profile reads it (name, start, end)."""
+
+    def __init__(self, name: str, seconds: float) -> None:
+        self.name = name
+        self.step_type: str | None = None
+        self.attempt = 1
+        self.outcome: Outcome | None = Outcome.SUCCESS
+        self.started_at = 100.0
+        self.ended_at: float | None = 100.0 + seconds
+        self.fraction: float | None = None
+        self.message: str | None = None
+        self.reason: str | None = None
+
+
+def test_the_handles_eta_learns_from_the_same_history_as_the_monitor(sw: Harness) -> None:
+    for run in range(2):
+        _run_steps(sw, f"learn-{run}", BACK_LOADED)
+    with stepwatch.execution("deploy", execution_id="now", total_steps=4) as ex:
+        sw.clock.advance(10.0)
+        assert ex.progress().eta_seconds == pytest.approx(30.0)

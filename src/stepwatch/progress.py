@@ -7,7 +7,8 @@ Usage::
 
 This module owns every answer about progress: the snapshot of an execution
 (:func:`snapshot`), which steps it lists (:func:`keep_steps`) and its ETA
-(:func:`blend_eta`, one formula). It reads executions through the read-only
+(:func:`profile_eta` when the workflow's steps have been learned, else
+:func:`blend_eta`). It reads executions through the read-only
 :class:`ExecutionView` protocol and never imports or calls the instrument
 layer: handles record, the Monitor's observer tells the tracker what
 happened, and this module answers. Following a step costs the tracker
@@ -19,7 +20,7 @@ from __future__ import annotations
 import statistics
 import threading
 from collections import OrderedDict, deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any, NamedTuple, Protocol, TypeVar
@@ -33,12 +34,14 @@ __all__ = [
     "ExecutionProgress",
     "ExecutionView",
     "ProgressTracker",
+    "StepProfile",
     "StepProgress",
     "StepState",
     "StepView",
     "blend_eta",
     "keep_steps",
     "pace_eta",
+    "profile_eta",
     "snapshot",
     "step_progress",
 ]
@@ -47,6 +50,18 @@ _S = TypeVar("_S")
 
 RUNNING_PERCENT_CAP = 99.9
 """The highest ``percent`` while a step runs: 100 only ever means done."""
+
+PROFILE_WEIGHT = 0.5
+"""The weight of the newest successful run in a workflow's step profile (the
+rest is what earlier runs taught): recent runs count most, one odd run is
+halved by the next."""
+
+_RUNNING_STEP_CAP = 0.9
+"""A running step that reported no fraction counts at most this share of its
+typical duration as done: past its typical time it is late, not finished."""
+
+_PACE_BOUNDS = (0.2, 5.0)
+"""How much slower or faster than its typical runs a run may be taken to go."""
 
 
 class StepView(Protocol):
@@ -83,6 +98,18 @@ class StepState(NamedTuple):
     ``keep`` and no step running, at most ``keep`` of them as :func:`keep_steps` chooses."""
     current: str | None
     """The name of the most recently started step still running."""
+
+
+class StepProfile(NamedTuple):
+    """What a workflow's successful runs typically spend on one step name.
+
+    Both figures are per run and cover every occurrence of the name (a step
+    run in a loop, or run again after a failure), so ``seconds / count`` is
+    the typical duration of one occurrence.
+    """
+
+    seconds: float
+    occurrences: float
 
 
 class ExecutionView(Protocol):
@@ -284,30 +311,47 @@ def step_progress(step: StepView) -> StepProgress:
 
 
 class DurationHistory:
-    """Recent successful durations per execution name: the ETA's *history* estimate.
+    """What successful runs of each execution name took: the ETA's memory.
 
-    Bounded: ``history_names`` names (least recently used evicted) times
-    ``history_runs`` durations each. Thread-safe.
+    Per name it keeps the durations of the recent successful runs (their
+    median is the *typical* run) and a step profile: per step name, the
+    seconds and occurrences a run typically spends on it (an exponentially
+    weighted mean over runs, the newest weighing :data:`PROFILE_WEIGHT`).
+
+    Bounded: ``history_names`` names (least recently used evicted, with their
+    profiles) times ``history_runs`` durations and ``history_steps`` step
+    names each. Thread-safe; a profile is replaced on learning, never changed,
+    so readers take it without a lock.
     """
 
     def __init__(self, limits: Limits | None = None) -> None:
         limits = limits or Limits()
         self._names = limits.history_names
         self._runs = limits.history_runs
+        self._steps = limits.history_steps
         self._lock = threading.Lock()
         self._history: OrderedDict[str, deque[float]] = OrderedDict()
+        self._profiles: dict[str, dict[str, StepProfile]] = {}
 
-    def learn(self, name: str, duration: float) -> None:
-        """Remember a successful run's duration."""
+    def learn(self, name: str, duration: float, steps: Sequence[StepView] | None = None) -> None:
+        """Remember a successful run's duration and, given all its ``steps``, its profile.
+
+        ``steps`` must be every step the run held, all ended; pass ``None`` when
+        some were not kept (the profile then stays as it was).
+        """
+        run = _run_profile(steps) if steps else None
         with self._lock:
             runs = self._history.get(name)
             if runs is None:
                 runs = self._history[name] = deque(maxlen=self._runs)
                 if len(self._history) > self._names:
-                    self._history.popitem(last=False)
+                    evicted, _ = self._history.popitem(last=False)
+                    self._profiles.pop(evicted, None)
             else:
                 self._history.move_to_end(name)
             runs.append(duration)
+            if run is not None:
+                self._profiles[name] = _blend_profile(self._profiles.get(name), run, self._steps)
 
     def typical(self, name: str) -> float | None:
         """Median duration of recent successful runs of ``name``, or ``None``."""
@@ -316,12 +360,129 @@ class DurationHistory:
             samples = list(runs) if runs else None
         return statistics.median(samples) if samples else None
 
+    def profile(self, name: str) -> Mapping[str, StepProfile] | None:
+        """The step profile learned for ``name`` (read-only), or ``None``."""
+        return self._profiles.get(name)
+
     def __len__(self) -> int:
         return len(self._history)
 
     def after_fork_in_child(self) -> None:
         """A fresh lock (a parent thread may have held this one at fork time)."""
         self._lock = threading.Lock()
+
+
+def _run_profile(steps: Sequence[StepView]) -> dict[str, StepProfile] | None:
+    """One run's seconds and occurrences per step name; ``None`` if a step had not ended."""
+    seconds: dict[str, float] = {}
+    counts: dict[str, int] = {}
+    for step in steps:
+        ended = step.ended_at
+        if ended is None:
+            return None
+        name = step.name
+        seconds[name] = seconds.get(name, 0.0) + max(ended - step.started_at, 0.0)
+        counts[name] = counts.get(name, 0) + 1
+    return {name: StepProfile(seconds[name], float(counts[name])) for name in seconds}
+
+
+def _blend_profile(
+    old: Mapping[str, StepProfile] | None, run: Mapping[str, StepProfile], limit: int
+) -> dict[str, StepProfile]:
+    """``old`` moved towards ``run`` by :data:`PROFILE_WEIGHT`, at most ``limit`` names.
+
+    A name absent from ``run`` moves towards zero (a step that ran only
+    sometimes counts as its share); past ``limit`` the names with the least
+    time are dropped.
+    """
+    if old is None:
+        blended = dict(run)
+    else:
+        keep = 1.0 - PROFILE_WEIGHT
+        absent = StepProfile(0.0, 0.0)
+        blended = {}
+        for name in old.keys() | run.keys():
+            was, now = old.get(name, absent), run.get(name, absent)
+            blended[name] = StepProfile(
+                keep * was.seconds + PROFILE_WEIGHT * now.seconds,
+                keep * was.occurrences + PROFILE_WEIGHT * now.occurrences,
+            )
+    if len(blended) > limit:
+        kept = sorted(blended.items(), key=lambda item: item[1].seconds, reverse=True)[:limit]
+        blended = dict(kept)
+    return blended
+
+
+def profile_eta(
+    elapsed: float,
+    now: float,
+    steps: Sequence[StepView],
+    finished: int,
+    typical: float,
+    profile: Mapping[str, StepProfile],
+) -> float | None:
+    """The ETA from what each step of this workflow typically takes (see ``docs/progress.md``).
+
+    The run's position is the share of a typical run's step time already
+    done: each ended step counts its name's typical duration (up to the
+    occurrences a run typically has), a running step the fraction it
+    reported, or else its time so far over its typical duration stretched
+    by how much slower this run's ended steps were than theirs (at most
+    :data:`_RUNNING_STEP_CAP`: past its time a step is late, not done). The
+    typical run's time for the rest, ``typical x (1 - done)``, is then scaled
+    by the run's own pace against the typical run (``elapsed / (typical x
+    done)``), trusted as far as the run has got.
+
+    Args:
+        elapsed: Seconds since the run started.
+        now: The current time (for running steps).
+        steps: The steps the run holds (the most recent, oldest first).
+        finished: Steps ended in the whole run (some may no longer be held).
+        typical: The typical successful run's duration (seconds).
+        profile: The workflow's step profile (:meth:`DurationHistory.profile`).
+
+    ``None`` when the profile holds no time or none of it is done yet, so the
+    caller falls back to :func:`blend_eta`.
+    """
+    expected = sum(entry.seconds for entry in profile.values())
+    if expected <= 0.0 or typical <= 0.0:
+        return None
+    occurrences = sum(entry.occurrences for entry in profile.values())
+    seen: dict[str, int] = {}
+    work = 0.0  # typical seconds of the steps done, ended steps first
+    spent = 0.0  # what those ended steps really took
+    held_ended = 0
+    running: list[tuple[StepView, float]] = []
+    for step in steps:
+        entry = profile.get(step.name)
+        ended = step.ended_at
+        if ended is not None:
+            held_ended += 1
+        if entry is None or entry.occurrences <= 0.0:
+            continue
+        each = entry.seconds / entry.occurrences
+        if ended is None:
+            running.append((step, each))
+            continue
+        seen[step.name] = count = seen.get(step.name, 0) + 1
+        if count <= entry.occurrences + 0.5:
+            work += each
+            spent += max(ended - step.started_at, 0.0)
+    low, high = _PACE_BOUNDS
+    step_pace = min(max(spent / work, low), high) if work > 0.0 else 1.0
+    for step, each in running:
+        fraction = step.fraction
+        if fraction is None:  # its time so far, at the pace this run's steps have gone
+            fraction = (now - step.started_at) / (each * step_pace) if each > 0.0 else 0.0
+            fraction = min(fraction, _RUNNING_STEP_CAP)
+        work += each * min(max(fraction, 0.0), 1.0)
+    if finished > held_ended and occurrences > 0.0:  # older steps no longer held
+        work += (finished - held_ended) * expected / occurrences
+    if work <= 0.0:
+        return None  # nothing of the profile done yet: the typical run's time tells more
+    done = min(work / expected, 0.99)
+    pace = min(max(elapsed / (typical * done), low), high)
+    return typical * (1.0 - done) * (1.0 + done * (pace - 1.0))
 
 
 def snapshot(
@@ -367,8 +528,7 @@ def snapshot(
     if outcome is not None:
         eta = 0.0 if outcome is Outcome.SUCCESS else None
     else:
-        typical = history.typical(execution.name) if history is not None else None
-        eta = blend_eta(now - execution.started_at, finished + fraction, total, typical)
+        eta = _running_eta(execution, now, state, history, finished + fraction, total)
     steps = state.steps if keep is None else keep_steps(state.steps, _failed, keep)
     return ExecutionProgress(
         execution_id=execution.id,
@@ -387,6 +547,28 @@ def snapshot(
         steps=[step_progress(s) for s in steps],
         attempt=execution.attempt,
     )
+
+
+def _running_eta(
+    execution: ExecutionView,
+    now: float,
+    state: StepState,
+    history: DurationHistory | None,
+    done: float,
+    total: int | None,
+) -> float | None:
+    """A running execution's ETA: from its step profile when learned, else :func:`blend_eta`."""
+    elapsed = now - execution.started_at
+    if history is None:
+        return blend_eta(elapsed, done, total, None)
+    typical = history.typical(execution.name)
+    profile = history.profile(execution.name)
+    if typical is not None and profile:
+        finished = state.completed + state.failed
+        eta = profile_eta(elapsed, now, state.steps, finished, typical, profile)
+        if eta is not None:
+            return eta
+    return blend_eta(elapsed, done, total, typical)
 
 
 class _Ended:
@@ -497,7 +679,7 @@ class ProgressTracker:
     ) -> None:
         self._clock = clock
         self.limits = limits or Limits()
-        self.history = history or DurationHistory(self.limits)
+        self.history = history if history is not None else DurationHistory(self.limits)
         self._lock = threading.Lock()
         self._running: dict[str, ExecutionView] = {}
         self._pending: OrderedDict[str, _Pending] = OrderedDict()
@@ -531,7 +713,9 @@ class ProgressTracker:
             self._finished.move_to_end(execution.id)
             self._evict(now)
         if execution.outcome is Outcome.SUCCESS:
-            self.history.learn(execution.name, now - execution.started_at)
+            held = execution.step_state()
+            steps = held.steps if len(held.steps) == held.completed + held.failed else None
+            self.history.learn(execution.name, now - execution.started_at, steps)
 
     def _evict(self, now: float) -> None:
         limits = self.limits
