@@ -299,7 +299,7 @@ def test_the_history_ring_answers_as_a_list_of_every_event_would(
         and (event_type is None or event[1] is event_type)
     ]
     if limit is not None:
-        wanted = wanted[len(wanted) - limit :] if limit else []
+        wanted = wanted[max(len(wanted) - limit, 0) :] if limit else []
     got = bus.events(since=since, limit=limit, execution_id=execution_id, event_type=event_type)
     assert [(e.seq, e.type, e.execution_id, e.data) for e in got] == wanted
     assert [e.timestamp for e in got] == [float(event[0]) for event in wanted]
