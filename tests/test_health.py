@@ -152,6 +152,36 @@ def test_stuck_executions(strict: Harness) -> None:
     assert _rules_firing(strict) == set()
 
 
+def test_an_execution_that_keeps_moving_is_not_stuck_however_long_it_runs(
+    strict: Harness,
+) -> None:
+    with stepwatch.execution("long", execution_id="moving-1") as ex:
+        for index in range(12):  # two hours, a step every ten minutes
+            with ex.step(f"s{index}"):
+                strict.clock.advance(300)
+            strict.clock.advance(300)
+            assert _rules_firing(strict) == set()
+        for _ in range(3):  # then only heartbeats
+            strict.clock.advance(500)
+            ex.heartbeat()
+            assert _rules_firing(strict) == set()
+        progress = strict.monitor.progress("moving-1")
+        assert progress is not None
+        assert progress.last_progress_at == strict.clock()
+        strict.clock.advance(601)
+        assert _rules_firing(strict) == {"StuckExecutions"}
+
+
+def test_a_short_run_that_stopped_moving_is_stuck(strict: Harness) -> None:
+    with stepwatch.execution("short", execution_id="hung-1") as ex:
+        with ex.step("fetch"):
+            strict.clock.advance(1)
+        strict.clock.advance(601)  # ran 602 s in all, 601 of them without a sign of life
+        (alert,) = strict.monitor.health(refresh=True).alerts
+        assert alert.rule == "StuckExecutions"
+        assert "no progress for 600 s" in alert.message
+
+
 def test_sla_burn_rate_fast_and_slow() -> None:
     with capture(rules=Rules(min_executions=10, sla_objective=0.99)) as sw:
         for i in range(40):

@@ -474,3 +474,62 @@ def test_the_handles_eta_learns_from_the_same_history_as_the_monitor(sw: Harness
     with stepwatch.execution("deploy", execution_id="now", total_steps=4) as ex:
         sw.clock.advance(10.0)
         assert ex.progress().eta_seconds == pytest.approx(30.0)
+
+
+def _sla_events(sw: Harness, execution_id: str) -> list[float]:
+    return [
+        event.timestamp
+        for event in sw.monitor.events(execution_id=execution_id)
+        if event.type is stepwatch.EventType.SLA_VIOLATED
+    ]
+
+
+def test_a_running_execution_past_its_sla_is_late_at_once(sw: Harness) -> None:
+    with stepwatch.execution("deploy", execution_id="sla-1", sla=5.0) as ex:
+        started = sw.clock()
+        sw.clock.advance(3.0)
+        early = ex.progress()
+        assert early.sla_deadline == started + 5.0
+        assert not early.late
+        sw.clock.advance(3.0)
+        assert ex.progress().late
+        assert _sla_events(sw, "sla-1") == []  # announced when the Monitor evaluates
+        sw.monitor.health(refresh=True)
+        assert _sla_events(sw, "sla-1") == [started + 6.0]
+        sw.clock.advance(10.0)
+        sw.monitor.health(refresh=True)
+    assert _sla_events(sw, "sla-1") == [started + 6.0]  # once, not again at the end
+    ended = sw.monitor.progress("sla-1")
+    assert ended is not None
+    assert ended.late
+    assert ended.sla_deadline == started + 5.0
+
+
+def test_a_breach_nobody_evaluated_in_time_is_announced_at_the_end(sw: Harness) -> None:
+    with stepwatch.execution("deploy", execution_id="sla-2", sla=5.0):
+        sw.clock.advance(6.0)
+    assert len(_sla_events(sw, "sla-2")) == 1
+    with stepwatch.execution("deploy", execution_id="sla-3", sla=5.0):
+        sw.clock.advance(4.0)
+    within = sw.monitor.progress("sla-3")
+    assert within is not None
+    assert not within.late
+    assert _sla_events(sw, "sla-3") == []
+
+
+def test_an_execution_whose_eta_passes_its_deadline_is_at_risk(sw: Harness) -> None:
+    for run in range(2):
+        _run_steps(sw, f"learn-{run}", BACK_LOADED)  # 40 s each
+    with stepwatch.execution("deploy", execution_id="risky", total_steps=4, sla=30.0) as ex:
+        sw.clock.advance(5.0)
+        risky = ex.progress()
+        assert risky.at_risk  # 5 s in, about 35 s to go: ends at about 40 s, past 30
+        assert not risky.late
+    with stepwatch.execution("deploy", execution_id="safe", total_steps=4, sla=60.0) as ex:
+        sw.clock.advance(5.0)
+        assert not ex.progress().at_risk
+    with stepwatch.execution("other", execution_id="no-sla") as ex:
+        progress = ex.progress()
+        assert progress.sla_deadline is None
+        assert not progress.late
+        assert not progress.at_risk

@@ -17,7 +17,7 @@ rule                         severity   fires when
                                         window exceeds ``failure_rate``
 ``HighTimeoutRate``          warning    likewise for timeouts and ``timeout_rate``
 ``QueueBacklog``             warning    queued executions exceed ``queue_depth``
-``StuckExecutions``          warning    executions have run longer than ``stuck_after``
+``StuckExecutions``          warning    executions with no progress for ``stuck_after``
 ``SLABurnRate``              critical   SLA error budget burns 14.4x over 1 h and 5 min
                              warning    or 6x over 6 h and 30 min
 ``ComponentDown``            critical   a check fails (warning for non-critical checks)
@@ -89,7 +89,9 @@ class Rules:
         failure_rate: ``HighFailureRate`` threshold, a ratio in (0, 1].
         timeout_rate: ``HighTimeoutRate`` threshold, a ratio in (0, 1].
         queue_depth: ``QueueBacklog`` threshold (queued executions).
-        stuck_after: Seconds after which a running execution counts as stuck.
+        stuck_after: Seconds with no progress (no step starting or ending, no
+            ``progress()``, no ``heartbeat()``) after which a running
+            execution counts as stuck.
         sla: Default SLA in seconds for executions declared without one
             (``None``: only executions declaring ``sla=`` are measured).
         sla_objective: Share of executions that must meet their SLA, in (0, 1).
@@ -427,7 +429,7 @@ class HealthEvaluator:
         self.export_status = export_status
         self.queue_depth = queue_depth
         self.remote_running = remote_running
-        """Other processes' running executions as (name, id, started_at): the process group."""
+        """Other processes' running executions as (name, id, last_progress_at): the group."""
         self._lock = threading.Lock()
         self._checks: dict[str, _CheckRunner] = {}
         self._firing: dict[str, Alert] = {}
@@ -579,14 +581,28 @@ class HealthEvaluator:
             )
         ]
 
+    def _announce_late(self, now: float) -> None:
+        """``sla.violated`` for each running execution whose deadline has just passed."""
+        try:
+            for execution in self.tracker.newly_late(now):
+                sla = execution.sla
+                if sla is None:
+                    continue
+                data = semconv.SLAViolatedData(
+                    name=execution.name, sla=sla, duration=max(now - execution.started_at, 0.0)
+                )
+                self.bus.publish(EventType.SLA_VIOLATED, execution.id, data, now)
+        except Exception:
+            report("health.sla", "stepwatch: announcing a late execution failed", exc_info=True)
+
     def _stuck_findings(self, now: float) -> list[_Finding]:
-        running = [(e.name, e.id, e.started_at) for e in self.tracker.running()]
+        running = [(e.name, e.id, e.updated_at) for e in self.tracker.running()]
         if self.remote_running is not None:
             running.extend(self.remote_running())
         stuck = [
             (name, execution_id)
-            for name, execution_id, started_at in running
-            if now - started_at > self.rules.stuck_after
+            for name, execution_id, last_progress_at in running
+            if now - last_progress_at > self.rules.stuck_after
         ]
         if not stuck:
             return []
@@ -598,7 +614,7 @@ class HealthEvaluator:
                 {},
                 len(stuck),
                 self.rules.stuck_after,
-                f"{len(stuck)} executions running longer than {self.rules.stuck_after:g} s "
+                f"{len(stuck)} executions with no progress for {self.rules.stuck_after:g} s "
                 f"(e.g. {examples})",
             )
         ]
@@ -659,6 +675,7 @@ class HealthEvaluator:
             self.reader.refresh()
         components = self._run_checks()
         now = self.clock()
+        self._announce_late(now)
         findings: list[_Finding] = []
         for produce in (
             self._rate_findings,

@@ -1127,6 +1127,19 @@ class Execution(_Run):
         scope._execution = self
         return scope
 
+    def heartbeat(self) -> None:
+        """Say the execution is alive and moving, with no step starting or ending.
+
+        Sets ``last_progress_at``: ``StuckExecutions`` counts an execution as
+        stuck after ``Rules.stuck_after`` seconds with no heartbeat, step start
+        or end, ``progress()`` or other recorded change. For long waits inside
+        one step, ``Step.progress()`` says the same with a fraction. Never raises.
+
+        .. versionadded:: 0.3.0
+        """
+        if self._usable("heartbeat"):
+            self._updated_at = self._tel.clock()
+
     def set_total_steps(self, total: int) -> None:
         """Declare (or correct) how many steps this execution has. Never raises."""
         if not self._usable("set_total_steps"):

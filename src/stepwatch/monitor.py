@@ -480,7 +480,7 @@ class Monitor:
         if self.group is None:
             return []
         return [
-            (p.name, p.execution_id, p.started_at)
+            (p.name, p.execution_id, p.updated_at)
             for peer in self.group.peers()
             for p in peer.executions
             if p.started_at is not None and p.state == ExecutionState.EXECUTING.value

@@ -135,6 +135,8 @@ class ExecutionView(Protocol):
     def updated_at(self) -> float: ...
     @property
     def ended_at(self) -> float | None: ...
+    @property
+    def sla(self) -> float | None: ...
 
     def step_state(self, keep: int | None = None) -> StepState: ...
 
@@ -199,9 +201,18 @@ class ExecutionProgress:
         eta_seconds: Estimated seconds to completion, ``None`` when unknown.
         steps: The most recent steps (bounded; see ``docs/progress.md``).
         attempt: The execution's attempt number (1 for a first run).
+        last_progress_at: The last time the engine showed this execution
+            moving (a step started or ended, ``progress()``, ``heartbeat()``,
+            a new total, an approval or an event): what ``StuckExecutions``
+            reads. ``None`` while pending.
+        sla_deadline: ``started_at + sla`` (epoch seconds), ``None`` without an SLA.
+        late: Past its SLA: while running, once the deadline has passed; after
+            the end, when it ran longer than its SLA.
+        at_risk: Running, not late yet, and its ETA ends past the deadline.
 
     .. versionadded:: 0.1.0
     .. versionchanged:: 0.2.0 ``attempt``.
+    .. versionchanged:: 0.3.0 ``last_progress_at``, ``sla_deadline``, ``late``, ``at_risk``.
     """
 
     execution_id: str
@@ -219,6 +230,10 @@ class ExecutionProgress:
     eta_seconds: float | None
     steps: list[StepProgress] = field(default_factory=list)
     attempt: int = 1
+    last_progress_at: float | None = None
+    sla_deadline: float | None = None
+    late: bool = False
+    at_risk: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """Return JSON-ready values (ISO 8601 timestamps, enum values as strings)."""
@@ -530,6 +545,13 @@ def snapshot(
     else:
         eta = _running_eta(execution, now, state, history, finished + fraction, total)
     steps = state.steps if keep is None else keep_steps(state.steps, _failed, keep)
+    sla = execution.sla
+    deadline = None if sla is None else execution.started_at + sla
+    late = at_risk = False
+    if deadline is not None:
+        ended = execution.ended_at
+        late = (ended if ended is not None else now) > deadline
+        at_risk = outcome is None and not late and eta is not None and now + eta > deadline
     return ExecutionProgress(
         execution_id=execution.id,
         name=execution.name,
@@ -546,6 +568,10 @@ def snapshot(
         eta_seconds=eta,
         steps=[step_progress(s) for s in steps],
         attempt=execution.attempt,
+        last_progress_at=execution.updated_at,
+        sla_deadline=deadline,
+        late=late,
+        at_risk=at_risk,
     )
 
 
@@ -587,6 +613,7 @@ class _Ended:
         "id",
         "name",
         "outcome",
+        "sla",
         "started_at",
         "total_steps",
         "updated_at",
@@ -606,6 +633,7 @@ class _Ended:
         self.outcome = execution.outcome
         self.started_at = execution.started_at
         self.updated_at = execution.updated_at
+        self.sla = execution.sla
         self.ended_at = ended_at
 
     def step_state(self, keep: int | None = None) -> StepState:
@@ -684,6 +712,7 @@ class ProgressTracker:
         self._running: dict[str, ExecutionView] = {}
         self._pending: OrderedDict[str, _Pending] = OrderedDict()
         self._finished: OrderedDict[str, tuple[float, _Ended]] = OrderedDict()
+        self._late: set[str] = set()  # running ids whose sla.violated was announced
 
     # ------------------------------------------------------------------ feeding
     def enqueued(
@@ -701,8 +730,12 @@ class ProgressTracker:
             self._pending.pop(execution.id, None)
             self._running[execution.id] = execution
 
-    def ended(self, execution: ExecutionView) -> None:
-        """An execution ended: keep what its final progress needs, learn its duration."""
+    def ended(self, execution: ExecutionView) -> bool:
+        """An execution ended: keep what its final progress needs, learn its duration.
+
+        Returns whether its ``sla.violated`` was already announced while it ran
+        (:meth:`newly_late`), so its end does not announce it again.
+        """
         ended_at = execution.ended_at
         now = ended_at if ended_at is not None else self._clock()
         record = _Ended(execution, now, self.limits.finished_steps_kept)
@@ -712,10 +745,34 @@ class ProgressTracker:
             self._finished[execution.id] = (now, record)
             self._finished.move_to_end(execution.id)
             self._evict(now)
+            announced = bool(self._late) and execution.id in self._late
+            if announced:
+                self._late.discard(execution.id)
         if execution.outcome is Outcome.SUCCESS:
             held = execution.step_state()
             steps = held.steps if len(held.steps) == held.completed + held.failed else None
             self.history.learn(execution.name, now - execution.started_at, steps)
+        return announced
+
+    def newly_late(self, now: float) -> list[ExecutionView]:
+        """Running executions whose SLA deadline passed by ``now``, each returned once.
+
+        The Monitor announces each as ``sla.violated`` when it evaluates
+        (:class:`~stepwatch.health.HealthEvaluator`), so a breach shows while
+        the run goes on; its end then does not announce it again.
+        """
+        late: list[ExecutionView] = []
+        with self._lock:
+            for execution in self._running.values():
+                sla = execution.sla
+                if (
+                    sla is not None
+                    and now > execution.started_at + sla
+                    and execution.id not in self._late
+                ):
+                    self._late.add(execution.id)
+                    late.append(execution)
+        return late
 
     def _evict(self, now: float) -> None:
         limits = self.limits
@@ -735,6 +792,7 @@ class ProgressTracker:
         """Forget the parent's running executions; fresh locks (a parent may have held one)."""
         self._lock = threading.Lock()
         self._running.clear()
+        self._late.clear()
         self.history.after_fork_in_child()
 
     # ----------------------------------------------------------------- queries
