@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import stepwatch
-from stepwatch import EventType, semconv
+from stepwatch import EventType, semconv, testing
 from stepwatch.events import EventBus, ExecutionEvent
 from stepwatch.testing import FakeClock, Harness
 
@@ -362,3 +362,16 @@ def test_a_subscriber_gets_step_events_recorded_by_value_at_once(sw: Harness) ->
     ]
     assert step_events[0].data == {"step": "one", "step_type": None, "attempt": 1}
     assert step_events == [e for e in sw.events(execution_id="live") if e in step_events]
+
+
+@pytest.mark.internal_errors
+def test_emit_publishes_an_engines_own_event_outside_any_execution(sw: Harness) -> None:
+    sw.monitor.emit("worker.joined", host="w-1", slots=4, bad=object())
+    sw.monitor.emit("deploy", execution_id="d-7")
+    sw.monitor.emit("")  # refused, never raised
+    events = sw.monitor.events(event_type=EventType.CUSTOM)
+    assert [(e.execution_id, e.data) for e in events] == [
+        (None, {"name": None, "event": "worker.joined", "attributes": {"host": "w-1", "slots": 4}}),
+        ("d-7", {"name": None, "event": "deploy", "attributes": {}}),
+    ]
+    assert testing.internal_errors().keys() >= {"monitor.emit.name"}

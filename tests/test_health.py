@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -247,6 +247,33 @@ def test_async_check_and_component_health_result(strict: Harness) -> None:
     assert health.status is HealthStatus.DEGRADED
 
 
+def test_a_check_duration_is_measured_whatever_the_check_returns_or_raises(
+    strict: Harness,
+) -> None:
+    def timed(
+        result: Callable[[], bool | ComponentHealth],
+    ) -> Callable[[], bool | ComponentHealth]:
+        def check() -> bool | ComponentHealth:
+            strict.clock.advance(0.25)  # the check takes a quarter of a second
+            return result()
+
+        return check
+
+    def raises() -> bool:
+        raise ConnectionError("refused")
+
+    strict.monitor.add_check("plain", timed(lambda: True))
+    strict.monitor.add_check(
+        "detailed", timed(lambda: ComponentHealth(name="x", status=HealthStatus.DEGRADED))
+    )
+    strict.monitor.add_check("raising", timed(raises))
+    components = strict.monitor.health(refresh=True).components
+    assert sorted(c.name for c in components) == ["detailed", "plain", "raising"]
+    for component in components:  # the three run at once: each sees the others' time too
+        assert component.duration is not None
+        assert 0.25 <= component.duration <= 0.75
+
+
 def test_raising_check_is_a_failure(strict: Harness) -> None:
     def broken() -> bool:
         raise ConnectionError("refused")
@@ -416,3 +443,33 @@ def test_background_loop_survives_its_own_errors(sw: Harness) -> None:
         assert ticks.acquire(timeout=WAIT)
     assert sw.monitor.running
     sw.monitor.stop()
+
+
+@pytest.mark.asyncio
+async def test_ahealth_keeps_the_event_loop_serving_while_checks_run(strict: Harness) -> None:
+    released = threading.Event()
+
+    def waits_for_the_loop() -> bool:
+        return released.wait(WAIT)  # released by a coroutine on the awaiting loop
+
+    async def release() -> None:
+        released.set()
+
+    strict.monitor.add_check("needs-the-loop", waits_for_the_loop, timeout=WAIT)
+    health, _ = await asyncio.gather(strict.monitor.ahealth(refresh=True), release())
+    (component,) = health.components
+    assert component.status is HealthStatus.HEALTHY
+
+
+@pytest.mark.internal_errors
+def test_stepwatchs_own_contained_failures_show_in_health(strict: Harness) -> None:
+    assert strict.monitor.health(refresh=True).status is HealthStatus.HEALTHY
+    with stepwatch.execution("job") as ex:
+        ex.set_total_steps(-1)  # refused: logged once, counted, never raised
+    health = strict.monitor.health(refresh=True)
+    (own,) = health.components
+    assert own.name == "stepwatch"
+    assert own.status is HealthStatus.DEGRADED
+    assert own.message is not None and own.message.startswith("1 internal errors")
+    assert health.status is HealthStatus.DEGRADED
+    assert strict.monitor.health(refresh=True).components == []  # nothing new since

@@ -213,6 +213,17 @@ def test_retention_by_age(sw: Harness) -> None:
     assert sw.monitor.progress("o-2") is not None
 
 
+def test_a_finished_execution_expires_on_time_with_nothing_else_happening(sw: Harness) -> None:
+    with stepwatch.execution("old", execution_id="o-1"):
+        pass
+    stepwatch.enqueue("never-started", execution_id="p-1")
+    sw.clock.advance(3599)
+    assert sw.monitor.progress("o-1") is not None
+    sw.clock.advance(2)
+    assert sw.monitor.progress("o-1") is None
+    assert sw.monitor.progress("p-1") is None
+
+
 def test_sixteen_threads_thousand_executions_each() -> None:
     with capture(limits=Limits(max_finished=20_000, max_events=100_000)) as sw:
         _run_sixteen_threads(sw)
@@ -533,3 +544,17 @@ def test_an_execution_whose_eta_passes_its_deadline_is_at_risk(sw: Harness) -> N
         assert progress.sla_deadline is None
         assert not progress.late
         assert not progress.at_risk
+
+
+def test_current_step_is_a_step_still_running_when_a_parallel_one_ends(sw: Harness) -> None:
+    with stepwatch.execution("fan-out", execution_id="par-1") as ex:
+        first, second, third = ex.step("a"), ex.step("b"), ex.step("c")
+        first.__enter__()
+        second.__enter__()
+        third.__enter__()
+        third.__exit__(None, None, None)  # the newest ends: the newest still running is current
+        assert ex.progress().current_step == "b"
+        first.__exit__(None, None, None)  # an older one ends: current stays
+        assert ex.progress().current_step == "b"
+        second.__exit__(None, None, None)
+        assert ex.progress().current_step is None

@@ -48,7 +48,7 @@ from stepwatch import _checks as checks
 from stepwatch import semconv
 from stepwatch._attributes import describe
 from stepwatch._models import json_ready
-from stepwatch._safety import report
+from stepwatch._safety import internal_errors, report
 from stepwatch.semconv import AlertState, EventType, ExecutionState, HealthStatus, Outcome, Severity
 from stepwatch.summary import execution_outcomes
 
@@ -67,6 +67,9 @@ __all__ = [
     "SystemHealth",
     "worst_status",
 ]
+
+OWN_COMPONENT = "stepwatch"
+"""The component that shows stepwatch's own contained failures in health."""
 
 MAX_RESOLVED_ALERTS = 1_000
 """Resolved alerts kept for ``alerts(active=False)``."""
@@ -182,7 +185,9 @@ class ComponentHealth:
         critical: Whether its failure makes the process unhealthy.
         message: Details (``"timed out"``, an exception...), or ``None``.
         checked_at: When it was checked.
-        duration: Seconds the check took (``None`` when it timed out).
+        duration: Seconds the check took, measured on the Monitor's clock
+            whatever the check returned or raised; its ``timeout`` when it
+            timed out.
 
     .. versionadded:: 0.1.0
     """
@@ -340,9 +345,10 @@ class _CheckRunner:
             if inspect.isawaitable(outcome):
                 outcome = asyncio.run(_await(outcome))
             now = clock()
+            took = max(now - self._started, 0.0)
             if isinstance(outcome, ComponentHealth):
                 self._result = replace(
-                    outcome, name=self.name, critical=self.critical, checked_at=now
+                    outcome, name=self.name, critical=self.critical, checked_at=now, duration=took
                 )
             else:
                 self._result = ComponentHealth(
@@ -351,15 +357,17 @@ class _CheckRunner:
                     critical=self.critical,
                     message=None if outcome else "check returned false",
                     checked_at=now,
-                    duration=max(now - self._started, 0.0),
+                    duration=took,
                 )
         except BaseException as exc:  # a check's SystemExit is its failure, not ours
+            now = clock()
             self._result = ComponentHealth(
                 name=self.name,
                 status=HealthStatus.UNHEALTHY,
                 critical=self.critical,
                 message=f"{type(exc).__name__}: {describe(exc)}",
-                checked_at=clock(),
+                checked_at=now,
+                duration=max(now - self._started, 0.0),
             )
         finally:
             self._done.set()
@@ -375,6 +383,7 @@ class _CheckRunner:
             critical=self.critical,
             message=f"timed out after {self.timeout:g} s",
             checked_at=clock(),
+            duration=self.timeout,
         )
 
 
@@ -437,6 +446,7 @@ class HealthEvaluator:
         self._resolved: deque[Alert] = deque(maxlen=MAX_RESOLVED_ALERTS)
         self._health: SystemHealth | None = None
         self._dropped_seen = 0
+        self._errors_seen = sum(internal_errors().values())
         self._checks_changed = False
 
     def after_fork_in_child(self) -> None:
@@ -581,6 +591,24 @@ class HealthEvaluator:
             )
         ]
 
+    def _own_errors(self) -> ComponentHealth | None:
+        """Component ``stepwatch``, degraded when stepwatch contained failures of its own
+        since the last evaluation (each is logged once and counted: never raised)."""
+        counts = internal_errors()
+        total = sum(counts.values())
+        new, self._errors_seen = total - self._errors_seen, total
+        if new <= 0:
+            return None
+        worst = max(counts, key=counts.__getitem__)
+        return ComponentHealth(
+            name=OWN_COMPONENT,
+            status=HealthStatus.DEGRADED,
+            critical=False,
+            message=f"{new} internal errors since the last check (most: {worst}); see the log",
+            checked_at=self.clock(),
+            duration=0.0,
+        )
+
     def _announce_late(self, now: float) -> None:
         """``sla.violated`` for each running execution whose deadline has just passed."""
         try:
@@ -674,6 +702,9 @@ class HealthEvaluator:
         if self.reader is not None:
             self.reader.refresh()
         components = self._run_checks()
+        own = self._own_errors()
+        if own is not None:
+            components.append(own)
         now = self.clock()
         self._announce_late(now)
         findings: list[_Finding] = []

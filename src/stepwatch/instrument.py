@@ -998,9 +998,16 @@ class Execution(_Run):
                 if len(retriable) > self._tel.limits.retried_step_names:
                     retriable.popitem(last=False)
             if self._current is step:
-                self._current = None
+                self._current = self._latest_running() if self._running else None
             if step.ended_at is not None:
                 self._updated_at = step.ended_at
+
+    def _latest_running(self) -> _StepRecord | None:
+        """The most recently started step still running (under the lock): parallel steps."""
+        for step in reversed(self._steps):
+            if step.outcome is None:
+                return step
+        return None
 
     def _touch(self, now: float) -> None:
         self._updated_at = now

@@ -28,6 +28,7 @@ and ``limits`` (:class:`~stepwatch.Limits`, every memory bound).
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import os
 import threading
@@ -42,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 from opentelemetry.metrics import MeterProvider
 from opentelemetry.trace import TracerProvider
 
+from stepwatch import _attributes as attrs
 from stepwatch import _checks as checks
 from stepwatch import _telemetry
 from stepwatch._observer import MonitorObserver
@@ -67,7 +69,7 @@ from stepwatch.health import (
 )
 from stepwatch.limits import Limits
 from stepwatch.progress import DurationHistory, ExecutionProgress, ProgressTracker
-from stepwatch.semconv import AlertState, EventType, ExecutionState, Severity
+from stepwatch.semconv import AlertState, CustomEventData, EventType, ExecutionState, Severity
 from stepwatch.summary import MetricsSummary, summarize
 from stepwatch.windows import HealthWindows, Windows
 
@@ -583,6 +585,46 @@ class Monitor:
         return dataclasses.replace(
             health, alerts=alerts, status=worst_status(health.status, alerts)
         )
+
+    async def ahealth(self, *, refresh: bool = False, max_age: float | None = None) -> SystemHealth:
+        """:meth:`health` for an asyncio loop: an evaluation runs on a worker thread.
+
+        Component checks can take up to their timeouts; awaiting this keeps
+        the loop serving meanwhile. Without ``refresh`` (and with a fresh
+        enough cached result) it answers at once.
+
+        .. versionadded:: 0.3.0
+        """
+        checks.seconds(max_age, "max_age", optional=True, allow_zero=True)
+        return await asyncio.to_thread(self.health, refresh=refresh, max_age=max_age)
+
+    def emit(self, name: str, execution_id: str | None = None, **attributes: Any) -> None:
+        """Publish an engine's own event, inside an execution or outside any.
+
+        The history, subscribers and ``/events`` streams get an
+        :attr:`EventType.CUSTOM <stepwatch.EventType.CUSTOM>` event whose data is
+        ``{"name": None, "event": name, "attributes": {...}}`` (``name`` is the
+        execution's name only for :meth:`Execution.event
+        <stepwatch.Execution.event>`, which also writes a span event). Use it
+        for what happens beside executions: a worker joining, a deploy, a
+        broker failing over. A name that is not a non-empty string is refused
+        and invalid attribute values dropped (each logged once). Never raises.
+
+        .. versionadded:: 0.3.0
+        """
+        try:
+            if not isinstance(name, str) or not name.strip():
+                report("monitor.emit.name", "stepwatch: event name %r is not a string", name)
+                return
+            execution_id = None if execution_id is None else attrs.text(execution_id)
+            data = CustomEventData(
+                name=None,
+                event=attrs.text(name),
+                attributes=attrs.clean_attributes(attributes, "monitor.emit"),
+            )
+            self.bus.publish(EventType.CUSTOM, execution_id, data, self.clock())
+        except Exception:
+            report("monitor.emit", "stepwatch: emit() failed", exc_info=True)
 
     def _peer_alerts(self, known: set[str]) -> list[Alert]:
         if self.group is None:

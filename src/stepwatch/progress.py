@@ -808,13 +808,19 @@ class ProgressTracker:
             return list(self._running.values())
 
     def get(self, execution_id: str) -> ExecutionProgress | None:
-        """Progress of a running, pending or retained finished execution."""
+        """Progress of a running, pending or retained finished execution.
+
+        A finished execution (or a pending one never started) is gone once
+        ``Limits.retention`` has passed, whatever else was asked meanwhile.
+        """
+        now = self._clock()
         with self._lock:
+            self._evict(now)
             running = self._running.get(execution_id)
             pending = self._pending.get(execution_id)
             finished = self._finished.get(execution_id)
         if running is not None:
-            return snapshot(running, self._clock(), self.history)
+            return snapshot(running, now, self.history)
         if pending is not None:
             return pending.progress()
         if finished is not None:
