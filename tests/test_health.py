@@ -473,3 +473,65 @@ def test_stepwatchs_own_contained_failures_show_in_health(strict: Harness) -> No
     assert own.message is not None and own.message.startswith("1 internal errors")
     assert health.status is HealthStatus.DEGRADED
     assert strict.monitor.health(refresh=True).components == []  # nothing new since
+
+
+def _alert_events(h: Harness, kind: stepwatch.EventType) -> int:
+    return len(h.monitor.events(event_type=kind))
+
+
+def test_a_flapping_condition_is_damped_by_fire_after_and_resolve_after() -> None:
+    rules = Rules(queue_depth=5, fire_after=2, resolve_after=3)
+    depth = {"value": 0.0}
+    with capture(rules=rules) as sw:
+        sw.monitor.observe_queue_depth(lambda: depth["value"])
+        seen = []
+        for value in (500, 500, 0, 500, 0, 500, 0, 500, 0, 0, 0):
+            depth["value"] = value
+            seen.append("QueueBacklog" in _rules_firing(sw))
+            sw.clock.advance(10)
+        assert seen == [False] + [True] * 9 + [False]
+        assert _alert_events(sw, stepwatch.EventType.ALERT_FIRED) == 1
+        assert _alert_events(sw, stepwatch.EventType.ALERT_RESOLVED) == 1
+
+
+def test_without_damping_each_flap_fires_again() -> None:
+    depth = {"value": 0.0}
+    with capture(rules=Rules(queue_depth=5)) as sw:
+        sw.monitor.observe_queue_depth(lambda: depth["value"])
+        for value in (500, 0, 500, 0, 500, 0):
+            depth["value"] = value
+            _rules_firing(sw)
+        assert _alert_events(sw, stepwatch.EventType.ALERT_FIRED) == 3
+
+
+def test_a_silenced_rule_is_evaluated_but_not_reported_until_the_silence_ends(
+    strict: Harness,
+) -> None:
+    depth = {"value": 500.0}
+    strict.monitor.observe_queue_depth(lambda: depth["value"])
+    ends = strict.monitor.silence("QueueBacklog", 60)
+    assert ends == strict.clock() + 60
+    health = strict.monitor.health(refresh=True)
+    assert health.alerts == []
+    assert health.status is HealthStatus.HEALTHY
+    assert strict.monitor.alerts() == []
+    assert _alert_events(strict, stepwatch.EventType.ALERT_FIRED) == 0
+    strict.clock.advance(61)
+    assert _rules_firing(strict) == {"QueueBacklog"}
+    assert _alert_events(strict, stepwatch.EventType.ALERT_FIRED) == 1
+    strict.monitor.silence("QueueBacklog", 60)
+    assert _rules_firing(strict) == set()
+    strict.monitor.silence("QueueBacklog", 0)  # lifted
+    assert _rules_firing(strict) == {"QueueBacklog"}
+    assert _alert_events(strict, stepwatch.EventType.ALERT_FIRED) == 1  # never resolved
+
+
+@pytest.mark.parametrize(
+    ("rule", "seconds", "error"),
+    [("NoSuchRule", 60, ValueError), ("QueueBacklog", -1, ValueError), (3, 60, TypeError)],
+)
+def test_silence_rejects_what_it_cannot_silence(
+    sw: Harness, rule: object, seconds: float, error: type[Exception]
+) -> None:
+    with pytest.raises(error, match="rule" if rule != "QueueBacklog" else "for_seconds"):
+        sw.monitor.silence(rule, seconds)  # type: ignore[arg-type]

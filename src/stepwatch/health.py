@@ -99,6 +99,11 @@ class Rules:
             (``None``: only executions declaring ``sla=`` are measured).
         sla_objective: Share of executions that must meet their SLA, in (0, 1).
         for_seconds: How long a condition must hold before its alert fires.
+        fire_after: Consecutive evaluations a condition must hold before its
+            alert fires (with ``for_seconds``, both must be met).
+        resolve_after: Consecutive evaluations a firing alert's condition must
+            be absent before it resolves: above 1, an alert whose condition
+            flaps stays firing instead of firing and resolving each time.
 
     Raises:
         TypeError: a value of the wrong type, naming the argument.
@@ -116,6 +121,8 @@ class Rules:
     sla: float | None = None
     sla_objective: float = 0.99
     for_seconds: float = 0.0
+    fire_after: int = 1
+    resolve_after: int = 1
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -127,6 +134,8 @@ class Rules:
         set_(self, "sla", checks.seconds(self.sla, "sla", optional=True))
         checks.count(self.min_executions, "min_executions")
         checks.count(self.queue_depth, "queue_depth")
+        checks.count(self.fire_after, "fire_after", minimum=1)
+        checks.count(self.resolve_after, "resolve_after", minimum=1)
         set_(
             self,
             "sla_objective",
@@ -443,6 +452,10 @@ class HealthEvaluator:
         self._checks: dict[str, _CheckRunner] = {}
         self._firing: dict[str, Alert] = {}
         self._pending_since: dict[str, float] = {}
+        self._held: dict[str, int] = {}  # consecutive evaluations a pending condition held
+        self._absent: dict[str, int] = {}  # consecutive evaluations a firing one was absent
+        self._silences: dict[str, float] = {}  # rule -> silenced until (the Monitor's clock)
+        self._announced: set[str] = set()  # firing alerts whose alert.fired was published
         self._resolved: deque[Alert] = deque(maxlen=MAX_RESOLVED_ALERTS)
         self._health: SystemHealth | None = None
         self._dropped_seen = 0
@@ -722,7 +735,7 @@ class HealthEvaluator:
                 report("health.rule", "stepwatch: evaluating a health rule failed", exc_info=True)
         with self._lock:
             self._apply(findings, now)
-            firing = sorted(self._firing.values(), key=lambda a: (a.started_at, a.id))
+            firing = self._reported(now)
             status = _status(firing, components)
             previous = self._health
             self._health = SystemHealth(status, components, firing, now)
@@ -734,20 +747,23 @@ class HealthEvaluator:
         return self._health
 
     def _apply(self, findings: list[_Finding], now: float) -> None:
+        rules = self.rules
         seen: set[str] = set()
         for finding in findings:
             identifier = alert_id(finding.rule, finding.labels)
             seen.add(identifier)
             firing = self._firing.get(identifier)
             if firing is not None:
+                self._absent.pop(identifier, None)
                 self._firing[identifier] = replace(
                     firing, value=finding.value, message=finding.message
                 )
                 continue
             since = self._pending_since.setdefault(identifier, now)
-            if now - since < self.rules.for_seconds:
+            held = self._held[identifier] = self._held.get(identifier, 0) + 1
+            if now - since < rules.for_seconds or held < rules.fire_after:
                 continue
-            alert = Alert(
+            self._firing[identifier] = Alert(
                 id=identifier,
                 rule=finding.rule,
                 severity=finding.severity,
@@ -758,17 +774,64 @@ class HealthEvaluator:
                 state=AlertState.FIRING,
                 started_at=now,
             )
-            self._firing[identifier] = alert
             self._pending_since.pop(identifier, None)
-            self.bus.publish(EventType.ALERT_FIRED, None, alert.to_dict(), now)
+            self._held.pop(identifier, None)
         for identifier in [i for i in self._pending_since if i not in seen]:
             del self._pending_since[identifier]
+            self._held.pop(identifier, None)
         for identifier in [i for i in self._firing if i not in seen]:
+            absent = self._absent[identifier] = self._absent.get(identifier, 0) + 1
+            if absent < rules.resolve_after:
+                continue
+            del self._absent[identifier]
             resolved = replace(
                 self._firing.pop(identifier), state=AlertState.RESOLVED, resolved_at=now
             )
             self._resolved.append(resolved)
-            self.bus.publish(EventType.ALERT_RESOLVED, None, resolved.to_dict(), now)
+            if identifier in self._announced:
+                self._announced.discard(identifier)
+                self.bus.publish(EventType.ALERT_RESOLVED, None, resolved.to_dict(), now)
+        for identifier, alert in self._firing.items():
+            if identifier not in self._announced and not self._silenced(alert.rule, now):
+                self._announced.add(identifier)
+                self.bus.publish(EventType.ALERT_FIRED, None, alert.to_dict(), now)
+
+    def _silenced(self, rule: str, now: float) -> bool:
+        until = self._silences.get(rule)
+        if until is None:
+            return False
+        if now < until:
+            return True
+        del self._silences[rule]
+        return False
+
+    def silence(self, rule: str, for_seconds: float) -> float:
+        """Silence ``rule`` for ``for_seconds`` (0 lifts a silence); returns when it ends.
+
+        A silenced rule is still evaluated, but its alerts count neither in
+        health nor in :meth:`alerts`, and no ``alert.fired`` is published for
+        them; one still firing when the silence ends is announced then.
+
+        Raises:
+            ValueError: ``rule`` is not a built-in rule name, or ``for_seconds``
+                is negative.
+        """
+        checks.choice(rule, "rule", semconv.RULE_NAMES)
+        for_seconds = checks.seconds(for_seconds, "for_seconds", allow_zero=True)
+        until = self.clock() + for_seconds
+        with self._lock:
+            if for_seconds > 0:
+                self._silences[rule] = until
+            else:
+                self._silences.pop(rule, None)
+        return until
+
+    def _reported(self, now: float) -> list[Alert]:
+        """Firing alerts not silenced, oldest first (under the lock)."""
+        return sorted(
+            (a for a in self._firing.values() if not self._silenced(a.rule, now)),
+            key=lambda a: (a.started_at, a.id),
+        )
 
     # ----------------------------------------------------------------- queries
     def health(self, *, refresh: bool = False, max_age: float | None = None) -> SystemHealth:
@@ -797,7 +860,7 @@ class HealthEvaluator:
         wanted = checks.member(severity, "severity", Severity, optional=True)
         checks.count(limit, "limit", minimum=0)
         with self._lock:
-            firing = sorted(self._firing.values(), key=lambda a: (a.started_at, a.id))
+            firing = self._reported(self.clock())
             resolved = list(reversed(self._resolved))
         candidates = (
             firing if active is True else resolved if active is False else firing + resolved

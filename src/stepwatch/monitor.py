@@ -626,6 +626,24 @@ class Monitor:
         except Exception:
             report("monitor.emit", "stepwatch: emit() failed", exc_info=True)
 
+    def silence(self, rule: str, for_seconds: float) -> float:
+        """Silence a built-in rule for ``for_seconds`` (0 lifts the silence).
+
+        The rule is still evaluated, but its alerts count neither in
+        :meth:`health` nor in :meth:`alerts`, and no ``alert.fired`` event is
+        published for them; an alert still firing when the silence ends is
+        announced then. This process's alerts only (not the group's peers').
+
+        Returns:
+            When the silence ends (epoch seconds, the Monitor's clock).
+
+        Raises:
+            ValueError: not a built-in rule name, or a negative ``for_seconds``.
+
+        .. versionadded:: 0.3.0
+        """
+        return self._evaluator.silence(rule, for_seconds)
+
     def _peer_alerts(self, known: set[str]) -> list[Alert]:
         if self.group is None:
             return []
