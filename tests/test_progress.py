@@ -6,6 +6,7 @@ import contextlib
 import itertools
 import json
 import threading
+from datetime import UTC, datetime
 
 import pytest
 from hypothesis import given, settings
@@ -558,3 +559,43 @@ def test_current_step_is_a_step_still_running_when_a_parallel_one_ends(sw: Harne
         assert ex.progress().current_step == "b"
         second.__exit__(None, None, None)
         assert ex.progress().current_step is None
+
+
+def test_executions_lists_running_pending_and_ended_runs_with_filters(sw: Harness) -> None:
+    start = sw.clock()
+    for index in range(3):
+        try:
+            with stepwatch.execution("nightly", execution_id=f"n-{index}"):
+                sw.clock.advance(10)
+                if index == 1:
+                    raise RuntimeError("boom")
+        except RuntimeError:
+            pass
+    with stepwatch.execution("hourly", execution_id="h-0"):
+        sw.clock.advance(10)
+    stepwatch.enqueue("nightly", execution_id="n-queued")
+    with stepwatch.execution("nightly", execution_id="n-running"):
+        sw.clock.advance(5)
+        monitor = sw.monitor
+        every = [p.execution_id for p in monitor.executions()]
+        assert every == ["n-running", "n-queued", "h-0", "n-2", "n-1", "n-0"]
+        assert [p.execution_id for p in monitor.executions(workflow="nightly", limit=3)] == [
+            "n-running",
+            "n-queued",
+            "n-2",
+        ]
+        assert [p.execution_id for p in monitor.executions(outcome="failure")] == ["n-1"]
+        assert [p.execution_id for p in monitor.executions(state=["success", "pending"])] == [
+            "n-queued",
+            "h-0",
+            "n-2",
+            "n-0",
+        ]
+        ended_late = [p.execution_id for p in monitor.executions(since=start + 20)]
+        assert ended_late == ["n-running", "n-queued", "h-0", "n-2", "n-1"]  # n-1 ended at +20
+        began_early = monitor.executions(until=datetime.fromtimestamp(start + 10, UTC))
+        assert [p.execution_id for p in began_early] == ["n-0"]
+        with pytest.raises(ValueError, match="state"):
+            monitor.executions(state="finished")
+        with pytest.raises(TypeError, match="since"):
+            monitor.executions(since="yesterday")  # type: ignore[arg-type]

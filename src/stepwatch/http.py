@@ -16,7 +16,9 @@ Routes (all ``GET``; JSON unless noted):
 ``/readyz``                  critical component checks only: 200 or 503
 ``/healthz``                 ``application/health+json`` (IETF draft): 200 for
                              pass and warn, 503 for fail
-``/executions``              pending and running executions
+``/executions``              pending and running executions; with ``state``
+                             (repeatable), ``workflow``, ``outcome``, ``since``
+                             or ``until``, the history (``Monitor.executions``)
 ``/executions/{id}``         one execution's progress, 404 when unknown
 ``/summary?window=&name=``   ``MetricsSummary``
 ``/alerts?severity=&limit=&active=``  alerts
@@ -75,6 +77,9 @@ EXECUTIONS_LIMIT = 100
 """Executions ``/executions`` lists by default (the oldest first); ``?limit=`` asks for more."""
 MAX_EXECUTIONS_LIMIT = 10_000
 """The most ``/executions?limit=`` lists."""
+
+_HISTORY_FILTERS = frozenset({"state", "workflow", "outcome", "since", "until"})
+"""``/executions`` parameters that ask for the history query (``Monitor.executions``)."""
 REQUEST_TIMEOUT = 10.0
 """Seconds a connection may stay silent before it is dropped (slow or half-sent requests)."""
 MAX_CONNECTIONS = 64
@@ -449,7 +454,20 @@ class _App:
     def _executions(self, params: dict[str, list[str]], environ: WSGIEnvironment) -> Response:
         limit = min(_integer(params, "limit", EXECUTIONS_LIMIT), MAX_EXECUTIONS_LIMIT)
         with_steps = _boolean(params, "steps")
-        executions = self.monitor.active_executions(limit=limit)
+        if _HISTORY_FILTERS.isdisjoint(params):
+            executions = self.monitor.active_executions(limit=limit)
+        else:
+            try:
+                executions = self.monitor.executions(
+                    state=params.get("state"),
+                    workflow=_single(params, "workflow"),
+                    outcome=_single(params, "outcome"),
+                    since=_number(params, "since"),
+                    until=_number(params, "until"),
+                    limit=limit,
+                )
+            except (ValueError, TypeError) as exc:
+                raise _BadRequest(str(exc)) from None
         rows = []
         for progress in executions:
             row = progress.to_dict()

@@ -30,12 +30,13 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import datetime
 import os
 import threading
 import time
 import warnings
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from multiprocessing import util as multiprocessing_util
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -68,8 +69,21 @@ from stepwatch.health import (
     worst_status,
 )
 from stepwatch.limits import Limits
-from stepwatch.progress import DurationHistory, ExecutionProgress, ProgressTracker
-from stepwatch.semconv import AlertState, CustomEventData, EventType, ExecutionState, Severity
+from stepwatch.progress import (
+    DurationHistory,
+    ExecutionProgress,
+    ExecutionQuery,
+    ProgressTracker,
+    order_executions,
+)
+from stepwatch.semconv import (
+    AlertState,
+    CustomEventData,
+    EventType,
+    ExecutionState,
+    Outcome,
+    Severity,
+)
 from stepwatch.summary import MetricsSummary, summarize
 from stepwatch.windows import HealthWindows, Windows
 
@@ -97,6 +111,14 @@ def _after_fork_in_child() -> None:
 
 # One hook for every Monitor (a hook per instance could never be unregistered).
 os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+_EXECUTION_STATES: tuple[str, ...] = (
+    ExecutionState.PENDING.value,
+    ExecutionState.EXECUTING.value,
+    *(outcome.value for outcome in Outcome),
+)
+"""The values an execution's ``state`` takes (what ``executions(state=)`` accepts)."""
 
 
 class Monitor:
@@ -476,6 +498,67 @@ class Monitor:
         active = [p for p in merge_progress(records).values() if p.state in live]
         active.sort(key=lambda p: p.started_at if p.started_at is not None else p.updated_at)
         return active if limit is None else active[:limit]
+
+    def executions(
+        self,
+        *,
+        state: str | Iterable[str] | None = None,
+        workflow: str | None = None,
+        outcome: Outcome | str | None = None,
+        since: float | datetime.datetime | None = None,
+        until: float | datetime.datetime | None = None,
+        limit: int = 100,
+    ) -> list[ExecutionProgress]:
+        """Running, pending and ended executions, filtered: the history of runs.
+
+        Args:
+            state: Only these ``state`` values: ``"pending"``, ``"executing"``
+                or an outcome value (one, or several).
+            workflow: Only executions of this name.
+            outcome: Only ended executions with this outcome (``state=`` one outcome).
+            since: Only executions active at or after this time (epoch
+                seconds or a ``datetime``): still pending or running, or
+                ended at or after it.
+            until: Only executions that started (or were enqueued) before it.
+            limit: At most this many.
+
+        Returns:
+            Running executions first (oldest start first), then pending
+            (oldest first), then ended ones (newest end first). Ended
+            executions are those still retained (``Limits.retention`` and
+            ``max_finished``). In a process group, every member's.
+
+        Raises:
+            TypeError, ValueError: a filter of the wrong type or value, naming it.
+
+        .. versionadded:: 0.3.0
+        """
+        states: set[str] | None = None
+        if state is not None:
+            given = [state] if isinstance(state, str) else list(state)
+            for value in given:
+                checks.choice(value, "state", _EXECUTION_STATES)
+            states = set(given)
+        if outcome is not None:
+            wanted = checks.member(outcome, "outcome", Outcome).value
+            states = {wanted} if states is None else states & {wanted}
+        if workflow is not None:
+            checks.name(workflow, "workflow")
+        query = ExecutionQuery(
+            states=None if states is None else frozenset(states),
+            workflow=workflow,
+            since=checks.moment(since, "since"),
+            until=checks.moment(until, "until"),
+            limit=checks.count(limit, "limit", minimum=0),
+        )
+        local = self.tracker.select(query)
+        if self.group is None:
+            return local
+        records = list(local)
+        for peer in self.group.peers():
+            records.extend(p for p in (*peer.executions, *peer.finished) if query.matches(p))
+        merged = merge_progress(records).values()
+        return order_executions(p for p in merged if query.matches(p))[:limit]
 
     def _remote_running(self) -> list[tuple[str, str, float]]:
         """The group's other processes' running executions, for ``StuckExecutions``."""

@@ -20,7 +20,7 @@ from __future__ import annotations
 import statistics
 import threading
 from collections import OrderedDict, deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any, NamedTuple, Protocol, TypeVar
@@ -32,6 +32,7 @@ from stepwatch.semconv import ExecutionState, Outcome
 __all__ = [
     "DurationHistory",
     "ExecutionProgress",
+    "ExecutionQuery",
     "ExecutionView",
     "ProgressTracker",
     "StepProfile",
@@ -40,6 +41,7 @@ __all__ = [
     "StepView",
     "blend_eta",
     "keep_steps",
+    "order_executions",
     "pace_eta",
     "profile_eta",
     "snapshot",
@@ -575,6 +577,59 @@ def snapshot(
     )
 
 
+@dataclass(frozen=True, slots=True)
+class ExecutionQuery:
+    """Which executions :meth:`~stepwatch.Monitor.executions` lists (every field optional).
+
+    Attributes:
+        states: Only these ``state`` values (``pending``, ``executing`` or an outcome).
+        workflow: Only executions of this name.
+        since: Only executions active at or after this time (epoch seconds):
+            still pending or running, or ended at or after it.
+        until: Only executions that started (or were enqueued) before this time.
+        limit: At most this many.
+    """
+
+    states: frozenset[str] | None = None
+    workflow: str | None = None
+    since: float | None = None
+    until: float | None = None
+    limit: int = 100
+
+    def matches(self, progress: ExecutionProgress) -> bool:
+        """Whether ``progress`` passes every filter."""
+        if self.states is not None and progress.state not in self.states:
+            return False
+        if self.workflow is not None and progress.name != self.workflow:
+            return False
+        began = progress.started_at if progress.started_at is not None else progress.updated_at
+        if self.until is not None and began >= self.until:
+            return False
+        live = progress.state in _LIVE_STATES
+        return self.since is None or live or progress.updated_at >= self.since
+
+
+_LIVE_STATES = frozenset({ExecutionState.PENDING.value, ExecutionState.EXECUTING.value})
+
+
+def order_executions(records: Iterable[ExecutionProgress]) -> list[ExecutionProgress]:
+    """Running (oldest start first), then pending (oldest first), then ended (newest first)."""
+    running: list[ExecutionProgress] = []
+    pending: list[ExecutionProgress] = []
+    ended: list[ExecutionProgress] = []
+    for record in records:
+        if record.state == ExecutionState.EXECUTING.value:
+            running.append(record)
+        elif record.state == ExecutionState.PENDING.value:
+            pending.append(record)
+        else:
+            ended.append(record)
+    running.sort(key=lambda p: (p.started_at or 0.0, p.execution_id))
+    pending.sort(key=lambda p: (p.updated_at, p.execution_id))
+    ended.sort(key=lambda p: (-p.updated_at, p.execution_id))
+    return running + pending + ended
+
+
 def _running_eta(
     execution: ExecutionView,
     now: float,
@@ -851,6 +906,47 @@ class ProgressTracker:
             item.progress() if isinstance(item, _Pending) else snapshot(item, now, self.history)
             for _, item in chosen
         ]
+
+    def select(self, query: ExecutionQuery) -> list[ExecutionProgress]:
+        """Running, pending and retained finished executions passing ``query``, ordered by
+        :func:`order_executions`, at most ``query.limit``.
+
+        Filters on what is held before building any answer: an execution that
+        does not match costs no snapshot.
+        """
+        now = self._clock()
+        with self._lock:
+            self._evict(now)
+            running = list(self._running.values())
+            pending = list(self._pending.values())
+            finished = [record for _, record in self._finished.values()]
+        workflow, until = query.workflow, query.until
+        chosen: list[ExecutionProgress] = []
+        states = query.states
+        if states is None or ExecutionState.EXECUTING.value in states:
+            chosen.extend(
+                snapshot(ex, now, self.history)
+                for ex in running
+                if (workflow is None or ex.name == workflow)
+                and (until is None or ex.started_at < until)
+            )
+        if states is None or ExecutionState.PENDING.value in states:
+            chosen.extend(
+                p.progress()
+                for p in pending
+                if (workflow is None or p.name == workflow)
+                and (until is None or p.enqueued_at < until)
+            )
+        since = query.since
+        chosen.extend(
+            record.progress()
+            for record in finished
+            if (workflow is None or record.name == workflow)
+            and (states is None or (record.outcome is not None and record.outcome.value in states))
+            and (since is None or record.ended_at >= since)
+            and (until is None or record.started_at < until)
+        )
+        return order_executions(p for p in chosen if query.matches(p))[: query.limit]
 
     def sizes(self) -> dict[str, int]:
         """How many executions are held: running, pending, finished, history names."""
