@@ -20,9 +20,11 @@ Routes (all ``GET``; JSON unless noted):
 ``/readyz``                  critical component checks only: 200 or 503
 ``/healthz``                 ``application/health+json`` (IETF draft): 200 for
                              pass and warn, 503 for fail
-``/executions?q=&state=&offset=&limit=&steps=``  pending and running
-                             executions; with ``q``, ``state`` or ``offset``
-                             also ``total`` and ``matched`` counts
+``/executions?q=&offset=&limit=&steps=``  pending and running executions,
+                             oldest first; with ``state`` (repeatable),
+                             ``workflow``, ``outcome``, ``since`` or ``until``
+                             the history (``Monitor.executions``); with any
+                             filter or ``offset``, also ``total`` and ``matched``
 ``/executions/{id}``         one execution's progress, 404 when unknown
 ``/summary?window=&name=``   ``MetricsSummary``
 ``/alerts?severity=&limit=&active=``  alerts
@@ -49,6 +51,7 @@ import math
 import os
 import select
 import socket
+import sys
 import threading
 import time
 from collections import OrderedDict
@@ -85,6 +88,9 @@ EXECUTIONS_LIMIT = 100
 """Executions ``/executions`` lists by default (the oldest first); ``?limit=`` asks for more."""
 MAX_EXECUTIONS_LIMIT = 10_000
 """The most ``/executions?limit=`` lists."""
+
+_HISTORY_FILTERS = frozenset({"state", "workflow", "outcome", "since", "until"})
+"""``/executions`` parameters that ask for the history query (``Monitor.executions``)."""
 REQUEST_TIMEOUT = 10.0
 """Seconds a connection may stay silent before it is dropped (slow or half-sent requests)."""
 MAX_CONNECTIONS = 64
@@ -285,12 +291,8 @@ def _alert_check(alert: Alert) -> dict[str, Any]:
     return entry
 
 
-def _matching(
-    executions: list[ExecutionProgress], query: str | None, state: str | None
-) -> list[ExecutionProgress]:
-    """Those whose id, name or current step contains ``query`` (any case), in ``state``."""
-    if state is not None:
-        executions = [p for p in executions if p.state == state]
+def _matching(executions: list[ExecutionProgress], query: str | None) -> list[ExecutionProgress]:
+    """Those whose id, name or current step contains ``query`` (any case)."""
     if not query:
         return executions
     folded = query.casefold()
@@ -503,14 +505,14 @@ class _App:
         limit = min(_integer(params, "limit", EXECUTIONS_LIMIT), MAX_EXECUTIONS_LIMIT)
         with_steps = _boolean(params, "steps")
         query = _single(params, "q")
-        state = _single(params, "state")
         offset = _integer(params, "offset", 0) if "offset" in params else None
+        history = not _HISTORY_FILTERS.isdisjoint(params)
         body: dict[str, Any] = {"limit": limit}
-        if query is None and state is None and offset is None:
+        if query is None and offset is None and not history:
             executions = self.monitor.active_executions(limit=limit)  # the cheap path
         else:
-            everything = self.monitor.active_executions()
-            matching = _matching(everything, query, state)
+            everything = self._history(params) if history else self.monitor.active_executions()
+            matching = _matching(everything, query)
             start = offset or 0
             executions = matching[start : start + limit]
             body.update(total=len(everything), matched=len(matching), offset=start)
@@ -522,6 +524,20 @@ class _App:
             rows.append(row)
         body["executions"] = rows
         return _json_body(200, body)
+
+    def _history(self, params: dict[str, list[str]]) -> list[ExecutionProgress]:
+        """Every execution ``Monitor.executions`` selects with the route's filters."""
+        try:
+            return self.monitor.executions(
+                state=params.get("state"),
+                workflow=_single(params, "workflow"),
+                outcome=_single(params, "outcome"),
+                since=_number(params, "since"),
+                until=_number(params, "until"),
+                limit=sys.maxsize,
+            )
+        except (ValueError, TypeError) as exc:
+            raise _BadRequest(str(exc)) from None
 
     def _execution(self, execution_id: str) -> Response:
         progress = self.monitor.progress(execution_id)
