@@ -138,14 +138,14 @@ def test_executions_filter_pages_and_counts(served: tuple[Harness, ServerHandle]
         status, _, body = request(handle, "/executions?offset=0&limit=10&steps=false")
         assert status == 200
         assert (body["total"], body["matched"], body["offset"]) == (31, 31, 0)
-        assert [row["execution_id"] for row in body["executions"]] == [
-            f"q-{n:02d}" for n in range(10)
+        assert [row["execution_id"] for row in body["executions"]] == [  # running first
+            "run-1",
+            *(f"q-{n:02d}" for n in range(9)),
         ]
         assert "steps" not in body["executions"][0]
         body = request(handle, "/executions?offset=25&limit=10")[2]
         assert [row["execution_id"] for row in body["executions"]] == [
-            *(f"q-{n:02d}" for n in range(25, 30)),
-            "run-1",
+            f"q-{n:02d}" for n in range(24, 30)
         ]
         body = request(handle, "/executions?q=Q-1")[2]  # any case
         assert [row["execution_id"] for row in body["executions"]] == [

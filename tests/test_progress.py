@@ -291,16 +291,20 @@ def test_finished_execution_keeps_few_steps_failed_first(sw: Harness) -> None:
     assert names[-1] == "s299"
 
 
-def test_active_executions_limit_keeps_the_oldest(sw: Harness) -> None:
+def test_active_executions_lists_running_first_then_the_oldest_pending(sw: Harness) -> None:
     stepwatch.enqueue("queued", execution_id="q-0")
     sw.clock.advance(1)
     with stepwatch.execution("a", execution_id="a-1"):
         sw.clock.advance(1)
         with stepwatch.execution("b", execution_id="b-2"):
             everything = sw.monitor.active_executions()
-            assert [p.execution_id for p in everything] == ["q-0", "a-1", "b-2"]
-            oldest = sw.monitor.active_executions(limit=2)
-            assert oldest == everything[:2]
+            assert [p.execution_id for p in everything] == ["a-1", "b-2", "q-0"]
+            for limit in range(4):
+                assert sw.monitor.active_executions(limit=limit) == everything[:limit]
+            for index in range(200):  # a long queue never hides what runs
+                stepwatch.enqueue("queued", execution_id=f"q-more-{index}")
+            first = sw.monitor.active_executions(limit=100)
+            assert [p.execution_id for p in first[:2]] == ["a-1", "b-2"]
             assert sw.monitor.active_executions(limit=0) == []
             with pytest.raises(ValueError, match="limit"):
                 sw.monitor.active_executions(limit=-1)

@@ -20,8 +20,8 @@ Routes (all ``GET``; JSON unless noted):
 ``/readyz``                  critical component checks only: 200 or 503
 ``/healthz``                 ``application/health+json`` (IETF draft): 200 for
                              pass and warn, 503 for fail
-``/executions?q=&offset=&limit=&steps=``  pending and running executions,
-                             oldest first; with ``state`` (repeatable),
+``/executions?q=&offset=&limit=&steps=``  running, then pending executions,
+                             each oldest first; with ``state`` (repeatable),
                              ``workflow``, ``outcome``, ``since`` or ``until``
                              the history (``Monitor.executions``); with any
                              filter or ``offset``, also ``total`` and ``matched``
@@ -85,7 +85,7 @@ _logger = logging.getLogger(__name__)
 HEARTBEAT_SECONDS = 15.0
 """Seconds between SSE heartbeat comments (they also detect gone clients)."""
 EXECUTIONS_LIMIT = 100
-"""Executions ``/executions`` lists by default (the oldest first); ``?limit=`` asks for more."""
+"""Executions ``/executions`` lists by default (running first); ``?limit=`` asks for more."""
 MAX_EXECUTIONS_LIMIT = 10_000
 """The most ``/executions?limit=`` lists."""
 

@@ -468,7 +468,10 @@ class Monitor:
         return merge_progress(records).get(execution_id)
 
     def active_executions(self, limit: int | None = None) -> list[ExecutionProgress]:
-        """Pending and running executions, oldest first (the whole group's, in a group).
+        """Running executions (oldest first), then pending ones (oldest first).
+
+        Running first, so a long queue never hides what runs. In a process
+        group, the whole group's.
 
         Args:
             limit: At most this many (the oldest); ``None`` for all. Only the
@@ -478,6 +481,7 @@ class Monitor:
             TypeError, ValueError: ``limit`` is not an int >= 0.
 
         .. versionchanged:: 0.2.0 ``limit``.
+        .. versionchanged:: 0.3.0 Running first.
         """
         checks.count(limit, "limit", minimum=0, optional=True)
         if self.group is None:
@@ -495,8 +499,7 @@ class Monitor:
                 records.append(own)
         records.extend(p for p in finished if p.execution_id in candidates)
         live = (ExecutionState.PENDING.value, ExecutionState.EXECUTING.value)
-        active = [p for p in merge_progress(records).values() if p.state in live]
-        active.sort(key=lambda p: p.started_at if p.started_at is not None else p.updated_at)
+        active = order_executions(p for p in merge_progress(records).values() if p.state in live)
         return active if limit is None else active[:limit]
 
     def executions(

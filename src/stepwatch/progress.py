@@ -883,28 +883,22 @@ class ProgressTracker:
         return None
 
     def active(self, limit: int | None = None) -> list[ExecutionProgress]:
-        """Pending and running executions, oldest first (the ``limit`` oldest).
+        """Running executions (oldest start first), then pending ones (oldest first).
 
-        Pending executions are held in enqueue order and running ones in start
-        order, so the ``limit`` oldest are among the first ``limit`` of each:
-        only those are read, sorted and snapshotted, and the cost follows the
-        answer, not the number held.
+        Running first, so a long queue never hides what runs. Both are held in
+        that order already: only the first ``limit`` are read and snapshotted,
+        and the cost follows the answer, not the number held.
+
+        .. versionchanged:: 0.3.0 Running first (0.2: both by age together).
         """
         now = self._clock()
         with self._lock:
             self._evict(now)
-            pending = islice(self._pending.values(), limit)
-            running = islice(self._running.values(), limit)
-            chosen: list[tuple[float, _Pending | ExecutionView]] = [
-                (p.enqueued_at, p) for p in pending
-            ]
-            chosen.extend((ex.started_at, ex) for ex in running)
-        chosen.sort(key=lambda item: item[0])
-        if limit is not None:
-            del chosen[limit:]
-        return [
-            item.progress() if isinstance(item, _Pending) else snapshot(item, now, self.history)
-            for _, item in chosen
+            running = list(islice(self._running.values(), limit))
+            room = None if limit is None else limit - len(running)
+            pending = list(islice(self._pending.values(), room))
+        return [snapshot(ex, now, self.history) for ex in running] + [
+            p.progress() for p in pending
         ]
 
     def select(self, query: ExecutionQuery) -> list[ExecutionProgress]:
