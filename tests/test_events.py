@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from datetime import UTC, datetime
 from collections.abc import Generator
 
 import pytest
@@ -375,3 +376,25 @@ def test_emit_publishes_an_engines_own_event_outside_any_execution(sw: Harness) 
         ("d-7", {"name": None, "event": "deploy", "attributes": {}}),
     ]
     assert testing.internal_errors().keys() >= {"monitor.emit.name"}
+
+
+def test_events_filter_by_several_types_workflow_and_time_range(sw: Harness) -> None:
+    start = sw.clock()
+    for index, name in enumerate(["nightly", "hourly", "nightly"]):
+        with stepwatch.execution(name, execution_id=f"e-{index}") as ex, ex.step("load"):
+            sw.clock.advance(10)
+    monitor = sw.monitor
+    nightly = monitor.events(workflow="nightly")
+    assert {e.execution_id for e in nightly} == {"e-0", "e-2"}
+    assert {e.type for e in nightly} >= {EventType.STEP_STARTED, EventType.EXECUTION_COMPLETED}
+    ends = monitor.events(event_type=["step.completed", EventType.EXECUTION_COMPLETED])
+    assert [e.type.value for e in ends] == ["step.completed", "execution.completed"] * 3
+    middle = monitor.events(after=start + 10, before=datetime.fromtimestamp(start + 20, UTC))
+    assert {e.execution_id for e in middle} == {"e-0", "e-1"}  # e-0 ended at +10, e-1 ran to +20
+    assert all(start + 10 <= e.timestamp < start + 20 for e in middle)
+    last = monitor.events(workflow="nightly", event_type=["step.started"], limit=1)
+    assert [(e.execution_id, e.type) for e in last] == [("e-2", EventType.STEP_STARTED)]
+    with pytest.raises(ValueError, match="event_type"):
+        monitor.events(event_type=["step.started", "nope"])
+    with pytest.raises(TypeError, match="after"):
+        monitor.events(after="noon")  # type: ignore[arg-type]

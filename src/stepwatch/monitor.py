@@ -588,13 +588,29 @@ class Monitor:
         self,
         *,
         execution_id: str | None = None,
-        event_type: EventType | str | None = None,
+        event_type: EventType | str | Iterable[EventType | str] | None = None,
         since: int | None = None,
         limit: int | None = None,
+        workflow: str | None = None,
+        after: float | datetime.datetime | None = None,
+        before: float | datetime.datetime | None = None,
     ) -> list[ExecutionEvent]:
-        """Events from the bounded history, oldest first (see :meth:`EventBus.events`)."""
+        """Events from the bounded history, oldest first (see :meth:`EventBus.events`).
+
+        Filters: one execution, one or several types, ``since`` a ``seq``,
+        a ``workflow`` (execution name), a time range ``after <= timestamp <
+        before`` (epoch seconds or ``datetime``); ``limit`` keeps the most recent.
+
+        .. versionchanged:: 0.3.0 Several types, ``workflow``, ``after``, ``before``.
+        """
         return self.bus.events(
-            execution_id=execution_id, event_type=event_type, since=since, limit=limit
+            execution_id=execution_id,
+            event_type=event_type,
+            since=since,
+            limit=limit,
+            workflow=workflow,
+            after=after,
+            before=before,
         )
 
     def subscribe(

@@ -897,9 +897,7 @@ class ProgressTracker:
             running = list(islice(self._running.values(), limit))
             room = None if limit is None else limit - len(running)
             pending = list(islice(self._pending.values(), room))
-        return [snapshot(ex, now, self.history) for ex in running] + [
-            p.progress() for p in pending
-        ]
+        return [snapshot(ex, now, self.history) for ex in running] + [p.progress() for p in pending]
 
     def select(self, query: ExecutionQuery) -> list[ExecutionProgress]:
         """Running, pending and retained finished executions passing ``query``, ordered by
