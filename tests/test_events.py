@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from datetime import UTC, datetime
 from collections.abc import Generator
+from datetime import UTC, datetime
 
 import pytest
 from hypothesis import given
