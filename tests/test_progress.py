@@ -603,3 +603,22 @@ def test_executions_lists_running_pending_and_ended_runs_with_filters(sw: Harnes
             monitor.executions(state="finished")
         with pytest.raises(TypeError, match="since"):
             monitor.executions(since="yesterday")  # type: ignore[arg-type]
+
+
+def test_a_retried_step_is_listed_once_with_its_latest_attempt(sw: Harness) -> None:
+    with stepwatch.execution("deploy", execution_id="r-1", total_steps=2) as ex:
+        for _ in range(2):
+            with contextlib.suppress(RuntimeError), ex.step("fetch"):
+                raise RuntimeError("flaky")
+        with ex.step("fetch"):
+            pass
+        for _ in range(2):  # a loop: the same name after a success is a new step
+            with ex.step("poll"):
+                pass
+        progress = ex.progress()
+    listed = [(s.name, s.state, s.attempt, s.attempts) for s in progress.steps]
+    assert listed == [
+        ("fetch", "success", 3, 3),
+        ("poll", "success", 1, 1),
+        ("poll", "success", 1, 1),
+    ]

@@ -157,9 +157,13 @@ class StepProgress:
         fraction: Last reported progress in [0, 1], or ``None``.
         message: Last reported progress message, or ``None``.
         attempt: 1, or the attempt of a step name run again after it failed.
+        attempts: How many attempts this step has had: an execution lists one
+            entry per step, its latest attempt (a name run again after it
+            *succeeded* is a new step, as in a loop).
 
     .. versionadded:: 0.1.0
     .. versionchanged:: 0.2.0 ``attempt``.
+    .. versionchanged:: 0.3.0 ``attempts``; one entry per step, not per attempt.
     """
 
     name: str
@@ -171,6 +175,7 @@ class StepProgress:
     fraction: float | None = None
     message: str | None = None
     attempt: int = 1
+    attempts: int = 1
 
     def to_dict(self) -> dict[str, Any]:
         """Return JSON-ready values (ISO 8601 timestamps)."""
@@ -324,6 +329,7 @@ def step_progress(step: StepView) -> StepProgress:
         fraction=step.fraction,
         message=step.message,
         attempt=step.attempt,
+        attempts=step.attempt,
     )
 
 
@@ -568,7 +574,7 @@ def snapshot(
         started_at=execution.started_at,
         updated_at=execution.updated_at,
         eta_seconds=eta,
-        steps=[step_progress(s) for s in steps],
+        steps=[step_progress(s) for s in _one_per_step(steps)],
         attempt=execution.attempt,
         last_progress_at=execution.updated_at,
         sla_deadline=deadline,
@@ -628,6 +634,26 @@ def order_executions(records: Iterable[ExecutionProgress]) -> list[ExecutionProg
     pending.sort(key=lambda p: (p.updated_at, p.execution_id))
     ended.sort(key=lambda p: (-p.updated_at, p.execution_id))
     return running + pending + ended
+
+
+def _one_per_step(steps: Sequence[StepView]) -> Sequence[StepView]:
+    """The steps as listed: each retried step once, its latest attempt in its place.
+
+    An attempt ``k > 1`` replaces the entry of the same name whose attempt is
+    ``k - 1``; a name that runs again after succeeding starts a new entry.
+    """
+    if all(step.attempt == 1 for step in steps):
+        return steps
+    listed: list[StepView] = []
+    where: dict[str, int] = {}
+    for step in steps:
+        at = where.get(step.name)
+        if at is not None and step.attempt > 1 and listed[at].attempt == step.attempt - 1:
+            listed[at] = step
+        else:
+            where[step.name] = len(listed)
+            listed.append(step)
+    return listed
 
 
 def _running_eta(
