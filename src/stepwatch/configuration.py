@@ -50,6 +50,10 @@ from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
 from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SpanExporter
 from opentelemetry.trace import TracerProvider
 
+# The decorators' module loads with configure(), in the thread that sets stepwatch up:
+# `import stepwatch` loads it lazily, and a first import racing a fork in another
+# thread would leave that module's import lock held forever in the child.
+import stepwatch.instrument  # noqa: F401
 from stepwatch import _checks as checks
 from stepwatch import _telemetry
 from stepwatch._exporters import observe_exporters
