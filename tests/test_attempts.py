@@ -88,6 +88,7 @@ def test_retry_rate_and_final_outcome_rates(sw: Harness) -> None:
                 ex.retry()
     summary = sw.monitor.summary()
     assert summary.total == 10
+    assert (summary.executions, summary.attempts) == (6, 10)  # four were retried
     assert summary.outcomes["retry"] == 4
     assert summary.retry_rate == pytest.approx(0.4)
     assert summary.failure_rate == 0.0

@@ -138,7 +138,8 @@ class MetricsSummary:
     Attributes:
         window: The window in seconds.
         name: The execution name it is limited to, or ``None`` for all.
-        total: Execution attempts that ended in the window (retried ones included).
+        total: Execution attempts that ended in the window (retried ones
+            included): the same as ``attempts``, kept for 0.2 readers.
         outcomes: Counts by outcome value (every outcome present, zeros included).
         success_rate: Ratio 0-1 of final outcomes (attempts that were not
             retried), ``None`` when there is none (likewise the next three).
@@ -154,9 +155,13 @@ class MetricsSummary:
             callbacks when any, else from ``workflow.execution.active{state=pending}``).
         retry_rate: Ratio 0-1 of the attempts that ended by being scheduled
             again (``retry``), ``None`` when ``total`` is 0.
+        executions: Executions that reached a final outcome in the window
+            (attempts that were not retried): what the rates divide by.
+        attempts: Attempts that ended in the window, retried ones included.
 
     .. versionadded:: 0.1.0
     .. versionchanged:: 0.2.0 ``retry_rate``; the other rates count final outcomes only.
+    .. versionchanged:: 0.3.0 ``executions`` and ``attempts``.
     """
 
     window: float
@@ -174,6 +179,8 @@ class MetricsSummary:
     active_executions: int = 0
     queue_depth: int = 0
     retry_rate: float | None = None
+    executions: int = 0
+    attempts: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """Return JSON-ready values."""
@@ -299,4 +306,6 @@ def summarize(
         active_executions=max(0, round(active)),
         queue_depth=max(0, math.floor(depth)),
         retry_rate=_ratio(retries, total),
+        executions=final,
+        attempts=total,
     )
