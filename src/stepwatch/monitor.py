@@ -527,7 +527,11 @@ class Monitor:
     def unsubscribe(self, subscription: Subscription | Callback) -> None:
         """Stop delivery at once: to ``subscription``, or to every subscription of a callback.
 
+        A callback matches by ``==`` (as ``atexit.unregister`` compares), so
+        ``unsubscribe(obj.method)`` ends ``subscribe(obj.method)``.
+
         .. versionchanged:: 0.2.0 Accepts the callback.
+        .. versionchanged:: 0.3.0 Callbacks compared with ``==``, not identity.
         """
         self.bus.unsubscribe(subscription)
 
