@@ -653,7 +653,8 @@ class Monitor:
         The callback is called at each metric collection (exported as the
         gauge ``workflow.execution.queue.depth{workflow.execution.queue}``) and
         by ``summary()`` and the ``QueueBacklog`` rule (the sum over queues).
-        A failing callback is logged and skipped.
+        A failing callback, or one returning anything but a finite number
+        >= 0 (NaN, infinity, a negative depth), is logged and skipped.
 
         Raises:
             TypeError: ``callback`` is not callable.
