@@ -573,9 +573,7 @@ class EventBus:
             if isinstance(subscription, Subscription):
                 ending = [subscription]
             else:
-                ending = [
-                    s for s in self._subscribers if _same_callback(s.callback, subscription)
-                ]
+                ending = [s for s in self._subscribers if _same_callback(s.callback, subscription)]
             self._subscribers = tuple(s for s in self._subscribers if s not in ending)
         for ended in ending:
             ended.close()
