@@ -1,6 +1,6 @@
-"""Regression tests for the defects an adversarial run found (issue #13), one per item.
+"""Regression tests for defects adversarial reviews found, each named by the behaviour it guards.
 
-Each test is named after its item and fails on the code before the fix.
+Each test fails on the code before its fix.
 """
 
 from __future__ import annotations
@@ -577,3 +577,27 @@ def test_item_20_summary_answers_a_day_and_times_runs_when_they_ran(sw: Harness)
     assert sw.monitor.summary(86400, name="old").total == 1
     with pytest.raises(ValueError, match="window"):
         sw.monitor.summary(86401)
+
+
+def test_long_ids_keep_memory_small(sw: Harness) -> None:
+    """3,000 executions with 100 kB ids keep what ``Limits.max_id_length`` allows, not 300 MB."""
+    import gc
+    import tracemalloc
+
+    filler = "i" * 100_000
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for index in range(3_000):
+            carrier = stepwatch.enqueue("long-ids", execution_id=f"{filler}{index}")
+            with stepwatch.execution("long-ids", carrier=carrier):
+                pass
+        gc.collect()
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert grown < 64 * 2**20, f"{grown / 2**20:.1f} MiB"  # 314 MiB when ids were kept whole
+    assert sw.monitor.summary().outcomes["success"] == 3_000
+    last = sw.monitor.progress(sw.monitor.limits.bounded_id(f"{filler}2999"))
+    assert last is not None and last.state == "success"  # found by the same rule
