@@ -181,5 +181,7 @@ def test_a_scope_shared_by_threads_ends_each_threads_own_run(sw: Harness) -> Non
     assert [p.execution_id for p in sw.monitor.active_executions()] == [still_inside.id]
     release.set()
     second.join(30.0)
-    assert still_inside.outcome is not None
     assert sw.monitor.active_executions() == []
+    assert {p.execution_id for p in sw.monitor.active_executions()} == set()
+    ended = sw.monitor.progress(still_inside.id)
+    assert ended is not None and ended.state == "success"

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import textwrap
+from typing import Any
 
 import pytest
 
@@ -106,7 +107,7 @@ def test_a_carrier_id_becomes_a_string_or_is_ignored(
     sw: Harness, raw: object, expected: str | None
 ) -> None:
     """What a message carries under the id key is text, or no id (a new one is made)."""
-    carrier: dict[str, object] = dict(stepwatch.enqueue("job", execution_id="queued"))
+    carrier: dict[str, Any] = dict(stepwatch.enqueue("job", execution_id="queued"))
     carrier[semconv.CARRIER_EXECUTION_ID] = raw
     with stepwatch.execution("job", carrier=carrier) as ex:
         pass

@@ -539,6 +539,7 @@ def test_item_05_a_dead_backend_holds_exit_up_for_one_export_timeout_at_most() -
     assert "telemetry not flushed within 1" in result.stderr, result.stderr
 
 
+@pytest.mark.internal_errors  # each dropped connection is counted
 def test_item_06_half_sent_requests_are_bounded_timed_out_and_livez_answers() -> None:
     with capture() as sw:
         handle = sw.monitor.serve(request_timeout=0.5, max_connections=4)
@@ -550,7 +551,8 @@ def test_item_06_half_sent_requests_are_bounded_timed_out_and_livez_answers() ->
                 connection = socket.create_connection((host, int(port)), timeout=WAIT)
                 connection.sendall(b"GET /summ")  # never finished
                 slow.append(connection)
-            assert threading.active_count() <= baseline + 4  # one thread per served slot
+            # One thread per served slot, plus the one overflow thread past them.
+            assert threading.active_count() <= baseline + 4 + 1
             assert _raw(handle.url, b"GET /livez HTTP/1.1\r\nHost: x\r\n\r\n").startswith(
                 b"HTTP/1.0 200"
             )

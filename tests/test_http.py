@@ -311,7 +311,8 @@ def test_sse_filtered_stream_and_resume() -> None:
                 "step.completed",
                 "execution.completed",
             ]
-            assert all(int(e["id"]) == e["data"]["seq"] for e in client.events)
+            base = sw.monitor.bus.resume_base  # SSE ids: the history's start, plus seq
+            assert all(int(e["id"]) == base + e["data"]["seq"] for e in client.events)
             last_seen = client.events[1]["id"]
             client.close()
 

@@ -231,7 +231,9 @@ class _HostileCount(int):
 
 @pytest.mark.internal_errors
 def test_an_id_whose_str_raises_still_records_the_execution(sw: Harness) -> None:
-    @stepwatch.execution("hostile-id", execution_id=lambda: _UnprintableId())
+    hostile: Any = _UnprintableId()
+
+    @stepwatch.execution("hostile-id", execution_id=lambda: hostile)
     def run() -> str:
         return "host result"
 
@@ -295,9 +297,12 @@ def test_a_hostile_exception_class_still_ends_the_execution(
 ) -> None:
     stepwatch.instrument.register_outcome(_EngineTimeLimit, "timeout")  # as integrations do
     try:
-        with pytest.raises(error), stepwatch.execution("hostile-class", execution_id="hc-1"):
-            with stepwatch.step("inner"):
-                raise error("boom")
+        with (
+            pytest.raises(error),
+            stepwatch.execution("hostile-class", execution_id="hc-1"),
+            stepwatch.step("inner"),
+        ):
+            raise error("boom")
     finally:
         stepwatch.instrument.unregister_outcome(_EngineTimeLimit)
     assert sw.monitor.active_executions() == []

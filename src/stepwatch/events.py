@@ -27,6 +27,7 @@ import asyncio
 import inspect
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, NamedTuple
@@ -356,6 +357,9 @@ class EventBus:
         self._subscribers: tuple[Subscription, ...] = ()
         self._max_queue = max_queue
         self._closed = False
+        self.resume_base = time.time_ns() // 1_000
+        """The wall-clock microsecond this history began: SSE ids are ``resume_base + seq``,
+        so an id a client kept from before a restart is below any id of this history."""
 
     @property
     def max_history(self) -> int:
