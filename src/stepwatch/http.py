@@ -21,7 +21,9 @@ Routes (all ``GET``; JSON unless noted):
 ``/summary?window=&name=``   ``MetricsSummary``
 ``/alerts?severity=&limit=&active=``  alerts
 ``/events?execution_id=&type=``       Server-Sent Events (``text/event-stream``);
-                             resumes after ``Last-Event-ID``; ``format=json``
+                             ids are ``bus.resume_base + seq``; resumes after
+                             ``Last-Event-ID`` (an id from before a restart
+                             replays the history kept); ``format=json``
                              returns the history instead (with ``limit``)
 ============================ ===================================================
 
@@ -87,7 +89,7 @@ OVERFLOW_CONNECTIONS = 256
 """Connections past ``max_connections`` held at once by the one overflow thread, waiting for
 their request line (``GET /livez`` is answered, anything else 503); the oldest is answered
 503 and closed when more arrive."""
-OVERFLOW_GRACE = 2.0
+OVERFLOW_GRACE = 5.0
 """Seconds a connection past ``max_connections`` may take to send its request line."""
 MAX_QUERY_BYTES = 2048
 """Longest query string accepted (414 beyond)."""
