@@ -36,6 +36,7 @@ import asyncio
 import hashlib
 import inspect
 import json
+import math
 import threading
 import time
 import weakref
@@ -47,6 +48,7 @@ from typing import TYPE_CHECKING, Any
 from stepwatch import _checks as checks
 from stepwatch import semconv
 from stepwatch._attributes import describe
+from stepwatch._clock import SteadyClock
 from stepwatch._models import json_ready
 from stepwatch._safety import report
 from stepwatch.semconv import AlertState, EventType, ExecutionState, HealthStatus, Outcome, Severity
@@ -404,7 +406,11 @@ class HealthEvaluator:
         reader: Where the metrics are.
         tracker: Where running executions are (for ``StuckExecutions``).
         bus: Where ``alert.*`` and ``health.changed`` events go.
-        clock: The Monitor's clock.
+        clock: The Monitor's clock: the times health and alerts carry. How old
+            an evaluation is (``max_age``) and how long a finding has held
+            (``Rules.for_seconds``) are measured on a
+            :class:`~stepwatch._clock.SteadyClock` over it, so a wall clock
+            stepped back never makes a stale evaluation look fresh.
         export_status: Results of configure()'s exporters, if any.
     """
 
@@ -424,6 +430,9 @@ class HealthEvaluator:
         self.tracker = tracker
         self.bus = bus
         self.clock = clock
+        self._steady = SteadyClock.of(clock)
+        """Ages (staleness, ``for_seconds``) are measured on it: never by a clock stepped back."""
+        self._evaluated_steady = -math.inf
         self.export_status = export_status
         self.queue_depth = queue_depth
         self.remote_running = remote_running
@@ -659,6 +668,7 @@ class HealthEvaluator:
             self.reader.refresh()
         components = self._run_checks()
         now = self.clock()
+        steady = self._steady()
         findings: list[_Finding] = []
         for produce in (
             self._rate_findings,
@@ -673,11 +683,12 @@ class HealthEvaluator:
             except Exception:
                 report("health.rule", "stepwatch: evaluating a health rule failed", exc_info=True)
         with self._lock:
-            self._apply(findings, now)
+            self._apply(findings, now, steady)
             firing = sorted(self._firing.values(), key=lambda a: (a.started_at, a.id))
             status = _status(firing, components)
             previous = self._health
             self._health = SystemHealth(status, components, firing, now)
+            self._evaluated_steady = steady
         # Before the first evaluation the process counts as healthy.
         previous_status = HealthStatus.HEALTHY if previous is None else previous.status
         if previous_status is not status:
@@ -685,7 +696,7 @@ class HealthEvaluator:
             self.bus.publish(EventType.HEALTH_CHANGED, None, dict(change), now)
         return self._health
 
-    def _apply(self, findings: list[_Finding], now: float) -> None:
+    def _apply(self, findings: list[_Finding], now: float, steady: float) -> None:
         seen: set[str] = set()
         for finding in findings:
             identifier = alert_id(finding.rule, finding.labels)
@@ -696,8 +707,8 @@ class HealthEvaluator:
                     firing, value=finding.value, message=finding.message
                 )
                 continue
-            since = self._pending_since.setdefault(identifier, now)
-            if now - since < self.rules.for_seconds:
+            since = self._pending_since.setdefault(identifier, steady)
+            if steady - since < self.rules.for_seconds:
                 continue
             alert = Alert(
                 id=identifier,
@@ -733,8 +744,8 @@ class HealthEvaluator:
         if cached is None or refresh:
             return self.evaluate()
         if max_age is not None:
-            checked = cached.checked_at
-            if checked is None or self.clock() - checked >= max_age or self._checks_changed:
+            age = self._steady() - self._evaluated_steady
+            if age >= max_age or self._checks_changed:
                 return self.evaluate()
         return cached
 
