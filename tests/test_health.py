@@ -154,6 +154,18 @@ def test_a_queue_depth_that_is_no_count_is_left_out_and_summary_answers(
     assert stepwatch.testing.internal_errors().get("monitor.queue_depth.invalid", 0) >= 1
 
 
+def test_a_wall_clock_stepped_back_never_makes_a_stale_evaluation_fresh(strict: Harness) -> None:
+    healthy = {"db": True}
+    monitor = strict.monitor
+    monitor.add_check("db", lambda: healthy["db"], critical=True)
+    interval = monitor.evaluation_interval
+    assert monitor.health(max_age=interval).status is HealthStatus.HEALTHY
+    strict.clock.set(strict.clock() - 3_600.0)  # the wall clock steps back an hour
+    healthy["db"] = False
+    strict.clock.advance(interval)  # time goes on: the cached evaluation is stale
+    assert monitor.health(max_age=interval).status is HealthStatus.UNHEALTHY
+
+
 def test_stuck_executions(strict: Harness) -> None:
     with stepwatch.execution("long", execution_id="stuck-1"):
         strict.clock.advance(601)

@@ -268,3 +268,21 @@ def test_a_failing_window_feed_never_stops_an_ending(sw: Harness) -> None:
     assert progress is not None
     assert (progress.state, progress.completed_steps) == ("success", 1)
     assert testing.internal_errors()["windows.observe"] == 2  # the step and the execution
+
+
+def test_a_wall_clock_stepped_back_neither_recounts_nor_misplaces_values() -> None:
+    """Windows time values on a steady clock: after a 1 h step back, 60 s hold 60 s of runs."""
+    import stepwatch
+    from stepwatch.testing import capture
+
+    with capture() as sw:
+        for index in range(3_000):
+            with stepwatch.execution("job", execution_id=f"before-{index}"):
+                sw.clock.advance(0.01)
+        sw.clock.advance(100.0)  # the first 3,000 leave the last minute
+        sw.clock.set(sw.clock() - 3_600.0)  # the wall clock steps back an hour
+        for index in range(3_000):
+            with stepwatch.execution("job", execution_id=f"after-{index}"):
+                sw.clock.advance(0.01)
+        assert sw.monitor.summary(60).outcomes["success"] == 3_000
+        assert sw.monitor.summary(300).outcomes["success"] == 6_000
