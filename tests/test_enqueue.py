@@ -138,6 +138,9 @@ def test_a_long_id_is_cut_with_a_hash_so_distinct_ids_stay_distinct(sw: Harness)
     assert one.id != two.id
     assert one.id.startswith("x" * (limit - 17)) and one.id[limit - 17] == "~"
     assert one.id == sw.monitor.limits.bounded_id(first)  # the same rule everywhere
+    found = sw.monitor.progress(second)  # queried by the whole id
+    assert found is not None and found.execution_id == two.id
+    assert {e.execution_id for e in sw.monitor.events(execution_id=first)} == {one.id}
     assert sw.monitor.summary().queue_depth == 0  # the enqueue and its start agree
     short = "s" * limit
     with stepwatch.execution("job", execution_id=short) as kept:

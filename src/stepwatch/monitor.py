@@ -432,7 +432,10 @@ class Monitor:
         """Progress of a pending, running or recently finished execution, or ``None``.
 
         In a process group, the most advanced record of the id in any process.
+        An id longer than ``Limits.max_id_length`` is looked up as it was
+        recorded (:meth:`Limits.bounded_id`).
         """
+        execution_id = self._bounded(execution_id)
         local = self.tracker.get(execution_id)
         if self.group is None:
             return local
@@ -506,8 +509,17 @@ class Monitor:
     ) -> list[ExecutionEvent]:
         """Events from the bounded history, oldest first (see :meth:`EventBus.events`)."""
         return self.bus.events(
-            execution_id=execution_id, event_type=event_type, since=since, limit=limit
+            execution_id=self._bounded(execution_id),
+            event_type=event_type,
+            since=since,
+            limit=limit,
         )
+
+    def _bounded(self, execution_id: Any) -> Any:
+        """A queried id as recorded: shortened as ``Limits.bounded_id`` says (others as given)."""
+        if isinstance(execution_id, str):
+            return self.limits.bounded_id(execution_id)
+        return execution_id
 
     def subscribe(
         self,
@@ -522,7 +534,9 @@ class Monitor:
         loop running when they subscribed (or a private loop). A slow or
         failing subscriber never blocks the engine or other subscribers.
         """
-        return self.bus.subscribe(callback, execution_id=execution_id, event_type=event_type)
+        return self.bus.subscribe(
+            callback, execution_id=self._bounded(execution_id), event_type=event_type
+        )
 
     def unsubscribe(self, subscription: Subscription | Callback) -> None:
         """Stop delivery at once: to ``subscription``, or to every subscription of a callback.
