@@ -521,3 +521,29 @@ def test_livez_answers_while_every_request_slot_is_held() -> None:
             for connection in held:
                 connection.close()
             handle.close()
+
+
+@pytest.mark.internal_errors
+def test_an_event_that_is_not_json_never_ends_a_stream() -> None:
+    from stepwatch import EventType, testing
+
+    with capture() as sw:
+        handle = sw.monitor.serve(heartbeat=0.2)
+        try:
+            client = SSEClient(handle, "/events")
+            assert client.wait_for(lambda c: c.comments >= 1)
+            sw.monitor.bus.publish(EventType.EXECUTION_STARTED, "odd", {"blob": b"\xff"})
+            with stepwatch.execution("job", execution_id="after"):
+                pass
+            assert client.wait_for(lambda c: len(c.events) >= 3)
+            odd, *rest = client.events
+            assert odd["data"]["error"] == "the event's data is not JSON"
+            assert {e["data"]["execution_id"] for e in rest} == {"after"}
+            # A resume from before it passes over it again, and goes on.
+            again = SSEClient(handle, "/events", {"Last-Event-ID": str(int(odd["id"]) - 1)})
+            assert again.wait_for(lambda c: len(c.events) >= 3)
+            client.close()
+            again.close()
+        finally:
+            handle.close()
+        assert testing.internal_errors() == {"http.sse.encode": 1}  # encoded once for all

@@ -283,7 +283,24 @@ def _alert_check(alert: Alert) -> dict[str, Any]:
 
 
 def _sse(event: ExecutionEvent, base: int) -> bytes:
-    data = json.dumps(event.to_dict(), separators=(",", ":"))
+    """One event's SSE frame. Never raises: an event whose data is not JSON (a host's
+    ``bytes``, say) goes out without it, so no stream dies on it, now or on a resume."""
+    try:
+        data = json.dumps(event.to_dict(), separators=(",", ":"), allow_nan=False)
+    except Exception:
+        report(
+            "http.sse.encode",
+            "stepwatch: event %s cannot be written as JSON; sent without its data",
+            event.seq,
+        )
+        execution_id = event.execution_id if type(event.execution_id) is str else None
+        placeholder = {
+            "seq": event.seq,
+            "type": event.type.value,
+            "execution_id": execution_id,
+            "error": "the event's data is not JSON",
+        }
+        data = json.dumps(placeholder, separators=(",", ":"))
     return f"id: {base + event.seq}\nevent: {event.type.value}\ndata: {data}\n\n".encode()
 
 
