@@ -19,11 +19,26 @@ clock sees the steady clock equal to it.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
+import weakref
 from collections.abc import Callable
 
 __all__ = ["SteadyClock"]
+
+_clocks: weakref.WeakSet[SteadyClock] = weakref.WeakSet()
+"""Every steady clock, to give each a fresh lock in a forked child."""
+
+
+def _after_fork_in_child() -> None:
+    # A thread of the parent may have held a clock's lock at fork time: in the
+    # child it would stay held forever, and every recording would hang on it.
+    for clock in list(_clocks):
+        clock._lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class SteadyClock:
@@ -32,7 +47,8 @@ class SteadyClock:
     Each reading is the previous one plus the monotonic time elapsed since,
     or the wall clock when that is further ahead (so a wall clock stepped
     forward is followed, one stepped back is not: time goes on from where it
-    was). Thread-safe; a reading costs two clock reads and a lock.
+    was). Thread-safe (and fork-safe: a forked child gets a fresh lock); a
+    reading costs two clock reads and a lock.
 
     Args:
         wall: Epoch seconds (``time.time`` by default).
@@ -40,7 +56,7 @@ class SteadyClock:
             wall clock, else ``wall.monotonic`` when present, else ``wall``.
     """
 
-    __slots__ = ("_last", "_last_mono", "_lock", "_mono", "_wall")
+    __slots__ = ("__weakref__", "_last", "_last_mono", "_lock", "_mono", "_wall")
 
     def __init__(
         self,
@@ -60,6 +76,7 @@ class SteadyClock:
         self._lock = threading.Lock()
         self._last = wall()
         self._last_mono = monotonic()
+        _clocks.add(self)
 
     @classmethod
     def of(cls, clock: Callable[[], float]) -> SteadyClock:

@@ -1509,8 +1509,10 @@ _OPEN: ContextVar[tuple[_Entry, ...]] = ContextVar("stepwatch.open_scopes", defa
 
 def _entrant() -> object:
     """The asyncio task running now, else the current thread: who entered a ``with``."""
-    loop = asyncio._get_running_loop()  # None outside a loop, without raising
-    task = None if loop is None else asyncio.current_task(loop)
+    try:
+        task = asyncio.current_task()
+    except RuntimeError:  # no event loop running in this thread
+        task = None
     return task if task is not None else threading.current_thread()
 
 
