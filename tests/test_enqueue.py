@@ -140,7 +140,9 @@ def test_a_long_id_is_cut_with_a_hash_so_distinct_ids_stay_distinct(sw: Harness)
     assert one.id == sw.monitor.limits.bounded_id(first)  # the same rule everywhere
     found = sw.monitor.progress(second)  # queried by the whole id
     assert found is not None and found.execution_id == two.id
-    assert {e.execution_id for e in sw.monitor.events(execution_id=first)} == {one.id}
+    sw.monitor.emit("note", execution_id=first)  # an engine's own event, by the whole id
+    mine = sw.monitor.events(execution_id=first)
+    assert {e.execution_id for e in mine} == {one.id} and mine[-1].type == "custom"
     assert sw.monitor.summary().queue_depth == 0  # the enqueue and its start agree
     short = "s" * limit
     with stepwatch.execution("job", execution_id=short) as kept:

@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import stepwatch
-from stepwatch import EventType, semconv
+from stepwatch import EventType, semconv, testing
 from stepwatch.events import EventBus, ExecutionEvent
 from stepwatch.testing import FakeClock, Harness
 
@@ -299,7 +299,7 @@ def test_the_history_ring_answers_as_a_list_of_every_event_would(
         and (event_type is None or event[1] is event_type)
     ]
     if limit is not None:
-        wanted = wanted[len(wanted) - limit :] if limit else []
+        wanted = wanted[max(len(wanted) - limit, 0) :] if limit else []
     got = bus.events(since=since, limit=limit, execution_id=execution_id, event_type=event_type)
     assert [(e.seq, e.type, e.execution_id, e.data) for e in got] == wanted
     assert [e.timestamp for e in got] == [float(event[0]) for event in wanted]
@@ -408,3 +408,16 @@ def test_unsubscribe_finds_a_bound_method_by_equality() -> None:
         assert listener.seen == []
     finally:
         bus.close()
+
+
+@pytest.mark.internal_errors
+def test_emit_publishes_an_engines_own_event_outside_any_execution(sw: Harness) -> None:
+    sw.monitor.emit("worker.joined", host="w-1", slots=4, bad=object())
+    sw.monitor.emit("deploy", execution_id="d-7")
+    sw.monitor.emit("")  # refused, never raised
+    events = sw.monitor.events(event_type=EventType.CUSTOM)
+    assert [(e.execution_id, e.data) for e in events] == [
+        (None, {"name": None, "event": "worker.joined", "attributes": {"host": "w-1", "slots": 4}}),
+        ("d-7", {"name": None, "event": "deploy", "attributes": {}}),
+    ]
+    assert testing.internal_errors().keys() >= {"monitor.emit.name"}

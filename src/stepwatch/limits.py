@@ -55,6 +55,8 @@ class Limits:
         max_series: Metric series the health windows keep (one overflow series
             takes the rest).
         max_sse_clients: Concurrent ``/events`` streams (503 past it).
+        history_steps: Step names per execution name whose typical time the
+            ETA learns (those with the most time kept).
         max_id_length: Characters an execution id keeps (at least 32). A
             longer id (from the host, a carrier or :func:`stepwatch.enqueue`)
             is cut to its first ``max_id_length - 17`` characters plus ``~``
@@ -83,6 +85,7 @@ class Limits:
     max_subscriber_queue: int = 1_000
     max_series: int = 1_000
     max_sse_clients: int = 16
+    history_steps: int = 64
     max_id_length: int = DEFAULT_MAX_ID_LENGTH
 
     def __post_init__(self) -> None:
