@@ -423,8 +423,16 @@ def test_sse_resume_from_before_a_restart_replays_the_new_history() -> None:
             again = SSEClient(handle, "/events", {"Last-Event-ID": resumed.events[3]["id"]})
             assert again.wait_for(lambda c: len(c.events) >= 2)
             assert [e["data"]["seq"] for e in again.events] == [5, 6]
-            resumed.close()
-            again.close()
+            # A plain seq (0.2 clients, the dashboard): of this history it resumes;
+            # beyond it (kept from before the restart) it replays the history.
+            plain = SSEClient(handle, "/events", {"Last-Event-ID": "4"})
+            stale = SSEClient(handle, "/events", {"Last-Event-ID": "10"})
+            assert plain.wait_for(lambda c: len(c.events) >= 2)
+            assert stale.wait_for(lambda c: len(c.events) >= 6)
+            assert [e["data"]["seq"] for e in plain.events] == [5, 6]
+            assert [e["data"]["seq"] for e in stale.events] == [1, 2, 3, 4, 5, 6]
+            for client in (resumed, again, plain, stale):
+                client.close()
         finally:
             handle.close()
 
