@@ -144,3 +144,44 @@ def test_execution_step_from_thread_without_context_parents_to_execution(sw: Har
         pool.submit(in_thread).result(timeout=10)
     assert sw.parent(sw.span("step remote")) is sw.span("execution parent")
     assert ex.progress().completed_steps == 1
+
+
+def test_a_scope_shared_by_threads_ends_each_threads_own_run(sw: Harness) -> None:
+    """A ``with`` handed to another thread ends its own run, never one still inside its ``with``."""
+    import contextlib
+    import threading
+
+    scope = stepwatch.execution("shared")
+    handed = contextlib.ExitStack()
+    entered: list[stepwatch.Execution] = []
+    inside = threading.Event()
+    release = threading.Event()
+
+    def enter_and_hand_over() -> None:
+        entered.append(handed.enter_context(scope))
+
+    def stay_inside() -> None:
+        with scope as ex:
+            entered.append(ex)
+            inside.set()
+            assert release.wait(30.0)
+
+    first = threading.Thread(target=enter_and_hand_over)
+    first.start()
+    first.join(30.0)
+    second = threading.Thread(target=stay_inside)
+    second.start()
+    assert inside.wait(30.0)
+    closer = threading.Thread(target=handed.close)  # the first thread's exit, elsewhere
+    closer.start()
+    closer.join(30.0)
+    handed_over, still_inside = entered
+    assert handed_over.outcome is not None  # ended by the handed-over exit
+    assert still_inside.outcome is None  # still running: its thread is inside its ``with``
+    assert [p.execution_id for p in sw.monitor.active_executions()] == [still_inside.id]
+    release.set()
+    second.join(30.0)
+    assert sw.monitor.active_executions() == []
+    assert {p.execution_id for p in sw.monitor.active_executions()} == set()
+    ended = sw.monitor.progress(still_inside.id)
+    assert ended is not None and ended.state == "success"

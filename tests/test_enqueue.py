@@ -6,10 +6,12 @@ import json
 import subprocess
 import sys
 import textwrap
+from typing import Any
 
 import pytest
 
 import stepwatch
+from stepwatch import semconv, testing
 from stepwatch.testing import Harness
 
 WORKER = textwrap.dedent(
@@ -94,3 +96,74 @@ def test_enqueue_writes_into_given_carrier(sw: Harness) -> None:
     assert "traceparent" in headers and headers["stepwatch-execution-id"] == "h-1"
     assert returned == headers and returned is not headers
     assert headers["content-type"] == "json"
+
+
+@pytest.mark.internal_errors
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [(42, "42"), (b"job-7", "job-7"), (b"\xff\xfe", None), (3.5, None), ("   ", None)],
+)
+def test_a_carrier_id_becomes_a_string_or_is_ignored(
+    sw: Harness, raw: object, expected: str | None
+) -> None:
+    """What a message carries under the id key is text, or no id (a new one is made)."""
+    carrier: dict[str, Any] = dict(stepwatch.enqueue("job", execution_id="queued"))
+    carrier[semconv.CARRIER_EXECUTION_ID] = raw
+    with stepwatch.execution("job", carrier=carrier) as ex:
+        pass
+    assert type(ex.id) is str
+    if expected is not None:
+        assert ex.id == expected
+        assert testing.internal_errors() == {}
+    else:
+        assert len(ex.id) == 32 and ex.id != "queued"  # a fresh uuid4 hex
+        assert testing.internal_errors() == {"execution.id.carrier": 1}
+    json.dumps([event.to_dict() for event in sw.monitor.events()])
+    progress = sw.monitor.progress(ex.id)
+    assert progress is not None and progress.state == "success"
+    assert sw.monitor.summary().queue_depth == 0
+
+
+def test_a_long_id_is_cut_with_a_hash_so_distinct_ids_stay_distinct(sw: Harness) -> None:
+    limit = sw.monitor.limits.max_id_length
+    assert limit == 256  # the documented default
+    first, second = "x" * 5_000 + "1", "x" * 5_000 + "2"
+    carrier = stepwatch.enqueue("job", execution_id=first)
+    assert len(carrier[semconv.CARRIER_EXECUTION_ID]) == limit
+    with stepwatch.execution("job", carrier=carrier) as one:
+        pass
+    with stepwatch.execution("job", execution_id=second) as two:
+        pass
+    assert len(one.id) == len(two.id) == limit
+    assert one.id != two.id
+    assert one.id.startswith("x" * (limit - 17)) and one.id[limit - 17] == "~"
+    assert one.id == sw.monitor.limits.bounded_id(first)  # the same rule everywhere
+    found = sw.monitor.progress(second)  # queried by the whole id
+    assert found is not None and found.execution_id == two.id
+    sw.monitor.emit("note", execution_id=first)  # an engine's own event, by the whole id
+    mine = sw.monitor.events(execution_id=first)
+    assert {e.execution_id for e in mine} == {one.id} and mine[-1].type == "custom"
+    assert sw.monitor.summary().queue_depth == 0  # the enqueue and its start agree
+    short = "s" * limit
+    with stepwatch.execution("job", execution_id=short) as kept:
+        pass
+    assert kept.id == short  # an id that fits is never touched
+
+
+@pytest.mark.internal_errors
+def test_a_forged_enqueue_time_records_no_queue_wait(sw: Harness) -> None:
+    """An enqueue time decades ago is no queue wait; one in the future (skew) is a wait of 0."""
+    forged = stepwatch.enqueue("job", execution_id="forged")
+    forged[semconv.CARRIER_ENQUEUED_AT] = "0.0"
+    with stepwatch.execution("job", carrier=forged) as ex:
+        pass
+    assert ex.queue_wait is None
+    assert testing.internal_errors() == {"carrier.enqueued_at.too_old": 1}
+    ahead = stepwatch.enqueue("job", execution_id="ahead")
+    ahead[semconv.CARRIER_ENQUEUED_AT] = repr(sw.clock() + 3_600.0)
+    with stepwatch.execution("job", carrier=ahead) as later:
+        pass
+    assert later.queue_wait == 0.0
+    waits = sw.monitor.summary().queue_wait
+    assert waits.count == 1 and waits.max == 0.0
+    assert sw.monitor.summary().queue_depth == 0  # both left pending all the same

@@ -365,6 +365,52 @@ def test_a_subscriber_gets_step_events_recorded_by_value_at_once(sw: Harness) ->
     assert step_events == [e for e in sw.events(execution_id="live") if e in step_events]
 
 
+def test_an_async_callback_raising_cancelled_error_is_a_failure_and_delivery_goes_on() -> None:
+    """The callback's own ``CancelledError`` is not its delivery task being cancelled."""
+    seen: list[int] = []
+    bus = EventBus(FakeClock())
+
+    async def cancels_once(event: ExecutionEvent) -> None:
+        seen.append(event.seq)
+        if event.seq == 1:
+            raise asyncio.CancelledError
+
+    subscription = bus.subscribe(cancels_once)
+    try:
+        for index in range(5):
+            bus.publish(EventType.EXECUTION_STARTED, f"e-{index}", {})
+        assert subscription.drain(WAIT)
+        assert seen == [1, 2, 3, 4, 5]
+        assert subscription.failures == 1
+        assert subscription.delivered == 4
+        assert subscription.active and subscription.pending == 0
+    finally:
+        bus.close()
+
+
+class _Listener:
+    def __init__(self) -> None:
+        self.seen: list[int] = []
+
+    def on_event(self, event: ExecutionEvent) -> None:
+        self.seen.append(event.seq)
+
+
+def test_unsubscribe_finds_a_bound_method_by_equality() -> None:
+    """Each ``obj.method`` is a new bound method: ``unsubscribe`` compares with ``==``."""
+    bus = EventBus(FakeClock())
+    listener = _Listener()
+    subscription = bus.subscribe(listener.on_event)
+    bus.unsubscribe(listener.on_event)
+    try:
+        assert not subscription.active
+        assert bus.subscriptions == ()
+        bus.publish(EventType.EXECUTION_STARTED, "e", {})
+        assert listener.seen == []
+    finally:
+        bus.close()
+
+
 @pytest.mark.internal_errors
 def test_emit_publishes_an_engines_own_event_outside_any_execution(sw: Harness) -> None:
     sw.monitor.emit("worker.joined", host="w-1", slots=4, bad=object())

@@ -142,6 +142,30 @@ def test_queue_backlog_from_observed_depth(strict: Harness) -> None:
     assert _rules_firing(strict) == {"QueueBacklog"}
 
 
+@pytest.mark.internal_errors
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -3.0])
+def test_a_queue_depth_that_is_no_count_is_left_out_and_summary_answers(
+    strict: Harness, bad: float
+) -> None:
+    strict.monitor.observe_queue_depth(lambda: bad, queue="broken")
+    strict.monitor.observe_queue_depth(lambda: 4, queue="fine")
+    assert strict.monitor.summary().queue_depth == 4
+    assert strict.monitor.health(refresh=True) is not None
+    assert stepwatch.testing.internal_errors().get("monitor.queue_depth.invalid", 0) >= 1
+
+
+def test_a_wall_clock_stepped_back_never_makes_a_stale_evaluation_fresh(strict: Harness) -> None:
+    healthy = {"db": True}
+    monitor = strict.monitor
+    monitor.add_check("db", lambda: healthy["db"], critical=True)
+    interval = monitor.evaluation_interval
+    assert monitor.health(max_age=interval).status is HealthStatus.HEALTHY
+    strict.clock.set(strict.clock() - 3_600.0)  # the wall clock steps back an hour
+    healthy["db"] = False
+    strict.clock.advance(interval)  # time goes on: the cached evaluation is stale
+    assert monitor.health(max_age=interval).status is HealthStatus.UNHEALTHY
+
+
 def test_stuck_executions(strict: Harness) -> None:
     with stepwatch.execution("long", execution_id="stuck-1"):
         strict.clock.advance(601)

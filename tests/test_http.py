@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import http.client
 import json
+import select
+import socket
 import threading
 import time
 import urllib.error
@@ -313,7 +315,8 @@ def test_sse_filtered_stream_and_resume() -> None:
                 "step.completed",
                 "execution.completed",
             ]
-            assert all(int(e["id"]) == e["data"]["seq"] for e in client.events)
+            base = sw.monitor.bus.resume_base  # SSE ids: the history's start, plus seq
+            assert all(int(e["id"]) == base + e["data"]["seq"] for e in client.events)
             last_seen = client.events[1]["id"]
             client.close()
 
@@ -369,6 +372,191 @@ def test_healthz_names_the_service_and_its_release() -> None:
         handle.close()
         monitor.shutdown()
     assert (body["serviceId"], body["version"], body["releaseId"]) == ("billing", "4.2", "4.2.7")
+
+
+# ------------------------------------------------------------------- hostile clients
+def _address(handle: ServerHandle) -> tuple[str, int]:
+    host, port = handle.url.removeprefix("http://").split(":")
+    return host, int(port)
+
+
+def _closed_by_server(connection: socket.socket) -> bool:
+    """Whether the server closed ``connection`` (EOF or reset), without waiting."""
+    readable, _, _ = select.select([connection], [], [], 0)
+    if not readable:
+        return False
+    try:
+        return connection.recv(65536, socket.MSG_PEEK) == b""
+    except OSError:
+        return True
+
+
+def test_sse_resume_from_before_a_restart_replays_the_new_history() -> None:
+    """A ``Last-Event-ID`` kept across a server restart must not silence the stream."""
+    with capture() as before:
+        handle = before.monitor.serve(heartbeat=0.2)
+        try:
+            client = SSEClient(handle, "/events")
+            assert client.wait_for(lambda c: c.comments >= 1)
+            for index in range(5):
+                with stepwatch.execution("job", execution_id=f"old-{index}"):
+                    pass
+            assert client.wait_for(lambda c: len(c.events) >= 10)
+            kept = client.events[-1]["id"]  # what a browser's EventSource would send back
+            client.close()
+        finally:
+            handle.close()
+    with capture() as after:  # the restarted process: a new, shorter history
+        for index in range(3):
+            with stepwatch.execution("job", execution_id=f"new-{index}"):
+                pass
+        handle = after.monitor.serve(heartbeat=0.2)
+        try:
+            resumed = SSEClient(handle, "/events", {"Last-Event-ID": kept})
+            assert resumed.wait_for(lambda c: len(c.events) >= 6)
+            assert {e["data"]["execution_id"] for e in resumed.events} == {
+                "new-0",
+                "new-1",
+                "new-2",
+            }
+            # Within one history, resuming still skips what was seen.
+            again = SSEClient(handle, "/events", {"Last-Event-ID": resumed.events[3]["id"]})
+            assert again.wait_for(lambda c: len(c.events) >= 2)
+            assert [e["data"]["seq"] for e in again.events] == [5, 6]
+            # A plain seq (0.2 clients, the dashboard): of this history it resumes;
+            # beyond it (kept from before the restart) it replays the history.
+            plain = SSEClient(handle, "/events", {"Last-Event-ID": "4"})
+            stale = SSEClient(handle, "/events", {"Last-Event-ID": "10"})
+            assert plain.wait_for(lambda c: len(c.events) >= 2)
+            assert stale.wait_for(lambda c: len(c.events) >= 6)
+            assert [e["data"]["seq"] for e in plain.events] == [5, 6]
+            assert [e["data"]["seq"] for e in stale.events] == [1, 2, 3, 4, 5, 6]
+            for client in (resumed, again, plain, stale):
+                client.close()
+        finally:
+            handle.close()
+
+
+def test_closing_the_server_ends_its_open_event_streams() -> None:
+    with capture() as sw:
+        handle = sw.monitor.serve(heartbeat=0.2)
+        client = SSEClient(handle, "/events")
+        try:
+            assert client.wait_for(lambda c: c.comments >= 1)
+            handle.close()
+            client._thread.join(WAIT)
+            assert not client._thread.is_alive()  # the stream ended: EOF
+            with stepwatch.execution("job", execution_id="after-close"):
+                pass
+            assert client.events == []
+        finally:
+            client.close()
+            handle.close()
+
+
+@pytest.mark.internal_errors
+def test_dropped_connections_are_counted_not_printed(capfd: pytest.CaptureFixture[str]) -> None:
+    from stepwatch import testing
+
+    with capture() as sw:
+        handle = sw.monitor.serve(request_timeout=0.2)
+        half_sent: list[socket.socket] = []
+        try:
+            for _ in range(5):
+                connection = socket.create_connection(_address(handle), timeout=WAIT)
+                connection.sendall(b"GET /summ")  # never finished
+                half_sent.append(connection)
+            for connection in half_sent:  # the server drops each one
+                while connection.recv(65536):
+                    pass
+        finally:
+            for connection in half_sent:
+                connection.close()
+            handle.close()
+    assert "Traceback" not in capfd.readouterr().err
+    assert testing.internal_errors() == {"http.connection": 5}
+
+
+@pytest.mark.internal_errors
+def test_a_trickled_request_is_dropped_at_its_deadline() -> None:
+    """A byte at a time, each well within the timeout: the whole request still has one."""
+    with capture() as sw:
+        handle = sw.monitor.serve(request_timeout=0.5, max_connections=2)
+        connection = socket.create_connection(_address(handle), timeout=WAIT)
+        pace = threading.Event()  # never set: paces the trickle, 0.05 s a byte
+        try:
+            dropped = False
+            for byte in b"GET /summary?" + b"x" * 600:  # 30 s of trickling at most
+                if _closed_by_server(connection):
+                    dropped = True
+                    break
+                try:
+                    connection.sendall(bytes([byte]))
+                except OSError:
+                    dropped = True
+                    break
+                pace.wait(0.05)
+            assert dropped
+            assert request(handle, "/livez")[0] == 200
+        finally:
+            connection.close()
+            handle.close()
+
+
+@pytest.mark.internal_errors
+def test_livez_answers_while_every_request_slot_is_held() -> None:
+    """Past the slots, a probe is answered when its request line arrives, idle crowd or not."""
+    with capture() as sw:
+        handle = sw.monitor.serve(request_timeout=WAIT, max_connections=1)
+        address = _address(handle)
+        held = [socket.create_connection(address, timeout=WAIT)]  # silent, holds the slot
+        try:
+            probe = socket.create_connection(address, timeout=WAIT)
+            probe.sendall(b"GET /li")
+            # 100 idle connections past the slot behind the probe, which is slow to send
+            # the rest of its line (well within http.OVERFLOW_GRACE).
+            held.extend(socket.create_connection(address, timeout=WAIT) for _ in range(100))
+            threading.Event().wait(0.2)
+            probe.sendall(b"vez HTTP/1.1\r\nHost: x\r\n\r\n")
+            answer = b""
+            while chunk := probe.recv(65536):
+                answer += chunk
+            probe.close()
+            assert answer.startswith(b"HTTP/1.0 200"), answer
+            other = socket.create_connection(address, timeout=WAIT)
+            other.sendall(b"GET /summary HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert other.recv(65536).startswith(b"HTTP/1.0 503")
+            other.close()
+        finally:
+            for connection in held:
+                connection.close()
+            handle.close()
+
+
+@pytest.mark.internal_errors
+def test_an_event_that_is_not_json_never_ends_a_stream() -> None:
+    from stepwatch import EventType, testing
+
+    with capture() as sw:
+        handle = sw.monitor.serve(heartbeat=0.2)
+        try:
+            client = SSEClient(handle, "/events")
+            assert client.wait_for(lambda c: c.comments >= 1)
+            sw.monitor.bus.publish(EventType.EXECUTION_STARTED, "odd", {"blob": b"\xff"})
+            with stepwatch.execution("job", execution_id="after"):
+                pass
+            assert client.wait_for(lambda c: len(c.events) >= 3)
+            odd, *rest = client.events
+            assert odd["data"]["error"] == "the event's data is not JSON"
+            assert {e["data"]["execution_id"] for e in rest} == {"after"}
+            # A resume from before it passes over it again, and goes on.
+            again = SSEClient(handle, "/events", {"Last-Event-ID": str(int(odd["id"]) - 1)})
+            assert again.wait_for(lambda c: len(c.events) >= 3)
+            client.close()
+            again.close()
+        finally:
+            handle.close()
+        assert testing.internal_errors() == {"http.sse.encode": 1}  # encoded once for all
 
 
 def test_executions_route_answers_the_history_query(sw: Harness) -> None:

@@ -411,6 +411,48 @@ def test_rq_scheduled_job_is_one_enqueue_and_a_cancelled_one_a_cancellation(
     assert sw.monitor.summary().queue_depth == 0
 
 
+def test_rq_leaves_the_jobs_own_meta_stepwatch_alone_and_counts_the_enqueue(
+    sw: Harness, redis_clean: str
+) -> None:
+    """A job's own ``meta["stepwatch"]`` is no carrier: kept, and the enqueue still counted."""
+    from redis import Redis
+    from rq import Queue, SimpleWorker
+
+    from tests.engines import rq_jobs
+
+    instrumentor = RQInstrumentor()
+    instrumentor.instrument()
+    try:
+        connection = Redis.from_url(redis_clean)
+        queue = Queue("orders", connection=connection)
+        job = queue.enqueue(rq_jobs.own_meta, meta={"stepwatch": {"team": "payments"}})
+
+        class Worker(SimpleWorker):
+            """No command channel: its thread can take a minute to stop (an RQ race)."""
+
+            def subscribe(self) -> None:
+                pass
+
+            def unsubscribe(self) -> None:
+                pass
+
+        assert Worker([queue], connection=connection).work(burst=True)
+        job.refresh()  # type: ignore[no-untyped-call]
+    finally:
+        instrumentor.uninstrument()
+    assert job.return_value() == {"team": "payments"}  # what the job saw
+    assert job.meta["stepwatch"] == {"team": "payments"}  # and what it keeps
+    name = "tests.engines.rq_jobs.own_meta"
+    assert sorted(s.name for s in sw.spans() if s.name.endswith(name)) == [
+        f"enqueue {name}",
+        f"execution {name}",
+    ]
+    execution = sw.span(f"execution {name}")
+    assert execution.links and execution.attributes is not None
+    assert execution.attributes["workflow.execution.outcome"] == "success"
+    assert sw.monitor.summary().queue_depth == 0
+
+
 def test_celery_instrument_and_uninstrument_are_idempotent() -> None:
     from celery import signals
 

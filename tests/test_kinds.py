@@ -208,6 +208,34 @@ def test_async_generator_asend_and_athrow(sw: Harness) -> None:
     assert sw.attributes("step aecho")[TASK_OUTCOME] == "success"
 
 
+def test_an_unobserved_async_generator_still_gets_asend_and_athrow(sw: Harness) -> None:
+    """Under ``suppress_instrumentation()`` the wrapper still delegates like ``yield from``."""
+    from opentelemetry.instrumentation.utils import suppress_instrumentation
+
+    @stepwatch.step("aecho-unobserved")
+    async def aecho() -> AsyncGenerator[int, int | None]:
+        value = 0
+        while True:
+            try:
+                got = yield value
+            except ValueError:
+                got = -1
+            if got is None:
+                return
+            value = got
+
+    async def main() -> list[int]:
+        gen = aecho()
+        out = [await gen.asend(None), await gen.asend(4), await gen.athrow(ValueError())]
+        with pytest.raises(StopAsyncIteration):
+            await gen.asend(None)
+        return out
+
+    with suppress_instrumentation():
+        assert asyncio.run(main()) == [0, 4, -1]
+    assert [s.name for s in sw.spans()] == []
+
+
 def test_methods_classmethods_staticmethods(sw: Harness) -> None:
     engine = Engine(10)
     assert engine.method(1) == 11
@@ -260,6 +288,22 @@ class Ids:
     @stepwatch.execution(execution_id=lambda x: f"t-{type(x).__name__}")
     def inner_sm(x: object) -> object:
         return x
+
+
+class _NoClass:
+    """A host object whose ``__class__`` raises (``isinstance`` would call it)."""
+
+    @property  # type: ignore[misc]
+    def __class__(self) -> type:
+        raise RuntimeError("no class for you")
+
+
+def test_a_first_argument_whose_class_raises_never_fails_the_call(sw: Harness) -> None:
+    hostile = _NoClass()
+    assert Ids.inner_sm(hostile) is hostile
+    assert Ids.outer_sm(hostile) is hostile
+    ids = sorted(str(s.attributes["workflow.execution.id"]) for s in sw.spans() if s.attributes)
+    assert ids == ["s-" + repr(hostile), "t-_NoClass"]
 
 
 class MoreIds(Ids):

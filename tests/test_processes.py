@@ -115,6 +115,32 @@ def test_cloudpickle_by_value_keeps_the_decoration(sw: Harness) -> None:
     assert cloudpickle.loads(cloudpickle.dumps(module_job)) is module_job
 
 
+def test_cloudpickle_takes_a_step_of_an_execution_and_a_scope_with_a_block_open(
+    sw: Harness,
+) -> None:
+    """What pickles as a plain function still does: a scope travels as its settings only."""
+    scope = stepwatch.execution("open", execution_id="o-1")
+    with scope as ex:
+
+        def make() -> Any:
+            @ex.step("bound-step")
+            def local(number: int) -> int:
+                return number + 1
+
+            return local
+
+        restored = cloudpickle.loads(cloudpickle.dumps(make()))
+        copy = cloudpickle.loads(cloudpickle.dumps(scope))  # a ``with`` of it is open here
+        assert restored(1) == 2  # its execution: the one in the caller's context
+    with copy as again:
+        pass
+    assert again.id == "o-1" and copy.name == "open"
+    steps = [s for s in sw.spans() if s.name == "step bound-step"]
+    assert len(steps) == 1 and steps[0].parent is not None
+    assert steps[0].parent.span_id == sw.spans("execution open")[0].context.span_id
+    assert sw.monitor.active_executions() == []
+
+
 # ------------------------------------------------------------ across real processes
 def _execution_ids(received: Received, name: str) -> list[str]:
     return sorted(

@@ -206,3 +206,109 @@ def test_garbage_carrier_is_tolerated(sw: Harness) -> None:
 
         assert run() == "ran"
     assert len(sw.spans("execution garbage")) == 3
+
+
+class _UnprintableId:
+    def __str__(self) -> str:
+        raise RuntimeError("no id for you")
+
+
+class _HostileCount(int):
+    """An int whose comparisons, ``__index__`` and ``repr`` raise."""
+
+    def __lt__(self, other: object) -> bool:
+        raise RuntimeError("no comparing")
+
+    def __ge__(self, other: object) -> bool:
+        raise RuntimeError("no comparing")
+
+    def __index__(self) -> int:
+        raise RuntimeError("no index")
+
+    def __repr__(self) -> str:
+        raise RuntimeError("no repr")
+
+
+@pytest.mark.internal_errors
+def test_an_id_whose_str_raises_still_records_the_execution(sw: Harness) -> None:
+    hostile: Any = _UnprintableId()
+
+    @stepwatch.execution("hostile-id", execution_id=lambda: hostile)
+    def run() -> str:
+        return "host result"
+
+    assert run() == "host result"
+    (span,) = sw.spans()
+    execution_id = span.attributes["workflow.execution.id"]  # type: ignore[index]
+    assert isinstance(execution_id, str) and len(execution_id) == 32
+    assert sw.monitor.progress(execution_id).state == "success"  # type: ignore[union-attr]
+    assert sw.monitor.summary().outcomes["success"] == 1
+    assert testing.internal_errors() == {"execution.id.execution_id": 1}
+
+
+def test_a_hostile_total_steps_int_still_records_the_execution(sw: Harness) -> None:
+    @stepwatch.execution("hostile-total", execution_id="ht-1", total_steps=lambda: _HostileCount(3))
+    def run() -> str:
+        return "host result"
+
+    assert run() == "host result"
+    progress = sw.monitor.progress("ht-1")
+    assert progress is not None and progress.state == "success"
+    assert progress.total_steps == 3 and type(progress.total_steps) is int
+    assert sw.monitor.active_executions() == []
+
+
+class _HostileMeta(type):
+    def __hash__(cls) -> int:
+        raise RuntimeError("no hash")
+
+    def __eq__(cls, other: object) -> bool:
+        raise RuntimeError("no eq")
+
+
+class _HostileClassError(ValueError, metaclass=_HostileMeta):
+    pass
+
+
+class _RaisingModuleName:
+    def __eq__(self, other: object) -> bool:
+        raise RuntimeError("no eq")
+
+    __hash__ = object.__hash__
+
+    def __str__(self) -> str:
+        raise RuntimeError("no str")
+
+
+class _HostileModuleError(ValueError):
+    pass
+
+
+_HostileModuleError.__module__ = _RaisingModuleName()  # type: ignore[assignment]
+
+
+class _EngineTimeLimit(Exception):
+    pass
+
+
+@pytest.mark.parametrize("error", [_HostileClassError, _HostileModuleError])
+def test_a_hostile_exception_class_still_ends_the_execution(
+    sw: Harness, error: type[Exception]
+) -> None:
+    stepwatch.instrument.register_outcome(_EngineTimeLimit, "timeout")  # as integrations do
+    try:
+        with (
+            pytest.raises(error),
+            stepwatch.execution("hostile-class", execution_id="hc-1"),
+            stepwatch.step("inner"),
+        ):
+            raise error("boom")
+    finally:
+        stepwatch.instrument.unregister_outcome(_EngineTimeLimit)
+    assert sw.monitor.active_executions() == []
+    progress = sw.monitor.progress("hc-1")
+    assert progress is not None and progress.state == "failure"
+    assert sw.monitor.summary().outcomes["failure"] == 1
+    error_type = sw.attributes("execution hostile-class")["error.type"]
+    assert isinstance(error_type, str) and error_type.endswith(error.__qualname__)
+    assert testing.internal_errors() == {}

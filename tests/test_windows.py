@@ -268,3 +268,49 @@ def test_a_failing_window_feed_never_stops_an_ending(sw: Harness) -> None:
     assert progress is not None
     assert (progress.state, progress.completed_steps) == ("success", 1)
     assert testing.internal_errors()["windows.observe"] == 2  # the step and the execution
+
+
+def test_a_wall_clock_stepped_back_neither_recounts_nor_misplaces_values() -> None:
+    """Windows time values on a steady clock: after a 1 h step back, 60 s hold 60 s of runs."""
+    import stepwatch
+    from stepwatch.testing import capture
+
+    with capture() as sw:
+        for index in range(3_000):
+            with stepwatch.execution("job", execution_id=f"before-{index}"):
+                sw.clock.advance(0.01)
+        sw.clock.advance(100.0)  # the first 3,000 leave the last minute
+        sw.clock.set(sw.clock() - 3_600.0)  # the wall clock steps back an hour
+        for index in range(3_000):
+            with stepwatch.execution("job", execution_id=f"after-{index}"):
+                sw.clock.advance(0.01)
+        assert sw.monitor.summary(60).outcomes["success"] == 3_000
+        assert sw.monitor.summary(300).outcomes["success"] == 6_000
+
+
+def test_a_steady_clock_read_in_a_forked_child_never_waits_on_a_parents_lock() -> None:
+    """A recording thread may hold the clock's lock at fork time: the child reads all the same."""
+    import os
+    import signal
+    import time
+
+    from stepwatch._clock import SteadyClock
+
+    clock = SteadyClock()
+    with clock._lock:  # held, as by a parent's thread in the middle of a reading
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child
+            clock()
+            os._exit(0)
+    deadline = time.monotonic() + 30.0
+    status = None
+    while time.monotonic() < deadline:
+        done, raw = os.waitpid(pid, os.WNOHANG)
+        if done:
+            status = os.waitstatus_to_exitcode(raw)
+            break
+        time.sleep(0.01)  # polling a child's exit: no event to wait on across fork
+    else:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    assert status == 0

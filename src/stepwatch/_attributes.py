@@ -63,9 +63,10 @@ def valid_attempt(value: object) -> int | None:
             value = int(value)
         except ValueError:
             return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    if isinstance(value, bool) or not isinstance(value, int):
         return None
-    return value
+    number = int.__index__(value)  # int's own slot: an int subclass's overrides never run
+    return number if number >= 1 else None
 
 
 def describe(exc: BaseException) -> str:

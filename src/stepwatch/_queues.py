@@ -8,6 +8,7 @@ again on a new meter provider (a forked child's); ``summary()`` and the
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 
 from opentelemetry import metrics
@@ -52,11 +53,15 @@ class QueueDepths:
         )
 
     def read(self) -> dict[str, float]:
-        """Each queue's depth now; a failing callback is reported and left out."""
+        """Each queue's depth now; a failing callback is reported and left out.
+
+        A depth that is not a finite number >= 0 (NaN, infinity, negative) is
+        reported and left out too: it is no count of queued items.
+        """
         depths: dict[str, float] = {}
         for queue, callback in list(self._callbacks.items()):
             try:
-                depths[queue] = float(callback())
+                depth = float(callback())
             except Exception:
                 report(
                     "monitor.queue_depth",
@@ -64,6 +69,16 @@ class QueueDepths:
                     queue,
                     exc_info=True,
                 )
+                continue
+            if not (math.isfinite(depth) and depth >= 0.0):
+                report(
+                    "monitor.queue_depth.invalid",
+                    "stepwatch: queue depth callback for %r returned %r; left out",
+                    queue,
+                    depth,
+                )
+                continue
+            depths[queue] = depth
         return depths
 
     def total(self) -> float | None:

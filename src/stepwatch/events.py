@@ -28,6 +28,7 @@ import datetime
 import inspect
 import logging
 import threading
+import time
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, NamedTuple
@@ -49,6 +50,22 @@ def _built(entry: _Entry) -> ExecutionEvent:
     seq, event_type, timestamp, execution_id, values, keys = entry
     data = dict(zip(keys or (), values, strict=True))
     return ExecutionEvent(seq, event_type, timestamp, execution_id, data)
+
+
+def _being_cancelled() -> bool:
+    """Whether the running task was asked to cancel (not a callback raising ``CancelledError``)."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
+def _same_callback(candidate: object, wanted: object) -> bool:
+    """``candidate == wanted``, as ``atexit.unregister`` compares; a raising ``__eq__`` is no."""
+    if candidate is wanted:
+        return True
+    try:
+        return bool(candidate == wanted)
+    except Exception:
+        return False
 
 
 def _run_loop(loop: asyncio.AbstractEventLoop) -> None:
@@ -280,8 +297,10 @@ class Subscription:
                     if isinstance(result, Awaitable):
                         await result
                     self.delivered += 1
-                except asyncio.CancelledError:
-                    raise
+                except asyncio.CancelledError as error:
+                    if _being_cancelled():
+                        raise  # this task is being cancelled (unsubscribe, loop shutdown)
+                    self._failed(error)  # the callback's own: a failure, delivery goes on
                 except BaseException as error:  # even SystemExit must not end delivery
                     self._failed(error)
             self._handled()
@@ -352,6 +371,9 @@ class EventBus:
         self._max_queue = max_queue
         self._closed = False
         self._names: OrderedDict[str, str] = OrderedDict()  # execution id -> workflow
+        self.resume_base = time.time_ns() // 1_000
+        """The wall-clock microsecond this history began: SSE ids are ``resume_base + seq``,
+        so an id a client kept from before a restart is below any id of this history."""
 
     @property
     def max_history(self) -> int:
@@ -605,7 +627,9 @@ class EventBus:
 
         Args:
             subscription: What :meth:`subscribe` returned, or the callback
-                itself (every subscription of that callback ends).
+                itself: every subscription whose callback equals it (``==``, as
+                ``atexit.unregister`` compares, so ``unsubscribe(obj.method)``
+                finds ``subscribe(obj.method)``) ends.
 
         .. versionchanged:: 0.2.0 Accepts the callback.
         """
@@ -613,7 +637,7 @@ class EventBus:
             if isinstance(subscription, Subscription):
                 ending = [subscription]
             else:
-                ending = [s for s in self._subscribers if s.callback is subscription]
+                ending = [s for s in self._subscribers if _same_callback(s.callback, subscription)]
             self._subscribers = tuple(s for s in self._subscribers if s not in ending)
         for ended in ending:
             ended.close()

@@ -36,6 +36,7 @@ import asyncio
 import hashlib
 import inspect
 import json
+import math
 import threading
 import time
 import weakref
@@ -47,6 +48,7 @@ from typing import TYPE_CHECKING, Any
 from stepwatch import _checks as checks
 from stepwatch import semconv
 from stepwatch._attributes import describe
+from stepwatch._clock import SteadyClock
 from stepwatch._models import json_ready
 from stepwatch._safety import internal_errors, report
 from stepwatch.semconv import AlertState, EventType, ExecutionState, HealthStatus, Outcome, Severity
@@ -427,7 +429,11 @@ class HealthEvaluator:
         reader: Where the metrics are.
         tracker: Where running executions are (for ``StuckExecutions``).
         bus: Where ``alert.*`` and ``health.changed`` events go.
-        clock: The Monitor's clock.
+        clock: The Monitor's clock: the times health and alerts carry. How old
+            an evaluation is (``max_age``) and how long a finding has held
+            (``Rules.for_seconds``) are measured on a
+            :class:`~stepwatch._clock.SteadyClock` over it, so a wall clock
+            stepped back never makes a stale evaluation look fresh.
         export_status: Results of configure()'s exporters, if any.
     """
 
@@ -447,6 +453,9 @@ class HealthEvaluator:
         self.tracker = tracker
         self.bus = bus
         self.clock = clock
+        self._steady = SteadyClock.of(clock)
+        """Ages (staleness, ``for_seconds``) are measured on it: never by a clock stepped back."""
+        self._evaluated_steady = -math.inf
         self.export_status = export_status
         self.queue_depth = queue_depth
         self.remote_running = remote_running
@@ -722,6 +731,7 @@ class HealthEvaluator:
         if own is not None:
             components.append(own)
         now = self.clock()
+        steady = self._steady()
         self._announce_late(now)
         findings: list[_Finding] = []
         for produce in (
@@ -737,11 +747,12 @@ class HealthEvaluator:
             except Exception:
                 report("health.rule", "stepwatch: evaluating a health rule failed", exc_info=True)
         with self._lock:
-            self._apply(findings, now)
+            self._apply(findings, now, steady)
             firing = self._reported(now)
             status = _status(firing, components)
             previous = self._health
             self._health = SystemHealth(status, components, firing, now)
+            self._evaluated_steady = steady
         # Before the first evaluation the process counts as healthy.
         previous_status = HealthStatus.HEALTHY if previous is None else previous.status
         if previous_status is not status:
@@ -749,7 +760,7 @@ class HealthEvaluator:
             self.bus.publish(EventType.HEALTH_CHANGED, None, dict(change), now)
         return self._health
 
-    def _apply(self, findings: list[_Finding], now: float) -> None:
+    def _apply(self, findings: list[_Finding], now: float, steady: float) -> None:
         rules = self.rules
         seen: set[str] = set()
         for finding in findings:
@@ -762,9 +773,9 @@ class HealthEvaluator:
                     firing, value=finding.value, message=finding.message
                 )
                 continue
-            since = self._pending_since.setdefault(identifier, now)
+            since = self._pending_since.setdefault(identifier, steady)
             held = self._held[identifier] = self._held.get(identifier, 0) + 1
-            if now - since < rules.for_seconds or held < rules.fire_after:
+            if steady - since < rules.for_seconds or held < rules.fire_after:
                 continue
             self._firing[identifier] = Alert(
                 id=identifier,
@@ -847,8 +858,8 @@ class HealthEvaluator:
         if cached is None or refresh:
             return self.evaluate()
         if max_age is not None:
-            checked = cached.checked_at
-            if checked is None or self.clock() - checked >= max_age or self._checks_changed:
+            age = self._steady() - self._evaluated_steady
+            if age >= max_age or self._checks_changed:
                 return self.evaluate()
         return cached
 

@@ -29,7 +29,9 @@ Routes (all ``GET``; JSON unless noted):
 ``/summary?window=&name=``   ``MetricsSummary``
 ``/alerts?severity=&limit=&active=``  alerts
 ``/events?execution_id=&type=``       Server-Sent Events (``text/event-stream``);
-                             resumes after ``Last-Event-ID``; ``format=json``
+                             ids are ``bus.resume_base + seq``; resumes after
+                             ``Last-Event-ID`` (an id from before a restart
+                             replays the history kept); ``format=json``
                              returns the history instead (with ``limit``)
 ============================ ===================================================
 
@@ -45,11 +47,12 @@ recorded, so nothing of them can be served.
 from __future__ import annotations
 
 import hmac
+import io
 import json
 import logging
 import math
 import os
-import select
+import selectors
 import socket
 import sys
 import threading
@@ -66,6 +69,7 @@ from opentelemetry import trace
 from stepwatch import _checks as checks
 from stepwatch import _dashboard, semconv
 from stepwatch._models import iso
+from stepwatch._safety import report
 from stepwatch.events import ExecutionEvent
 from stepwatch.health import Alert, SystemHealth
 from stepwatch.semconv import EventType, ExecutionState, HealthStatus, Severity
@@ -92,9 +96,16 @@ MAX_EXECUTIONS_LIMIT = 10_000
 _HISTORY_FILTERS = frozenset({"state", "workflow", "outcome", "since", "until"})
 """``/executions`` parameters that ask for the history query (``Monitor.executions``)."""
 REQUEST_TIMEOUT = 10.0
-"""Seconds a connection may stay silent before it is dropped (slow or half-sent requests)."""
+"""Seconds a request may take to arrive, all of it (a half-sent or trickled request is
+dropped then), and seconds one write of an answer may block (a stream nobody reads)."""
 MAX_CONNECTIONS = 64
 """Connections served at once; past it new ones get 503 (``GET /livez`` still answered)."""
+OVERFLOW_CONNECTIONS = 256
+"""Connections past ``max_connections`` held at once by the one overflow thread, waiting for
+their request line (``GET /livez`` is answered, anything else 503); the oldest is answered
+503 and closed when more arrive."""
+OVERFLOW_GRACE = 5.0
+"""Seconds a connection past ``max_connections`` may take to send its request line."""
 MAX_QUERY_BYTES = 2048
 """Longest query string accepted (414 beyond)."""
 MAX_AUTHORIZATION_BYTES = 1024
@@ -320,15 +331,33 @@ def _member(peer: Peer) -> dict[str, Any]:
     }
 
 
-def _sse(event: ExecutionEvent) -> bytes:
-    data = json.dumps(event.to_dict(), separators=(",", ":"))
-    return f"id: {event.seq}\nevent: {event.type.value}\ndata: {data}\n\n".encode()
+def _sse(event: ExecutionEvent, base: int) -> bytes:
+    """One event's SSE frame. Never raises: an event whose data is not JSON (a host's
+    ``bytes``, say) goes out without it, so no stream dies on it, now or on a resume."""
+    try:
+        data = json.dumps(event.to_dict(), separators=(",", ":"), allow_nan=False)
+    except Exception:
+        report(
+            "http.sse.encode",
+            "stepwatch: event %s cannot be written as JSON; sent without its data",
+            event.seq,
+        )
+        execution_id = event.execution_id if type(event.execution_id) is str else None
+        placeholder = {
+            "seq": event.seq,
+            "type": event.type.value,
+            "execution_id": execution_id,
+            "error": "the event's data is not JSON",
+        }
+        data = json.dumps(placeholder, separators=(",", ":"))
+    return f"id: {base + event.seq}\nevent: {event.type.value}\ndata: {data}\n\n".encode()
 
 
 class _Encoded:
     """Each event serialized once for every SSE client (the most recent ``size`` kept)."""
 
-    def __init__(self, size: int = SSE_QUEUE) -> None:
+    def __init__(self, base: int, size: int = SSE_QUEUE) -> None:
+        self._base = base
         self._size = size
         self._lock = threading.Lock()
         self._frames: OrderedDict[int, bytes] = OrderedDict()
@@ -341,7 +370,7 @@ class _Encoded:
         frames: list[bytes] = []
         for event, frame in zip(events, cached, strict=True):
             if frame is None:
-                fresh[event.seq] = _sse(event)
+                fresh[event.seq] = _sse(event, self._base)
             frames.append(frame or fresh[event.seq])
         if fresh:
             with self._lock:
@@ -400,7 +429,10 @@ class _App:
         self._token = token.encode() if token is not None else None
         self.heartbeat = heartbeat
         self._clients = threading.BoundedSemaphore(max_clients)
-        self._encoded = _Encoded()
+        self._encoded = _Encoded(monitor.bus.resume_base)
+        self._closed = threading.Event()
+        self._streams = 0
+        self._streams_done = threading.Condition()
         self.routes: dict[str, Callable[[dict[str, list[str]], WSGIEnvironment], Response]] = {
             "/livez": self._livez,
             "/readyz": self._readyz,
@@ -594,13 +626,50 @@ class _App:
         since: int | None = None
         if last is not None:
             try:
-                since = int(last)
+                since = self._resume_after(int(last))
             except ValueError:
                 raise _BadRequest(f"Last-Event-ID must be an integer, got {last!r}") from None
+        if self._closed.is_set():
+            return _error(503, "the server is closing", [("Retry-After", "5")])
         if not self._clients.acquire(blocking=False):
             return _error(503, "too many event streams", [("Retry-After", "5")])
-        stream = _Stream(self._stream(execution_id, event_type, since), self._clients.release)
+        self._stream_opened()
+        stream = _Stream(self._stream(execution_id, event_type, since), self._stream_closed)
         return 200, "text/event-stream", stream, [("X-Accel-Buffering", "no")]
+
+    def _resume_after(self, last_id: int) -> int:
+        """The ``seq`` a stream resumed from ``last_id`` follows.
+
+        SSE ids are ``bus.resume_base + seq``. An id of this history resumes
+        after its event, and so does a plain ``seq`` of it (what 0.2 clients
+        and the dashboard, which reads the history first, send). Any other
+        value (an id kept from before a restart, whose history began earlier,
+        or a ``seq`` beyond this history's) replays the whole history kept:
+        everything in it is newer than what that client saw.
+        """
+        bus = self.monitor.bus
+        newest = bus.last_seq
+        if 0 <= last_id <= newest:
+            return last_id
+        seq = last_id - bus.resume_base
+        return seq if 0 <= seq <= newest else 0
+
+    def _stream_opened(self) -> None:
+        with self._streams_done:
+            self._streams += 1
+
+    def _stream_closed(self) -> None:
+        self._clients.release()
+        with self._streams_done:
+            self._streams -= 1
+            self._streams_done.notify_all()
+
+    def close(self, timeout: float = 5.0) -> bool:
+        """End every open event stream (at its next read of the history, within 50 ms)
+        and refuse new ones; ``True`` when all ended within ``timeout`` seconds."""
+        self._closed.set()
+        with self._streams_done:
+            return self._streams_done.wait_for(lambda: self._streams == 0, timeout)
 
     def _stream(
         self, execution_id: str | None, event_type: EventType | None, since: int | None
@@ -614,7 +683,8 @@ class _App:
         yield b": stepwatch event stream\nretry: 3000\n\n"
         limit = None if since is not None else SSE_QUEUE
         written = time.monotonic()
-        while not bus.closed:
+        closed = self._closed
+        while not bus.closed and not closed.is_set():
             events, cursor = bus.tail(
                 cursor, execution_id=execution_id, event_type=event_type, limit=limit
             )
@@ -625,7 +695,7 @@ class _App:
             elif time.monotonic() - written >= self.heartbeat:
                 yield f": heartbeat {time.time():.0f}\n\n".encode()
                 written = time.monotonic()
-            time.sleep(SSE_WRITE_INTERVAL)  # what is published meanwhile goes in one write
+            closed.wait(SSE_WRITE_INTERVAL)  # what is published meanwhile goes in one write
 
 
 def make_wsgi_app(
@@ -663,24 +733,30 @@ def make_wsgi_app(
 
 
 class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
-    """A thread per connection, at most ``MAX_CONNECTIONS`` at once.
+    """A thread per connection, at most ``max_connections`` at once.
 
-    Past the cap a connection is not given a thread: if it has already sent
-    ``GET /livez`` (looked at for :data:`_LIVEZ_GRACE` seconds by the accepting
-    thread), it is answered there, else it gets ``503`` and is closed. So a
-    flood of slow or half-sent requests neither grows threads nor silences
-    liveness probes.
+    Past the cap a connection is not given a thread: it goes to the one
+    overflow thread (:class:`_Overflow`), which answers ``GET /livez`` as soon
+    as its request line arrives and anything else with ``503``. The accepting
+    thread never waits on a client, so liveness does not depend on free
+    request slots, and a flood of slow or half-sent requests neither grows
+    threads nor silences liveness probes.
+
+    A connection that fails (a request that did not arrive in time, a client
+    gone mid-answer) is dropped and counted as an internal error
+    (``http.connection``), never printed as a traceback.
     """
 
     daemon_threads = True
     request_queue_size = 64
-    max_connections = 64
+    max_connections = MAX_CONNECTIONS
     request_timeout = REQUEST_TIMEOUT
 
     def server_activate(self) -> None:
         super().server_activate()
         self._slots = threading.BoundedSemaphore(self.max_connections)
         self.refused = 0
+        self.overflow = _Overflow()
 
     def process_request(self, request: Any, client_address: Any) -> None:
         if self._slots.acquire(blocking=False):
@@ -691,8 +767,7 @@ class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
                 raise
             return
         self.refused += 1
-        _answer_over_capacity(request)
-        self.shutdown_request(request)
+        self.overflow.add(request)
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
         try:
@@ -700,8 +775,25 @@ class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
         finally:
             self._slots.release()
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A failed connection: counted and logged once, never a traceback on stderr."""
+        _dropped(sys.exc_info()[1])
 
-_LIVEZ_GRACE = 0.05
+    def server_close(self) -> None:
+        super().server_close()
+        overflow = getattr(self, "overflow", None)
+        if overflow is not None:
+            overflow.close()
+
+
+def _dropped(error: BaseException | None) -> None:
+    report(
+        "http.connection",
+        "stepwatch: an HTTP connection was dropped (%s); counted in internal errors, logged once",
+        type(error).__name__ if error is not None else "unknown",
+    )
+
+
 _OVER_CAPACITY = (
     b"HTTP/1.0 503 Service Unavailable\r\nConnection: close\r\nRetry-After: 1\r\n"
     b"Content-Type: application/json\r\n\r\n"
@@ -711,24 +803,168 @@ _LIVEZ_OK = (
     b"HTTP/1.0 200 OK\r\nConnection: close\r\nContent-Type: application/json\r\n\r\n"
     b'{"status": "pass"}'
 )
+_REQUEST_LINE_BYTES = 64
+"""Bytes of a request line the overflow thread looks at (``GET /livez HTTP/1.1``)."""
 
 
-def _answer_over_capacity(request: socket.socket) -> None:
-    """On the accepting thread: a ready ``GET /livez`` gets its answer, anything else 503."""
+class _Overflow:
+    """The connections past ``max_connections``, answered by one thread without blocking.
+
+    Each waits at most :data:`OVERFLOW_GRACE` seconds for its request line:
+    ``GET /livez`` gets ``200`` the moment it arrives, anything else ``503``.
+    At most :data:`OVERFLOW_CONNECTIONS` are held; a newer one pushes the
+    oldest out (answered ``503``), so idle connections cannot crowd out a
+    probe that just arrived.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._held: OrderedDict[socket.socket, tuple[float, bytes]] = OrderedDict()
+        self._selector = selectors.DefaultSelector()
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self._selector.register(self._wake_r, selectors.EVENT_READ)
+        self._closed = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def add(self, connection: socket.socket) -> None:
+        """Hold ``connection`` until its request line arrives (never blocks)."""
+        try:
+            connection.setblocking(False)
+        except OSError:
+            _close_quietly(connection)
+            return
+        evicted: list[socket.socket] = []
+        with self._lock:
+            if self._closed.is_set():
+                evicted.append(connection)
+            else:
+                self._held[connection] = (time.monotonic() + OVERFLOW_GRACE, b"")
+                self._selector.register(connection, selectors.EVENT_READ)
+                while len(self._held) > OVERFLOW_CONNECTIONS:
+                    oldest, _ = self._held.popitem(last=False)
+                    self._selector.unregister(oldest)
+                    evicted.append(oldest)
+                if self._thread is None:
+                    self._thread = threading.Thread(
+                        target=self._run, name="stepwatch-http-overflow", daemon=True
+                    )
+                    self._thread.start()
+        for pushed_out in evicted:
+            _answer(pushed_out, _OVER_CAPACITY)
+        self._wake()
+
+    def _wake(self) -> None:
+        try:
+            self._wake_w.send(b"x")
+        except OSError:
+            pass  # already woken (the buffer is full) or closed
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                if self._closed.is_set():
+                    return
+                deadline = min((d for d, _ in self._held.values()), default=None)
+            timeout = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+            try:
+                ready = self._selector.select(timeout)
+            except (OSError, ValueError):  # closed under us
+                return
+            answers: list[tuple[socket.socket, bytes]] = []
+            with self._lock:
+                if self._closed.is_set():
+                    return
+                for key, _ in ready:
+                    connection = cast(socket.socket, key.fileobj)
+                    if connection is self._wake_r:
+                        _drain(connection)
+                        continue
+                    held = self._held.get(connection)
+                    if held is None:
+                        continue
+                    try:
+                        chunk = connection.recv(_REQUEST_LINE_BYTES)
+                    except BlockingIOError:
+                        continue
+                    except OSError:
+                        chunk = b""
+                    head = held[1] + chunk
+                    if not chunk or b"\n" in head or len(head) >= _REQUEST_LINE_BYTES:
+                        self._release(connection)
+                        answers.append((connection, _over_capacity_answer(head)))
+                    else:
+                        self._held[connection] = (held[0], head)
+                now = time.monotonic()
+                for connection, (until, _) in list(self._held.items()):
+                    if until <= now:
+                        self._release(connection)
+                        answers.append((connection, _OVER_CAPACITY))
+            for connection, answer in answers:
+                _answer(connection, answer)
+
+    def _release(self, connection: socket.socket) -> None:
+        """Stop holding ``connection`` (under the lock)."""
+        del self._held[connection]
+        self._selector.unregister(connection)
+
+    def close(self) -> None:
+        """Answer every held connection 503 and stop the thread."""
+        with self._lock:
+            self._closed.set()
+            held = list(self._held)
+            self._held.clear()
+        self._wake()
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout=5.0)
+        for connection in held:
+            _answer(connection, _OVER_CAPACITY)
+        self._selector.close()
+        self._wake_r.close()
+        self._wake_w.close()
+
+
+def _over_capacity_answer(head: bytes) -> bytes:
+    return _LIVEZ_OK if head.startswith((b"GET /livez ", b"GET /livez/ ")) else _OVER_CAPACITY
+
+
+def _drain(wake: socket.socket) -> None:
     try:
-        ready, _, _ = select.select([request], [], [], _LIVEZ_GRACE)
-        head = request.recv(16, socket.MSG_PEEK) if ready else b""
-        request.settimeout(_LIVEZ_GRACE)
-        request.sendall(
-            _LIVEZ_OK if head.startswith((b"GET /livez ", b"GET /livez/ ")) else _OVER_CAPACITY
-        )
+        while wake.recv(4096):
+            pass
     except OSError:
         pass
 
 
+def _answer(connection: socket.socket, answer: bytes) -> None:
+    """Send a short answer without waiting (it fits a fresh socket's buffer) and close."""
+    try:
+        connection.send(answer)
+    except OSError:
+        pass
+    _close_quietly(connection)
+
+
+def _close_quietly(connection: socket.socket) -> None:
+    try:
+        connection.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    connection.close()
+
+
 class _ClosingServerHandler(ServerHandler):
     """Says ``Connection: close``: one request per connection, so a pipelined second
-    request is refused out loud (the client knows to send it again) instead of dropped."""
+    request is refused out loud (the client knows to send it again) instead of dropped.
+
+    A failure while answering (a client that stopped reading) is counted, never
+    printed as a traceback (``wsgiref`` would print one per connection).
+    """
+
+    def log_exception(self, exc_info: Any) -> None:
+        _dropped(exc_info[1] if exc_info else None)
 
     def cleanup_headers(self) -> None:
         super().cleanup_headers()
@@ -737,16 +973,40 @@ class _ClosingServerHandler(ServerHandler):
             headers["Connection"] = "close"
 
 
+class _DeadlineReader(io.RawIOBase):
+    """Reads a socket until one deadline for all reads: a request trickled a byte at a
+    time still ends when its time is up (a per-read timeout would never fire)."""
+
+    def __init__(self, connection: socket.socket, deadline: float) -> None:
+        super().__init__()
+        self._connection = connection
+        self._deadline = deadline
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        remaining = self._deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError("the request did not arrive within request_timeout")
+        self._connection.settimeout(remaining)
+        return self._connection.recv_into(buffer)
+
+
 class _QuietHandler(WSGIRequestHandler):
     """Logs requests at debug level instead of printing them to stderr.
 
-    The socket times out after the server's ``request_timeout`` (10 s by
-    default): a request still incomplete then is dropped, its thread freed.
+    The whole request (line and headers) must arrive within the server's
+    ``request_timeout`` (10 s by default), however it trickles in: a request
+    still incomplete then is dropped, its thread freed. Each write of the
+    answer may then block for ``request_timeout`` at most.
     """
 
     def setup(self) -> None:
         super().setup()
-        self.connection.settimeout(self.server.request_timeout)  # type: ignore[attr-defined]
+        timeout = self.server.request_timeout  # type: ignore[attr-defined]
+        self.connection.settimeout(timeout)
+        self.rfile = io.BufferedReader(_DeadlineReader(self.connection, time.monotonic() + timeout))
 
     def handle(self) -> None:
         """One request (as ``WSGIRequestHandler.handle``), answered with ``Connection: close``."""
@@ -759,6 +1019,7 @@ class _QuietHandler(WSGIRequestHandler):
             return
         if not self.parse_request():
             return
+        self.connection.settimeout(self.server.request_timeout)  # type: ignore[attr-defined]
         handler = _ClosingServerHandler(
             self.rfile,
             cast(IO[bytes], self.wfile),
@@ -787,8 +1048,14 @@ class ServerHandle:
         self.url = f"http://{host_text}:{port}"
 
     def close(self) -> None:
-        """Stop serving and release the port (open event streams end at their next write)."""
+        """Stop serving, end the open event streams and release the port.
+
+        .. versionchanged:: 0.3.0 Open event streams end too (they kept running).
+        """
         self.server.shutdown()
+        app = self.server.get_app()
+        if isinstance(app, _App):
+            app.close()
         self.server.server_close()
         self.thread.join(timeout=5.0)
 

@@ -94,6 +94,11 @@ PROGRESS_EVENT_INTERVAL: Final = 1.0
 _MAX_CACHED_ATTRIBUTE_SETS: Final = 4096
 MAX_STARTED_CARRIERS: Final = 10_000
 """Enqueues remembered per process, so a carrier started again is known as the next attempt."""
+MAX_QUEUE_WAIT: Final = 7 * 24 * 3600.0
+"""Seconds of queue wait believed at most: a carrier's enqueue time further in the past
+is ignored (no queue wait recorded); one in the future is a wait of 0."""
+_MAX_ENQUEUE_ID_LENGTH: Final = 64
+"""Characters of a carrier's enqueue id remembered (stepwatch writes 32)."""
 _GENERATOR_CLOSED: Final = "generator closed by its consumer"
 
 
@@ -119,10 +124,9 @@ def classify(exc: BaseException | None) -> Outcome:
     if exc is None:
         return Outcome.SUCCESS
     if _REGISTERED_OUTCOMES:
-        for cls in type(exc).__mro__:
-            registered = _REGISTERED_OUTCOMES.get(cls)
-            if registered is not None:
-                return registered
+        registered = _registered(type(exc))
+        if registered is not None:
+            return registered
     if isinstance(exc, TimeoutError):
         return Outcome.TIMEOUT
     if isinstance(exc, _CANCELLATIONS):
@@ -130,7 +134,23 @@ def classify(exc: BaseException | None) -> Outcome:
     return Outcome.FAILURE
 
 
-_REGISTERED_OUTCOMES: dict[type[BaseException], Outcome] = {}
+def _registered(exc_type: type[BaseException]) -> Outcome | None:
+    """The registered outcome nearest in ``exc_type``'s MRO, or ``None``.
+
+    Compared by identity, never by the classes' own ``__hash__``/``__eq__``
+    (a metaclass may make those raise): a host's exception class cannot make
+    classifying fail.
+    """
+    registered = _REGISTERED_OUTCOMES
+    for cls in type.__getattribute__(exc_type, "__mro__"):
+        found = registered.get(id(cls))
+        if found is not None and found[0] is cls:
+            return found[1]
+    return None
+
+
+_REGISTERED_OUTCOMES: dict[int, tuple[type[BaseException], Outcome]] = {}
+"""Registered exception classes by ``id(class)``: ``(class, outcome)`` (the class kept alive)."""
 _REGISTRABLE: Final = (Outcome.FAILURE, Outcome.TIMEOUT, Outcome.CANCELLATION, Outcome.RETRY)
 
 
@@ -162,7 +182,7 @@ def register_outcome(exception_type: type[BaseException], outcome: Outcome | str
     if resolved not in _REGISTRABLE:
         allowed = ", ".join(o.value for o in _REGISTRABLE)
         raise ValueError(f"outcome must be one of {allowed}, got {resolved.value!r}")
-    _REGISTERED_OUTCOMES[exception_type] = resolved
+    _REGISTERED_OUTCOMES[id(exception_type)] = (exception_type, resolved)
 
 
 def unregister_outcome(exception_type: type[BaseException]) -> None:
@@ -170,15 +190,26 @@ def unregister_outcome(exception_type: type[BaseException]) -> None:
 
     .. versionadded:: 0.2.0
     """
-    _REGISTERED_OUTCOMES.pop(exception_type, None)
+    found = _REGISTERED_OUTCOMES.get(id(exception_type))
+    if found is not None and found[0] is exception_type:
+        del _REGISTERED_OUTCOMES[id(exception_type)]
 
 
 def _error_type(exc: BaseException) -> str:
+    """``error.type`` of ``exc``: its class's qualified name, after its module unless builtin.
+
+    Read through ``type``'s own slots: a class whose ``__module__`` is no
+    plain string (or has a raising ``__eq__``) is named without its module.
+    """
     cls = type(exc)
-    module = cls.__module__
-    if module in ("builtins", "__main__"):
-        return cls.__qualname__
-    return f"{module}.{cls.__qualname__}"
+    qualname = type.__getattribute__(cls, "__qualname__")
+    try:
+        module = type.__getattribute__(cls, "__module__")
+    except Exception:
+        module = None
+    if type(module) is not str or module in ("builtins", "__main__"):
+        return str.__str__(qualname)
+    return f"{module}.{qualname}"
 
 
 class _AttributeSets:
@@ -872,19 +903,19 @@ class Execution(_Run):
         if carrier is not None and not isinstance(carrier, Mapping):
             report("execution.carrier", "stepwatch: carrier is not a mapping; ignored")
             carrier = None
-        execution_id = _resolve(spec.execution_id, args, kwargs, "execution_id")
-        if execution_id is not None and not isinstance(execution_id, str):
-            execution_id = str(execution_id)
-        if not execution_id and carrier is not None:
-            execution_id = carrier.get(semconv.CARRIER_EXECUTION_ID) or None
+        execution_id = _id_text(
+            _resolve(spec.execution_id, args, kwargs, "execution_id"), "execution_id", by_str=True
+        )
+        if execution_id is None and carrier is not None:
+            execution_id = _id_text(carrier.get(semconv.CARRIER_EXECUTION_ID), "carrier")
         self = cls.__new__(cls)
         now = tel.clock()
-        self._init_execution(tel, now, True, name, execution_id or uuid.uuid4().hex)
-        total = _resolve(spec.total_steps, args, kwargs, "total_steps")
-        if total is not None and (
-            isinstance(total, bool) or not isinstance(total, int) or total < 0
-        ):
-            report("execution.total_steps", "stepwatch: total_steps %r is not an int >= 0", total)
+        self._init_execution(
+            tel, now, True, name, tel.limits.bounded_id(execution_id or uuid.uuid4().hex)
+        )
+        total = _count_or_none(_resolve(spec.total_steps, args, kwargs, "total_steps"))
+        if total is _INVALID:
+            report("execution.total_steps", "stepwatch: total_steps is not an int >= 0; ignored")
             total = None
         self.total_steps = total
         self.sla = spec.sla if spec.sla is not None else tel.default_sla
@@ -930,9 +961,8 @@ class Execution(_Run):
             # Each enqueue leaves ``pending`` once: on the first start of its carrier.
             pending = _ACTIVE_ATTRIBUTES.get(name, _PENDING)
             tel.execution_active.add(-1, pending)
-            if enqueued_at is not None:
-                # Across processes: the wall clock is the one both sides share.
-                wait = max(now - enqueued_at, 0.0)
+            wait = _queue_wait(now, enqueued_at)
+            if wait is not None:
                 self.queue_wait = wait
                 data["queue_wait"] = wait
                 tel.execution_duration.record(wait, pending)
@@ -946,8 +976,13 @@ class Execution(_Run):
     @classmethod
     def _disabled(cls, name: str | None, execution_id: str | None) -> Execution:
         self = cls.__new__(cls)
+        tel = _telemetry.current()
         self._init_execution(
-            _telemetry.current(), 0.0, False, name or "execution", execution_id or uuid.uuid4().hex
+            tel,
+            0.0,
+            False,
+            name or "execution",
+            tel.limits.bounded_id(execution_id or uuid.uuid4().hex),
         )
         return self
 
@@ -1312,6 +1347,63 @@ class Execution(_Run):
         return f"<stepwatch.Execution {self.name!r} id={self.id!r}>"
 
 
+def _id_text(value: object, source: str, *, by_str: bool = False) -> str | None:
+    """An execution id as a plain ``str``, or ``None`` (rejected, reported). Never raises.
+
+    A ``str`` is kept (a subclass copied to a plain ``str``), an ``int`` is
+    written in decimal, ``bytes`` are decoded as UTF-8. Anything else is
+    rejected, unless ``by_str`` (a host's ``execution_id`` callable): then its
+    ``str()`` is used when that returns a string. A blank id is rejected.
+    ``None`` is no id (nothing reported).
+    """
+    if value is None:
+        return None
+    text: object = None
+    try:
+        if isinstance(value, str):
+            text = str.__str__(value)
+        elif isinstance(value, int) and not isinstance(value, bool):
+            text = int.__repr__(value)
+        elif isinstance(value, bytes | bytearray):
+            text = bytes(value).decode("utf-8")
+        elif by_str:
+            text = str(value)
+    except Exception:
+        text = None
+    if type(text) is str and text.strip():
+        return text
+    report(
+        f"execution.id.{source}",
+        "stepwatch: an execution id from the %s is not usable text (%s); ignored",
+        source,
+        _type_name(value),
+    )
+    return None
+
+
+def _type_name(value: object) -> str:
+    """The name of ``value``'s type, for a log line (never a hostile ``__repr__``)."""
+    name = type(value).__qualname__
+    return name if type(name) is str else "?"
+
+
+def _count_or_none(value: object) -> Any:
+    """A step count as a plain ``int >= 0``, ``None`` for none, or ``_INVALID``. Never raises.
+
+    An ``int`` subclass is read through ``int``'s own slot, so its overridden
+    comparisons or ``__index__`` are never called.
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        return _INVALID
+    try:
+        count = int.__index__(value)
+    except Exception:  # pragma: no cover - int's own slot
+        return _INVALID
+    return count if count >= 0 else _INVALID
+
+
 def _resolve(value: object, args: tuple[Any, ...], kwargs: dict[str, Any], argument: str) -> Any:
     """Call a per-call argument callable with the host's arguments; guarded."""
     if not callable(value):
@@ -1354,7 +1446,8 @@ def _carrier_attempt(carrier: Mapping[str, Any], told: int | None) -> tuple[int,
     enqueued_for = attrs.valid_attempt(carrier.get(semconv.CARRIER_ATTEMPT)) or 1
     enqueue_id = carrier.get(semconv.CARRIER_ENQUEUE_ID)
     earlier: int | None = None
-    if isinstance(enqueue_id, str) and enqueue_id:
+    if type(enqueue_id) is str and enqueue_id:
+        enqueue_id = enqueue_id[:_MAX_ENQUEUE_ID_LENGTH]  # ours are 32 hex digits
         with _started_lock:
             earlier = _started_carriers.get(enqueue_id)
             attempt = told or (enqueued_for if earlier is None else earlier + 1)
@@ -1365,6 +1458,27 @@ def _carrier_attempt(carrier: Mapping[str, Any], told: int | None) -> tuple[int,
     else:
         attempt = told or enqueued_for
     return attempt, earlier is None and attempt <= enqueued_for
+
+
+def _queue_wait(now: float, enqueued_at: float | None) -> float | None:
+    """The queue wait from an enqueue time (wall clock, the one both sides share), or ``None``.
+
+    An enqueue time after ``now`` (the producer's clock ahead of this one) is
+    a wait of 0; one more than :data:`MAX_QUEUE_WAIT` before ``now`` (forged,
+    or a clock far off) is no wait at all: reported and left out, never a
+    decades-long maximum in the queue-wait figures.
+    """
+    if enqueued_at is None:
+        return None
+    wait = now - enqueued_at
+    if wait > MAX_QUEUE_WAIT:
+        report(
+            "carrier.enqueued_at.too_old",
+            "stepwatch: a carrier's enqueue time is more than %s s ago; no queue wait recorded",
+            MAX_QUEUE_WAIT,
+        )
+        return None
+    return max(wait, 0.0)
 
 
 def _extract(
@@ -1392,11 +1506,16 @@ def _extract(
     raw = carrier.get(semconv.CARRIER_ENQUEUED_AT)
     if raw is not None:
         try:
-            enqueued_at = float(raw)
-            if not math.isfinite(enqueued_at):
-                enqueued_at = None
-        except (TypeError, ValueError):
-            report("carrier.enqueued_at", "stepwatch: carrier has an invalid enqueue time %r", raw)
+            enqueued_at = float(raw) if type(raw) in (str, int, float) else None
+        except ValueError:
+            enqueued_at = None
+        if enqueued_at is None or not math.isfinite(enqueued_at):
+            enqueued_at = None
+            report(
+                "carrier.enqueued_at",
+                "stepwatch: carrier has an invalid enqueue time (%s); ignored",
+                _type_name(raw),
+            )
     return ctx, links, enqueued_at
 
 
@@ -1408,13 +1527,30 @@ _Entry = tuple["_Scope[Any]", Any, Token[Context] | None]
 _OPEN: ContextVar[tuple[_Entry, ...]] = ContextVar("stepwatch.open_scopes", default=())
 
 
+def _entrant() -> object:
+    """The asyncio task running now, else the current thread: who entered a ``with``."""
+    try:
+        task = asyncio.current_task()
+    except RuntimeError:  # no event loop running in this thread
+        task = None
+    return task if task is not None else threading.current_thread()
+
+
+def _gone(entrant: object) -> bool:
+    """Whether the thread or task that entered a ``with`` has ended (so cannot exit it)."""
+    if isinstance(entrant, threading.Thread):
+        return not entrant.is_alive()
+    return isinstance(entrant, asyncio.Future) and entrant.done()
+
+
 class _Scope(Generic[_H]):
     """Decorator and (async) context manager; per-call state lives in the handle."""
 
     name: str | None
     span_name: str
-    _inflight: dict[int, _H]
-    """Handles entered and not exited yet, to end one exited in another context."""
+    _inflight: dict[int, tuple[_H, object]]
+    """Handles entered and not exited yet, with the thread or task that entered each,
+    oldest first: to end the right one when it is exited in another context."""
 
     _kind: str
     """``"execution"`` or ``"step"``: names the internal-error kind of a failed start."""
@@ -1502,7 +1638,7 @@ class _Scope(Generic[_H]):
         else:
             token = handle._activate()
         _OPEN.set((*_OPEN.get(), (self, handle, token)))
-        self._inflight[id(handle)] = handle
+        self._inflight[id(handle)] = (handle, _entrant())
         return handle
 
     def _exit(self, exc: BaseException | None) -> None:
@@ -1516,12 +1652,32 @@ class _Scope(Generic[_H]):
                 return
         # Entered in another thread or task (an exit stack handed over, say): that
         # context's attachment is not ours to undo, but the run still ends here.
-        try:
-            _, handle = self._inflight.popitem()
-        except KeyError:
+        handle = self._handed_over()
+        if handle is None:
             report("scope.exit", "stepwatch: scope exited more often than entered")
             return
         handle._close(None, exc)
+
+    def _handed_over(self) -> _H | None:
+        """Take the handle a ``with`` exited outside its entering context most likely opened.
+
+        One scope may be entered by many threads and tasks at once; each of
+        them still inside its ``with`` exits in its own context. So a handle
+        whose entering thread has ended (or task is done) is taken first, then
+        one entered by another thread or task, oldest first: never, while
+        another candidate exists, the run of one still inside its ``with``.
+        """
+        me = _entrant()
+        inflight = list(self._inflight.values())  # oldest first
+        ranked = (
+            [handle for handle, entrant in inflight if _gone(entrant)]
+            + [handle for handle, entrant in inflight if entrant is not me]
+            + [handle for handle, _ in inflight]
+        )
+        for handle in ranked:
+            if self._inflight.pop(id(handle), None) is not None:
+                return handle
+        return None
 
     def __enter__(self) -> _H:
         return self._enter()
@@ -1582,16 +1738,22 @@ class ExecutionScope(_Scope[Execution]):
         self.carrier = checks.callable_or(carrier, "carrier", (Mapping,), "a mapping")
         self.span_name = semconv.SPAN_EXECUTION.format(name=self.name or "execution")
 
+    def _settings(self) -> dict[str, Any]:
+        return {
+            "execution_id": self.execution_id,
+            "total_steps": self.total_steps,
+            "sla": self.sla,
+            "attributes": self.attributes,
+            "carrier": self.carrier,
+            "attempt": self.attempt,
+        }
+
     def _named(self, name: str) -> ExecutionScope:
-        return ExecutionScope(
-            name,
-            execution_id=self.execution_id,
-            total_steps=self.total_steps,
-            sla=self.sla,
-            attributes=self.attributes,
-            carrier=self.carrier,
-            attempt=self.attempt,
-        )
+        return ExecutionScope(name, **self._settings())
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickle what it was created with, never the runs open in it (threads' state)."""
+        return (_rebuilt_scope, (ExecutionScope, self.name, self._settings()))
 
     def _takes_arguments(self) -> bool:
         return any(
@@ -1652,6 +1814,13 @@ class StepScope(_Scope[Step]):
         scope._execution = self._execution
         return scope
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickle what it was created with, never the runs open in it nor the execution of
+        :meth:`Execution.step` (a live handle of this process): unpickled, its steps
+        belong to the execution in their context."""
+        settings = {"step_type": self.step_type, "attributes": self.attributes}
+        return (_rebuilt_scope, (StepScope, self.name, settings))
+
     def _start(
         self,
         tel: _telemetry.Telemetry,
@@ -1672,6 +1841,13 @@ class StepScope(_Scope[Step]):
 
     def __repr__(self) -> str:
         return f"<stepwatch.StepScope {self.name!r} type={self.step_type!r}>"
+
+
+def _rebuilt_scope(
+    cls: type[ExecutionScope | StepScope], name: str | None, settings: dict[str, Any]
+) -> ExecutionScope | StepScope:
+    """Unpickle a scope: a new one with the same settings (and nothing open in it)."""
+    return cls(name, **settings)
 
 
 # ----------------------------------------------------------------------- wrappers
@@ -1712,18 +1888,35 @@ def _after_instance(begin: _Begin, func: Any) -> _Begin:
     def begin_after_instance(
         args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Execution | Step | None:
-        if args and isinstance(name, str) and _bound_to(args[0], name, func):
-            args = args[1:]
+        if args and isinstance(name, str):
+            try:
+                bound = _bound_to(args[0], name, func)
+            except Exception:  # a hostile first argument: not ours to fail on
+                report(
+                    "execution.bind",
+                    "stepwatch: could not tell whether %s is bound; its first argument is "
+                    "passed to the per-call callables",
+                    name,
+                    exc_info=True,
+                )
+                bound = False
+            if bound:
+                args = args[1:]
         return begin(args, kwargs)
 
     return begin_after_instance
 
 
 def _bound_to(first: object, name: str, func: object) -> bool:
-    """Whether ``first`` is what a bound call of ``func`` (found as ``name``) passes first."""
-    owner = first if isinstance(first, type) else type(first)
-    for klass in owner.__mro__:
-        found = klass.__dict__.get(name)
+    """Whether ``first`` is what a bound call of ``func`` (found as ``name``) passes first.
+
+    Reads ``first``'s real type through ``type``'s own slots (never
+    ``first.__class__``, which the object may override to raise or lie).
+    """
+    kind = type(first)
+    owner: type = first if issubclass(kind, type) else kind  # type: ignore[assignment]
+    for klass in type.__getattribute__(owner, "__mro__"):
+        found = type.__getattribute__(klass, "__dict__").get(name)
         if found is None:
             continue
         if isinstance(found, staticmethod):
@@ -1822,9 +2015,26 @@ def _async_generator_wrapper(func: Callable[..., Any], begin: _Begin) -> Callabl
         generator = func(*args, **kwargs)
         run = begin(args, kwargs)
         if run is None:
-            async for item in generator:
-                yield item
-            return
+            # Unobserved: still a faithful delegate, ``asend`` and ``athrow``
+            # included (what ``yield from`` gives a sync generator).
+            sent: Any = None
+            thrown: BaseException | None = None
+            while True:
+                try:
+                    if thrown is None:
+                        item = await generator.asend(sent)
+                    else:
+                        item = await generator.athrow(thrown)
+                except StopAsyncIteration:
+                    return
+                try:
+                    sent = yield item
+                    thrown = None
+                except GeneratorExit:
+                    await generator.aclose()
+                    raise
+                except BaseException as exc:
+                    sent, thrown = None, exc
         to_send: Any = None
         to_throw: BaseException | None = None
         while True:
@@ -1890,7 +2100,11 @@ def execution(
             function's ``__qualname__``.
         execution_id: A string, or a callable taking the decorated function's
             arguments (without ``self``/``cls``) and returning the id. Default:
-            the carrier's id, else a new unique id per call.
+            the carrier's id, else a new unique id per call. An id becomes a
+            ``str``: an ``int`` in decimal, ``bytes`` as UTF-8, a callable's
+            other result through ``str()``; a carrier's id that is none of
+            these (or blank) is ignored. One longer than
+            ``Limits.max_id_length`` is shortened (:meth:`Limits.bounded_id`).
         total_steps: An int >= 0 or a callable like ``execution_id``; enables
             ``percent`` and ETA.
         sla: Seconds; an execution that runs longer counts as an SLA violation.
@@ -1998,7 +2212,9 @@ def enqueue(
 
     Args:
         name: The execution (definition) name.
-        execution_id: The id the execution will run under.
+        execution_id: The id the execution will run under (one longer than
+            ``Limits.max_id_length`` is shortened as :meth:`Limits.bounded_id`
+            says, in the carrier too).
         carrier: A dict to write into (e.g. message headers); default a new one.
         queue: The queue's name (span attribute only, not a metric dimension).
         attempt: The attempt this enqueue is for: an engine that re-enqueues a
@@ -2038,6 +2254,7 @@ def enqueue(
         for_attempt = 1
     try:
         tel = _telemetry.current()
+        execution_id = tel.limits.bounded_id(str.__str__(execution_id))
         now = tel.clock()
         result[semconv.CARRIER_ENQUEUED_AT] = repr(now)
         result[semconv.CARRIER_EXECUTION_ID] = execution_id

@@ -14,13 +14,21 @@ clients, the new one refused and counted).
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, Final
 
 from stepwatch import _checks as checks
 from stepwatch._models import json_ready
 
-__all__ = ["Limits"]
+__all__ = ["DEFAULT_MAX_ID_LENGTH", "MIN_ID_LENGTH", "Limits"]
+
+DEFAULT_MAX_ID_LENGTH: Final = 256
+"""Characters an execution id keeps by default (:attr:`Limits.max_id_length`)."""
+MIN_ID_LENGTH: Final = 32
+"""The least :attr:`Limits.max_id_length` may be: room for a prefix and the hash suffix."""
+_SUFFIX_LENGTH: Final = 17
+"""``~`` and 16 hex digits."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,12 +57,19 @@ class Limits:
         max_sse_clients: Concurrent ``/events`` streams (503 past it).
         history_steps: Step names per execution name whose typical time the
             ETA learns (those with the most time kept).
+        max_id_length: Characters an execution id keeps (at least 32). A
+            longer id (from the host, a carrier or :func:`stepwatch.enqueue`)
+            is cut to its first ``max_id_length - 17`` characters plus ``~``
+            and 16 hex digits of a BLAKE2b hash of the whole id
+            (:meth:`bounded_id`): the same id always gives the same text, in
+            every process, and distinct ids stay distinct.
 
     Raises:
         TypeError: a value of the wrong type, naming the field.
         ValueError: a value out of range, naming the field.
 
     .. versionadded:: 0.2.0
+    .. versionchanged:: 0.3.0 ``max_id_length``.
     """
 
     retention: float = 3600.0
@@ -71,12 +86,31 @@ class Limits:
     max_series: int = 1_000
     max_sse_clients: int = 16
     history_steps: int = 64
+    max_id_length: int = DEFAULT_MAX_ID_LENGTH
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "retention", checks.seconds(self.retention, "retention"))
         for item in fields(self):
             if item.name != "retention":
-                checks.count(getattr(self, item.name), item.name, minimum=1)
+                minimum = MIN_ID_LENGTH if item.name == "max_id_length" else 1
+                checks.count(getattr(self, item.name), item.name, minimum=minimum)
+
+    def bounded_id(self, execution_id: str) -> str:
+        """``execution_id`` within ``max_id_length`` characters (unchanged when it fits).
+
+        A longer id becomes its first ``max_id_length - 17`` characters, ``~``
+        and 16 hex digits of a BLAKE2b hash of the whole id: deterministic
+        across processes (a carrier's id and the started execution's agree)
+        and distinct for distinct ids.
+
+        .. versionadded:: 0.3.0
+        """
+        if len(execution_id) <= self.max_id_length:
+            return execution_id
+        digest = hashlib.blake2b(
+            execution_id.encode("utf-8", "surrogatepass"), digest_size=8
+        ).hexdigest()
+        return f"{execution_id[: self.max_id_length - _SUFFIX_LENGTH]}~{digest}"
 
     def to_dict(self) -> dict[str, Any]:
         """Return JSON-ready values."""

@@ -456,7 +456,10 @@ class Monitor:
         """Progress of a pending, running or recently finished execution, or ``None``.
 
         In a process group, the most advanced record of the id in any process.
+        An id longer than ``Limits.max_id_length`` is looked up as it was
+        recorded (:meth:`Limits.bounded_id`).
         """
+        execution_id = self._bounded(execution_id)
         local = self.tracker.get(execution_id)
         if self.group is None:
             return local
@@ -604,7 +607,7 @@ class Monitor:
         .. versionchanged:: 0.3.0 Several types, ``workflow``, ``after``, ``before``.
         """
         return self.bus.events(
-            execution_id=execution_id,
+            execution_id=self._bounded(execution_id),
             event_type=event_type,
             since=since,
             limit=limit,
@@ -612,6 +615,12 @@ class Monitor:
             after=after,
             before=before,
         )
+
+    def _bounded(self, execution_id: Any) -> Any:
+        """A queried id as recorded: shortened as ``Limits.bounded_id`` says (others as given)."""
+        if isinstance(execution_id, str):
+            return self.limits.bounded_id(execution_id)
+        return execution_id
 
     def subscribe(
         self,
@@ -626,12 +635,18 @@ class Monitor:
         loop running when they subscribed (or a private loop). A slow or
         failing subscriber never blocks the engine or other subscribers.
         """
-        return self.bus.subscribe(callback, execution_id=execution_id, event_type=event_type)
+        return self.bus.subscribe(
+            callback, execution_id=self._bounded(execution_id), event_type=event_type
+        )
 
     def unsubscribe(self, subscription: Subscription | Callback) -> None:
         """Stop delivery at once: to ``subscription``, or to every subscription of a callback.
 
+        A callback matches by ``==`` (as ``atexit.unregister`` compares), so
+        ``unsubscribe(obj.method)`` ends ``subscribe(obj.method)``.
+
         .. versionchanged:: 0.2.0 Accepts the callback.
+        .. versionchanged:: 0.3.0 Callbacks compared with ``==``, not identity.
         """
         self.bus.unsubscribe(subscription)
 
@@ -718,7 +733,9 @@ class Monitor:
             if not isinstance(name, str) or not name.strip():
                 report("monitor.emit.name", "stepwatch: event name %r is not a string", name)
                 return
-            execution_id = None if execution_id is None else attrs.text(execution_id)
+            if execution_id is not None:  # as recorded: ``Limits.bounded_id`` of its text
+                text = execution_id if isinstance(execution_id, str) else attrs.text(execution_id)
+                execution_id = self.limits.bounded_id(str.__str__(text))
             data = CustomEventData(
                 name=None,
                 event=attrs.text(name),
@@ -811,7 +828,8 @@ class Monitor:
         The callback is called at each metric collection (exported as the
         gauge ``workflow.execution.queue.depth{workflow.execution.queue}``) and
         by ``summary()`` and the ``QueueBacklog`` rule (the sum over queues).
-        A failing callback is logged and skipped.
+        A failing callback, or one returning anything but a finite number
+        >= 0 (NaN, infinity, a negative depth), is logged and skipped.
 
         Raises:
             TypeError: ``callback`` is not callable.

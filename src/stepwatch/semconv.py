@@ -31,6 +31,7 @@ __all__ = [
     "CARRIER_ENQUEUE_ID",
     "CARRIER_EXECUTION_ID",
     "CARRIER_HEADER",
+    "CARRIER_HEADER_FALLBACK",
     "CARRIER_NAME",
     "CARRIER_QUEUE",
     "ERROR_TYPE",
@@ -150,6 +151,9 @@ CARRIER_HEADER: Final = "stepwatch"
 """The one message header (or metadata key) an engine integration stores the
 carrier under: a nested mapping, so it never collides with the engine's own
 OpenTelemetry instrumentation's ``traceparent`` in the same headers."""
+CARRIER_HEADER_FALLBACK: Final = "stepwatch-carrier"
+"""Where the RQ integration puts the carrier when the job's own ``meta`` uses
+:data:`CARRIER_HEADER` for something else (a value without an enqueue id)."""
 
 
 # ------------------------------------------------------------------------- enums

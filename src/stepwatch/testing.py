@@ -69,11 +69,24 @@ class FakeClock:
 
     def __init__(self, start: float = 1_700_000_000.0) -> None:
         self._now = float(start)
+        self._elapsed = 0.0
         self._lock = threading.Lock()
 
     def __call__(self) -> float:
         with self._lock:
             return self._now
+
+    def monotonic(self) -> float:
+        """Seconds elapsed (what ``time.monotonic`` is to ``time.time``): moved by
+        :meth:`advance` only, never by :meth:`set`.
+
+        The Monitor's steady clock (health windows, health staleness) reads it, so
+        ``set()`` to an earlier time is a wall clock stepped back while time goes on.
+
+        .. versionadded:: 0.3.0
+        """
+        with self._lock:
+            return self._elapsed
 
     def advance(self, seconds: float) -> float:
         """Move forward by ``seconds`` (>= 0) and return the new time.
@@ -85,10 +98,11 @@ class FakeClock:
             raise ValueError(f"a clock only moves forward, got {seconds}")
         with self._lock:
             self._now += seconds
+            self._elapsed += seconds
             return self._now
 
     def set(self, now: float) -> None:
-        """Jump to ``now`` (epoch seconds)."""
+        """Jump to ``now`` (epoch seconds): the wall clock stepped; :meth:`monotonic` stays."""
         with self._lock:
             self._now = float(now)
 

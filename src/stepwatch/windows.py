@@ -52,6 +52,7 @@ from typing import Any, Final, Protocol
 
 from stepwatch import _checks as checks
 from stepwatch import semconv
+from stepwatch._clock import SteadyClock
 from stepwatch._histogram import MAX_BUCKETS, ExpHistogram
 
 __all__ = [
@@ -265,6 +266,9 @@ class HealthWindows:
 
     Args:
         clock: Zero-argument callable returning epoch seconds (the Monitor's).
+            Read through a :class:`~stepwatch._clock.SteadyClock`: values are
+            timed by a clock that never steps back, so a wall clock stepped
+            back neither puts them in past slots nor counts them twice.
         window: Seconds the fine slots span (the rules window; the longest
             ``summary`` window).
         fine_slot: Width of a fine slot in seconds.
@@ -306,7 +310,7 @@ class HealthWindows:
         checks.seconds(coarse_slot, "coarse_slot")
         checks.seconds(long_window, "long_window")
         checks.count(max_series, "max_series")
-        self._clock = clock
+        self._clock: Callable[[], float] = SteadyClock.of(clock)
         self.window = float(window)
         self.long_window = float(long_window)
         self.max_series = max_series

@@ -28,3 +28,9 @@ def flaky() -> str:
     if job is not None and job.retries_left:  # the first attempt: RQ will retry it
         raise ConnectionError("payment gateway unreachable")
     return "paid"
+
+
+def own_meta() -> object:
+    """What the job finds under its own ``meta["stepwatch"]``."""
+    job = get_current_job()
+    return None if job is None else job.meta.get("stepwatch")

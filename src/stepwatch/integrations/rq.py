@@ -13,8 +13,11 @@ RQ has no signals or middleware, so this wraps three of its public methods
 
 - Enqueueing or scheduling a job: :func:`stepwatch.enqueue` (name = the job's
   function name, id = the job id, queue = the queue's name); the carrier goes
-  into ``job.meta`` under :data:`~stepwatch.semconv.CARRIER_HEADER`, never
-  into the job's arguments. A job that already carries an unstarted carrier
+  into ``job.meta`` under :data:`~stepwatch.semconv.CARRIER_HEADER`
+  (:data:`~stepwatch.semconv.CARRIER_HEADER_FALLBACK` when the job's own
+  metadata uses that key: a carrier is known by its enqueue id, and the job's
+  own values are never read as one, replaced or removed), never into the
+  job's arguments. A job that already carries an unstarted carrier
   is being moved (the scheduler moving a due job, a deferred job released):
   no new enqueue.
 - ``Job.perform`` in the work horse: the execution (attempt from the
@@ -44,7 +47,12 @@ from stepwatch._safety import report
 from stepwatch.instrument import register_outcome, unregister_outcome
 from stepwatch.integrations._runs import TaskRuns, carrier_of
 from stepwatch.package import _instruments_rq
-from stepwatch.semconv import CARRIER_HEADER, Outcome
+from stepwatch.semconv import (
+    CARRIER_ENQUEUE_ID,
+    CARRIER_HEADER,
+    CARRIER_HEADER_FALLBACK,
+    Outcome,
+)
 
 __all__ = ["RQInstrumentor"]
 
@@ -57,18 +65,55 @@ def _meta(job: Any) -> dict[str, Any] | None:
     return meta if isinstance(meta, dict) else None
 
 
+_KEYS: Final = (CARRIER_HEADER, CARRIER_HEADER_FALLBACK)
+
+
+def _ours(value: object) -> dict[str, str] | None:
+    """A carrier :func:`stepwatch.enqueue` wrote (it has an enqueue id), else ``None``."""
+    carrier = carrier_of(value)
+    return carrier if carrier is not None and carrier.get(CARRIER_ENQUEUE_ID) else None
+
+
+def _find(meta: dict[str, Any]) -> tuple[str | None, dict[str, str] | None]:
+    """Where in ``meta`` stepwatch's carrier is, and the carrier (``None, None``: nowhere)."""
+    for key in _KEYS:
+        carrier = _ours(meta.get(key))
+        if carrier is not None:
+            return key, carrier
+    return None, None
+
+
 def _stamp(job: Any, queue_name: object, attempt: int = 1) -> None:
-    """Record an enqueue of ``job`` and put its carrier in ``job.meta`` (unless one waits there)."""
+    """Record an enqueue of ``job`` and put its carrier in ``job.meta`` (unless one waits there).
+
+    The carrier goes under ``"stepwatch"``, or ``"stepwatch-carrier"`` when the
+    job's own metadata uses ``"stepwatch"`` for something else: a user's value
+    is never taken for a carrier, overwritten or removed.
+    """
     try:
         meta = _meta(job)
-        if meta is None or (attempt == 1 and carrier_of(meta.get(CARRIER_HEADER))):
+        if meta is None:
+            return
+        key, waiting = _find(meta)
+        if attempt == 1 and waiting is not None:
             return  # a move of an enqueue already recorded
-        meta[CARRIER_HEADER] = stepwatch.enqueue(
+        if key is None:
+            key = next((k for k in _KEYS if k not in meta), None)
+        carrier = stepwatch.enqueue(
             str(job.func_name),
             execution_id=str(job.id),
             queue=str(queue_name or "default"),
             attempt=attempt,
         )
+        if key is None:
+            report(
+                "rq.meta",
+                "stepwatch: job.meta holds values of its own under both %s and %s; "
+                "the job runs without a carrier",
+                *_KEYS,
+            )
+            return
+        meta[key] = carrier
     except Exception:
         report("rq.enqueue", "stepwatch: recording an RQ enqueue failed", exc_info=True)
 
@@ -96,8 +141,9 @@ def _perform(
 ) -> Any:
     try:
         meta = _meta(job)
-        carrier = carrier_of(meta.pop(CARRIER_HEADER, None)) if meta is not None else None
-        if carrier is not None:
+        key, carrier = _find(meta) if meta is not None else (None, None)
+        if meta is not None and key is not None:
+            del meta[key]  # only stepwatch's own carrier: the job's metadata stays its own
             job.save_meta()  # started: a later requeue of this job is not a move of this enqueue
         scope = stepwatch.execution(str(job.func_name), execution_id=str(job.id), carrier=carrier)
     except Exception:
@@ -133,7 +179,7 @@ def _cancel(
     result = wrapped(*args, **kwargs)
     try:
         meta = _meta(job)
-        carrier = carrier_of(meta.get(CARRIER_HEADER)) if meta is not None else None
+        carrier = _find(meta)[1] if meta is not None else None
         if carrier is not None:  # never started: the carrier is taken when it runs
             _runs.cancelled(str(job.id), str(job.func_name), carrier=carrier, reason=_CANCELLED)
     except Exception:
