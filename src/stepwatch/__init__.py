@@ -55,7 +55,7 @@ if TYPE_CHECKING:
     from stepwatch.configuration import configure
     from stepwatch.events import ExecutionEvent, Subscription
     from stepwatch.health import Alert, ComponentHealth, Rules, SystemHealth
-    from stepwatch.monitor import Monitor
+    from stepwatch.monitor import Monitor, get_monitor
     from stepwatch.reader import HealthMetricReader
     from stepwatch.summary import DurationStats, MetricsSummary, SLAStats, StepStats
 
@@ -89,6 +89,7 @@ __all__ = [
     "current_step",
     "enqueue",
     "execution",
+    "get_monitor",
     "step",
 ]
 
@@ -101,6 +102,7 @@ _LAZY = {
     "Rules": "stepwatch.health",
     "SystemHealth": "stepwatch.health",
     "Monitor": "stepwatch.monitor",
+    "get_monitor": "stepwatch.monitor",
     "HealthMetricReader": "stepwatch.reader",
     "DurationStats": "stepwatch.summary",
     "MetricsSummary": "stepwatch.summary",
