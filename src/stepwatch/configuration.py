@@ -255,8 +255,9 @@ def configure(
         installed and kept until exit, when it is shut down (flushed): its
         result may be dropped. A later call returns the same Monitor while it
         is not shut down (warning when its arguments differ). With
-        ``set_global=False``: a new Monitor each call, which the caller keeps
-        and shuts down. Providers built here are shut down with it.
+        ``set_global=False`` and no process Monitor yet: a new Monitor, which
+        the caller keeps and shuts down. Providers built here are shut down
+        with it.
 
     .. versionchanged:: 0.3.0 One Monitor per process, kept until exit;
        SIGTERM handled where nothing else handles it.
@@ -287,9 +288,9 @@ def configure(
         "flush_timeout": flush_timeout,
     }
     installed_now = _process_monitor
-    if set_global and installed_now is not None and not installed_now.closed:
+    if installed_now is not None and not installed_now.closed:
         # One Monitor per process (the instrumentor's under opentelemetry-instrument).
-        if arguments != _process_arguments:
+        if arguments != _arguments.get(installed_now):
             warnings.warn(
                 "stepwatch.configure() was already called in this process with other "
                 "arguments: returning the installed Monitor unchanged (shut it down first "
@@ -349,7 +350,8 @@ def configure(
         if pipeline.meter_provider is not None and global_meter_provider_unset():
             metrics.set_meter_provider(pipeline.meter_provider)
         monitor.install()
-        _keep(monitor, arguments)
+        _keep(monitor)
+    _arguments[monitor] = arguments
     _flush_at_multiprocessing_exit(monitor)
     if set_global:
         atexit.register(_shutdown_at_exit, lambda: monitor)
@@ -374,14 +376,14 @@ def _shutdown_at_exit(monitor_ref: Callable[[], Monitor | None]) -> None:
 
 
 _process_monitor: Monitor | None = None
-_process_arguments: dict[str, Any] | None = None
+_arguments: weakref.WeakKeyDictionary[Monitor, dict[str, Any]] = weakref.WeakKeyDictionary()
+"""What each Monitor ``configure()`` made was asked for (to warn when a later call differs)."""
 
 
-def _keep(monitor: Monitor, arguments: dict[str, Any]) -> None:
+def _keep(monitor: Monitor) -> None:
     """Make ``monitor`` the process's Monitor, and handle SIGTERM for it if nobody does."""
-    global _process_monitor, _process_arguments  # noqa: PLW0603 - one Monitor per process
+    global _process_monitor  # noqa: PLW0603 - one Monitor per process
     _process_monitor = monitor
-    _process_arguments = arguments
     _sigterm.install(_shutdown_on_sigterm, _sigterm_timeout)
 
 
