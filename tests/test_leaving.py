@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import ROOT, clean_environment
+from tests.helpers import ROOT, clean_environment, free_port
 from tests.otlp_receivers import Received, grpc_receiver, http_receiver
 from tests.test_integrations import redis_clean, redis_url
 
@@ -221,3 +221,30 @@ def test_children_of_a_parent_that_recorded_export_only_their_own(mode: str) -> 
     assert kinds.count(["parent"]) == 1
     assert sorted(n for i, n in spans.items() if by_instance[i] == {"pool"}) in ([4], [1, 3], [2, 2])
     assert "stepwatch:" not in result.stderr, result.stderr[-4000:]
+
+
+@pytest.mark.slow
+def test_a_dead_collector_costs_one_bounded_flush_for_the_whole_fork_per_job_worker(
+    redis_clean: str,
+) -> None:
+    """The first horse pays the flush bound; the others know the backend fails and skip it."""
+    refused = f"http://127.0.0.1:{free_port()}"  # nothing listens: connections are refused
+    producer = _run(
+        [sys.executable, "-m", "tests.engines.leaving_jobs", "rq", "5"],
+        clean_environment(STEPWATCH_TEST_REDIS=redis_clean),
+    )
+    assert producer.stdout.strip() == "done", producer.stderr
+    worker = _run(
+        [sys.executable, "-m", "tests.engines.leaving_rq_worker"],
+        _environment(
+            "in-code",
+            refused,
+            STEPWATCH_TEST_REDIS=redis_clean,
+            OTEL_EXPORTER_OTLP_TIMEOUT="2",  # the parent's own exit flush
+        ),
+    )
+    assert worker.returncode == 0, worker.stderr[-4000:]
+    # Each horse is a new process: it logs its own first failed flush, so one
+    # line per flush attempted and failed.
+    attempts = worker.stderr.count("skipping per-execution flushes")
+    assert attempts == 1, worker.stderr[-4000:]
