@@ -248,3 +248,71 @@ def test_a_dead_collector_costs_one_bounded_flush_for_the_whole_fork_per_job_wor
     # line per flush attempted and failed.
     attempts = worker.stderr.count("skipping per-execution flushes")
     assert attempts == 1, worker.stderr[-4000:]
+
+
+def _script(how: str, endpoint: str, **extra: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "tests.engines.leaving_script", how],
+        env=_environment("in-code", endpoint, **extra),
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _terminated(script: subprocess.Popen[str]) -> tuple[int, str, bool]:
+    """Wait for ``ready``, send SIGTERM, wait for the end.
+
+    Returns:
+        The return code, stderr, and whether SIGTERM had its default action.
+    """
+    assert script.stdout is not None
+    ready, default = script.stdout.readline().split()
+    assert ready == "ready"
+    script.send_signal(signal.SIGTERM)
+    _out, errors = script.communicate(timeout=TIMEOUT)
+    return script.returncode, errors, default == "True"
+
+
+def test_a_script_that_drops_configures_result_delivers_everything_at_exit() -> None:
+    with http_receiver() as (endpoint, received):
+        script = _script("exit", endpoint)
+        _out, errors = script.communicate(timeout=TIMEOUT)
+        assert script.returncode == 0, errors
+        assert received.wait_for(_arrived(3), timeout=ARRIVED), ground_truth(received)
+        outcomes, spans, counted = ground_truth(received)
+    assert outcomes == {"success": 3}
+    assert counted == spans
+
+
+def test_a_script_stopped_by_sigterm_delivers_everything_and_dies_by_the_signal() -> None:
+    with http_receiver() as (endpoint, received):
+        code, errors, default = _terminated(_script("sigterm", endpoint))
+        assert not default  # stepwatch handles it
+        assert code == -signal.SIGTERM, errors  # exit status 143 in a shell
+        assert received.wait_for(_arrived(3), timeout=ARRIVED), ground_truth(received)
+        outcomes, spans, counted = ground_truth(received)
+    assert outcomes == {"success": 3}
+    assert counted == spans
+    assert "stepwatch:" not in errors, errors
+
+
+def test_sigterm_is_left_alone_when_opted_out() -> None:
+    with http_receiver() as (endpoint, _received):
+        code, errors, default = _terminated(
+            _script("sigterm", endpoint, STEPWATCH_HANDLE_SIGTERM="false")
+        )
+    assert default
+    assert code == -signal.SIGTERM, errors
+
+
+def test_sigterm_handled_by_the_application_is_left_to_it() -> None:
+    with http_receiver() as (endpoint, received):
+        code, errors, default = _terminated(_script("own-handler", endpoint))
+        assert not default  # the application's handler, still in place
+        assert code == 3, errors  # it ran (sys.exit(3)); the normal exit then flushed
+        assert received.wait_for(_arrived(3), timeout=ARRIVED), ground_truth(received)
+        outcomes, spans, counted = ground_truth(received)
+    assert outcomes == {"success": 3}
+    assert counted == spans
