@@ -316,3 +316,39 @@ def test_sigterm_handled_by_the_application_is_left_to_it() -> None:
         outcomes, spans, counted = ground_truth(received)
     assert outcomes == {"success": 3}
     assert counted == spans
+
+
+GROUP_PROBE = """
+import json, os, sys
+import stepwatch
+from stepwatch import Monitor
+
+directory = sys.argv[1]
+# Publishes at start-up and then once a minute: only the start publish can show the job.
+Monitor(multiprocess_dir=directory, publish_interval=60).install()
+started_r, started_w = os.pipe()
+go_r, go_w = os.pipe()
+pid = os.fork()
+if pid == 0:
+    with stepwatch.execution("short-job", execution_id="horse-1"):
+        os.write(started_w, b"s")
+        os.read(go_r, 1)
+    os._exit(0)
+os.read(started_r, 1)
+viewer = Monitor(multiprocess_dir=directory, publish_interval=None)
+running = [p.execution_id for p in viewer.active_executions()]
+os.write(go_w, b"g")
+code = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+print(json.dumps({"running": running, "code": code}))
+"""
+
+
+def test_a_freshly_forked_group_member_publishes_when_an_execution_starts(tmp_path: Path) -> None:
+    result = _run(
+        [sys.executable, "-c", GROUP_PROBE, str(tmp_path / "group")], clean_environment()
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == {
+        "running": ["horse-1"],
+        "code": 0,
+    }
