@@ -1,4 +1,4 @@
-"""The bounded per-execution flush of forked children and the failure board a process family shares."""
+"""The bounded per-execution flush of forked children, and the failure board processes share."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""One Monitor per process: configure() keeps it until exit, returns it again, get_monitor() finds it.
+"""One Monitor per process: configure() keeps it until exit and returns it again; get_monitor().
 
 Each case runs in a new process (the process's Monitor is process-wide state).
 """
@@ -99,9 +99,9 @@ def test_flush_timeout_from_the_argument_else_the_environment_else_one_second() 
         """
     assert _run(code.format(args=""))["timeout"] == 1.0
     assert _run(code.format(args=""), STEPWATCH_FLUSH_TIMEOUT="0.25")["timeout"] == 0.25
-    assert _run(code.format(args="flush_timeout=3"), STEPWATCH_FLUSH_TIMEOUT="0.25")[
-        "timeout"
-    ] == 3.0
+    assert (
+        _run(code.format(args="flush_timeout=3"), STEPWATCH_FLUSH_TIMEOUT="0.25")["timeout"] == 3.0
+    )
     invalid = _run(code.format(args=""), STEPWATCH_FLUSH_TIMEOUT="soon")
     assert invalid["timeout"] == 1.0
     assert "STEPWATCH_FLUSH_TIMEOUT" in str(invalid["stderr"])

@@ -1,4 +1,4 @@
-"""An RQ worker in burst mode (a fork per job), configured in code or by ``opentelemetry-instrument``.
+"""An RQ worker in burst mode (a fork per job), set up in code or by ``opentelemetry-instrument``.
 
 ``STEPWATCH_TEST_IN_CODE=1``: stepwatch is configured here (the result
 dropped) and RQ instrumented in code. The SDK's default export intervals:
