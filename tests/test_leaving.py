@@ -56,7 +56,10 @@ def _environment(mode: str, endpoint: str, **extra: str) -> dict[str, str]:
         OTEL_SERVICE_NAME="leaving",
         OTEL_EXPORTER_OTLP_ENDPOINT=endpoint,
         OTEL_EXPORTER_OTLP_INSECURE="true",
-        **extra,
+        # A live receiver on a busy machine may take longer than the 1 s bound
+        # (then a child leaving with os._exit would lose its export): these
+        # tests guard what arrives, the bound has its own test.
+        **{"STEPWATCH_FLUSH_TIMEOUT": "30", **extra},
     )
     if mode == "in-code":
         environment["STEPWATCH_TEST_IN_CODE"] = "1"
@@ -102,7 +105,9 @@ def _run(command: list[str], environment: dict[str, str]) -> subprocess.Complete
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=TIMEOUT,
+        # RQ 3.0's burst worker may wait up to 60 s at its exit (a race of its
+        # pubsub thread's teardown in redis-py), whatever stepwatch does.
+        timeout=3 * TIMEOUT,
         check=False,
     )
 
@@ -242,6 +247,7 @@ def test_a_dead_collector_costs_one_bounded_flush_for_the_whole_fork_per_job_wor
             refused,
             STEPWATCH_TEST_REDIS=redis_clean,
             OTEL_EXPORTER_OTLP_TIMEOUT="2",  # the parent's own exit flush
+            STEPWATCH_FLUSH_TIMEOUT="1",  # the default bound
         ),
     )
     assert worker.returncode == 0, worker.stderr[-4000:]
