@@ -14,7 +14,12 @@ import sys
 from opentelemetry import context, trace
 from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
 from opentelemetry.sdk.metrics import Counter, MeterProvider
-from opentelemetry.sdk.metrics.export import AggregationTemporality, InMemoryMetricReader
+from opentelemetry.sdk.metrics.export import (
+    AggregationTemporality,
+    InMemoryMetricReader,
+    MetricExporter,
+    PeriodicExportingMetricReader,
+)
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
@@ -28,6 +33,8 @@ from stepwatch._otel_internals import (
     metric_exporter_preferences,
     renew_resource,
     run_context,
+    wrap_metric_exporters,
+    wrap_span_exporters,
 )
 
 
@@ -130,3 +137,33 @@ def test_forget_metric_points_keeps_readers_and_instruments_and_drops_the_points
     points = list(data.resource_metrics[0].scope_metrics[0].metrics[0].data.data_points)
     assert [p.value for p in points] == [2]  # type: ignore[attr-defined]
     assert forget_metric_points(object()) is False
+
+
+def test_the_exporters_of_providers_built_elsewhere_are_found_and_replaced() -> None:
+    span_exporter = InMemorySpanExporter()
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(BatchSpanProcessor(span_exporter))
+    metric_exporter = OTLPMetricExporter(endpoint="http://127.0.0.1:9/v1/metrics")
+    meter_provider = MeterProvider(
+        metric_readers=[
+            PeriodicExportingMetricReader(metric_exporter, export_interval_millis=600_000),
+            InMemoryMetricReader(),  # a pull reader has no exporter: left alone
+        ]
+    )
+    seen: list[object] = []
+
+    def wrap(exporter: object) -> object:
+        seen.append(exporter)
+        return InMemorySpanExporter() if exporter is span_exporter else exporter
+
+    assert wrap_span_exporters(tracer_provider, wrap) == 1
+    assert wrap_metric_exporters(meter_provider, wrap) == 0  # wrap kept it: nothing replaced
+    assert seen == [span_exporter, metric_exporter]
+    assert isinstance(seen[1], MetricExporter)
+    tracer_provider.shutdown()
+    meter_provider.shutdown()
+
+
+def test_wrapping_exporters_degrades_when_the_detail_moved() -> None:
+    assert wrap_span_exporters(object(), lambda e: e) == 0
+    assert wrap_metric_exporters(object(), lambda e: e) == 0
