@@ -20,6 +20,7 @@ from opentelemetry.sdk.metrics.export import (
     MetricExporter,
     PeriodicExportingMetricReader,
 )
+from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -27,8 +28,10 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from stepwatch._otel_internals import (
     batch_emit,
     batch_queue,
+    forget_metric_points,
     global_meter_provider_unset,
     metric_exporter_preferences,
+    renew_resource,
     run_context,
     wrap_metric_exporters,
     wrap_span_exporters,
@@ -101,6 +104,39 @@ def test_run_context_is_what_set_span_in_context_and_set_value_make() -> None:
     assert built == expected and type(built) is type(expected)
     assert trace.get_current_span(built) is span and context.get_value(key, built) == "run"
     assert parent == context.set_value("engine-key", "kept")  # the parent is not changed
+
+
+def test_renew_resource_reaches_the_provider_its_tracers_and_its_metric_readers() -> None:
+    tracer_provider = TracerProvider(resource=Resource({"service.instance.id": "parent"}))
+    tracer = tracer_provider.get_tracer("t")
+    reader = InMemoryMetricReader()
+    meter_provider = MeterProvider(
+        metric_readers=[reader], resource=Resource({"service.instance.id": "parent"})
+    )
+    meter_provider.get_meter("m").create_counter("c").add(1)
+    child = Resource({"service.instance.id": "child"})
+    assert renew_resource(tracer_provider, child) and renew_resource(meter_provider, child)
+    assert tracer_provider.resource.attributes["service.instance.id"] == "child"
+    with tracer.start_as_current_span("s") as span:
+        assert span.resource.attributes["service.instance.id"] == "child"  # type: ignore[attr-defined]
+    data = reader.get_metrics_data()
+    assert data is not None
+    assert data.resource_metrics[0].resource.attributes["service.instance.id"] == "child"
+    assert renew_resource(object(), child) is False
+
+
+def test_forget_metric_points_keeps_readers_and_instruments_and_drops_the_points() -> None:
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    counter = provider.get_meter("m").create_counter("c")
+    counter.add(5)
+    assert forget_metric_points(provider)
+    counter.add(2)
+    data = reader.get_metrics_data()
+    assert data is not None
+    points = list(data.resource_metrics[0].scope_metrics[0].metrics[0].data.data_points)
+    assert [p.value for p in points] == [2]  # type: ignore[attr-defined]
+    assert forget_metric_points(object()) is False
 
 
 def test_the_exporters_of_providers_built_elsewhere_are_found_and_replaced() -> None:

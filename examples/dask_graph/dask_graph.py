@@ -56,7 +56,14 @@ class StepwatchPlugin(WorkerPlugin):
         self.group = group
 
     def setup(self, worker: Any) -> None:
+        # No need to keep the result: stepwatch keeps the process's Monitor
+        # until the worker process exits, and flushes it then.
         stepwatch.configure(service_name="dask-worker", multiprocess_dir=self.group)
+
+    def teardown(self, worker: Any) -> None:
+        monitor = stepwatch.get_monitor()
+        if monitor is not None:
+            monitor.shutdown()  # the worker is closing: flush and leave the group now
 
 
 def distributed_graph(monitor: stepwatch.Monitor, group: str) -> None:

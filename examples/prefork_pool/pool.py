@@ -72,7 +72,8 @@ def main() -> None:
 
     def running() -> list[dict[str, Any]]:
         listed = fetch(f"{server.url}/executions")["executions"]
-        found = [e for e in listed if e["state"] == "executing"]
+        # A worker publishes when its job starts (0%), then every second.
+        found = [e for e in listed if e["state"] == "executing" and e["percent"] > 0]
         return found if len(found) == WORKERS else []
 
     for execution in sorted(until(running), key=lambda e: e["execution_id"]):

@@ -55,7 +55,7 @@ if TYPE_CHECKING:
         step,
     )
     from stepwatch.limits import Limits
-    from stepwatch.monitor import Monitor
+    from stepwatch.monitor import Monitor, get_monitor
     from stepwatch.progress import ExecutionProgress, StepProgress
     from stepwatch.reader import HealthMetricReader
     from stepwatch.semconv import EventType, HealthStatus, Outcome, Severity
@@ -91,6 +91,7 @@ __all__ = [
     "current_step",
     "enqueue",
     "execution",
+    "get_monitor",
     "step",
 ]
 
@@ -119,6 +120,7 @@ _LAZY = {
     "Rules": "stepwatch.health",
     "SystemHealth": "stepwatch.health",
     "Monitor": "stepwatch.monitor",
+    "get_monitor": "stepwatch.monitor",
     "HealthMetricReader": "stepwatch.reader",
     "DurationStats": "stepwatch.summary",
     "MetricsSummary": "stepwatch.summary",

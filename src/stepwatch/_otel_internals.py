@@ -9,7 +9,8 @@ to a documented neutral answer instead of raising.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sized
+import threading
+from collections.abc import Callable, Mapping, Sized
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import metrics
@@ -17,13 +18,16 @@ from opentelemetry.context import Context
 
 if TYPE_CHECKING:  # the instrument layer imports this module: it must not load the SDK
     from opentelemetry.sdk.metrics.export import MetricExporter
+    from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 __all__ = [
     "batch_emit",
     "batch_queue",
+    "forget_metric_points",
     "global_meter_provider_unset",
     "metric_exporter_preferences",
+    "renew_resource",
     "run_context",
     "wrap_metric_exporters",
     "wrap_span_exporters",
@@ -115,6 +119,50 @@ def global_meter_provider_unset() -> bool:
     except ImportError:
         return False
     return isinstance(metrics.get_meter_provider(), _ProxyMeterProvider)
+
+
+def renew_resource(provider: object, resource: Resource) -> bool:
+    """Merge ``resource`` into an SDK provider's resource, for what it exports from now on.
+
+    Upstream: the SDK's ``TracerProvider._update_resource`` (which also
+    updates the tracers it handed out) and ``MeterProvider._update_resource``
+    (which updates the configuration its metric readers' storages share) are
+    what the SDK itself calls after fork to refresh its process-dependent
+    attributes; a provider's resource has no public setter. Used in a forked
+    child on providers stepwatch did not build, to give them the child's own
+    ``service.instance.id``. ``False`` (nothing changed) if they moved.
+    """
+    update = getattr(provider, "_update_resource", None)
+    if not callable(update):
+        return False
+    update(resource)
+    return True
+
+
+def forget_metric_points(provider: object) -> bool:
+    """Drop every metric point an SDK ``MeterProvider`` holds, keeping its readers and instruments.
+
+    Upstream: ``MeterProvider._measurement_consumer`` (a
+    ``SynchronousMeasurementConsumer``) keeps one ``MetricReaderStorage`` per
+    reader in ``_reader_storages``, under its ``_lock``; its
+    ``add_metric_reader`` swaps in a fresh storage for a reader (copy on
+    write). Instruments find their storage through the consumer, and a fresh
+    storage starts their streams again on the next measurement. The public
+    ``remove_metric_reader`` would shut the reader down. In a forked child
+    this is how a provider stepwatch did not build stops exporting the
+    parent's cumulative points. The lock is renewed first: a parent thread
+    (the periodic reader collecting) may have held it at the fork. ``False``
+    (nothing changed) if they moved.
+    """
+    consumer = getattr(provider, "_measurement_consumer", None)
+    storages = getattr(consumer, "_reader_storages", None)
+    renew = getattr(consumer, "add_metric_reader", None)
+    if not isinstance(storages, Mapping) or not callable(renew) or not hasattr(consumer, "_lock"):
+        return False
+    consumer._lock = threading.Lock()  # type: ignore[union-attr]
+    for reader in list(storages):
+        renew(reader)
+    return True
 
 
 def wrap_span_exporters(provider: object, wrap: Callable[[Any], Any]) -> int:

@@ -15,7 +15,12 @@ recording through them can deadlock. So, in a forked child,
   exporter wrappers know they belong to the parent), so none of the parent's
   metric points is exported again;
 - keeps the inherited tracer provider alive for other code that holds it
-  (the SDK clears its span queue at fork), its exporter rebuilt for the child.
+  (the SDK clears its span queue at fork), its exporter rebuilt for the child;
+- gives the SDK providers it reuses (the distro's under
+  ``opentelemetry-instrument``, or the application's: other code holds them,
+  so they cannot be rebuilt) the same new ``service.instance.id`` and makes
+  their metric readers forget the parent's points (through
+  :mod:`stepwatch._otel_internals`).
 
 See ``docs/processes.md``.
 """
@@ -41,6 +46,7 @@ from stepwatch._exporters import (
     ObservedMetricExporter,
     ObservedSpanExporter,
 )
+from stepwatch._otel_internals import forget_metric_points, renew_resource
 from stepwatch._safety import report
 from stepwatch.health import ExportStatus
 
@@ -65,6 +71,8 @@ class Pipeline:
         build_tracer: Build a tracer provider (``False`` when the caller gave one).
         build_meter: Build a meter provider (``False`` when the caller gave one).
         export_timeout: Seconds an export or flush may take.
+        reused: Providers not built here that the Monitor emits through (a
+            forked child renews them too).
     """
 
     def __init__(
@@ -78,6 +86,7 @@ class Pipeline:
         build_tracer: bool,
         build_meter: bool,
         export_timeout: float,
+        reused: tuple[object, ...] = (),
     ) -> None:
         self.resource = resource
         self.status = status
@@ -87,6 +96,7 @@ class Pipeline:
         self._metric_readers = tuple(metric_readers)
         self._build_tracer = build_tracer
         self._build_meter = build_meter
+        self.reused = reused
         self.tracer_provider: SdkTracerProvider | None = None
         self.meter_provider: SdkMeterProvider | None = None
         self.exporters: tuple[SpanExporter | MetricExporter, ...] = ()
@@ -132,13 +142,27 @@ class Pipeline:
     def respawn(self) -> bool:
         """In a forked child: build fresh providers, retire the inherited meter provider.
 
+        Reused providers get the child's new ``service.instance.id`` and
+        forget the parent's metric points (failures reported, never raised).
+
         Returns:
             Whether anything was rebuilt (``False`` when nothing is owned here).
         """
+        identity = Resource({SERVICE_INSTANCE_ID: new_instance_id()})
+        self.resource = self.resource.merge(identity)
+        for provider in self.reused:
+            try:
+                renew_resource(provider, identity)
+                forget_metric_points(provider)
+            except Exception:
+                report(
+                    "pipeline.renew",
+                    "stepwatch: renewing a reused provider after fork failed",
+                    exc_info=True,
+                )
         if not self.owned:
             return False
         retired = self.meter_provider
-        self.resource = self.resource.merge(Resource({SERVICE_INSTANCE_ID: new_instance_id()}))
         # A pull reader (Prometheus) serves from the parent's port: a child would
         # only collide with it, so a forked child's metrics are not served there.
         self._metric_readers = ()

@@ -29,6 +29,14 @@ Configuration:
 - Sampler: ``OTEL_TRACES_SAMPLER`` / ``OTEL_TRACES_SAMPLER_ARG``, read by the
   SDK's ``TracerProvider``.
 - Export interval: ``OTEL_METRIC_EXPORT_INTERVAL``, read by the SDK.
+- ``flush_timeout`` (env ``STEPWATCH_FLUSH_TIMEOUT``, default 1 s): the bound
+  on a forked child's per-execution flush and on the flush at SIGTERM.
+- ``STEPWATCH_HANDLE_SIGTERM=false``: leave SIGTERM alone (see
+  :mod:`stepwatch._sigterm`).
+
+One Monitor per process: the first ``configure()`` (with ``set_global``)
+installs it and stepwatch keeps it until exit, where it is shut down
+(flushed); later calls return it. See ``docs/processes.md``.
 """
 
 from __future__ import annotations
@@ -38,8 +46,11 @@ import functools
 import logging
 import os
 import sys
+import warnings
 import weakref
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from opentelemetry import metrics, trace
 from opentelemetry.metrics import MeterProvider
@@ -55,8 +66,9 @@ from opentelemetry.trace import TracerProvider
 # thread would leave that module's import lock held forever in the child.
 import stepwatch.instrument  # noqa: F401
 from stepwatch import _checks as checks
-from stepwatch import _telemetry
+from stepwatch import _sigterm, _telemetry
 from stepwatch._exporters import observe_exporters
+from stepwatch._flush import DEFAULT_FLUSH_TIMEOUT
 from stepwatch._otel_internals import global_meter_provider_unset
 from stepwatch._pipeline import Pipeline, new_instance_id
 from stepwatch.group import ENVIRONMENT_VARIABLE
@@ -64,7 +76,9 @@ from stepwatch.health import ExportStatus, Rules
 from stepwatch.limits import Limits
 from stepwatch.monitor import Monitor
 
-__all__ = ["configure"]
+__all__ = ["FLUSH_TIMEOUT_VARIABLE", "configure"]
+
+FLUSH_TIMEOUT_VARIABLE = "STEPWATCH_FLUSH_TIMEOUT"
 
 _logger = logging.getLogger(__name__)
 
@@ -150,6 +164,25 @@ def _export_timeout() -> float:
             pass
         _logger.warning("stepwatch: invalid OTEL_EXPORTER_OTLP_TIMEOUT %r; using 10 s", raw)
     return 10.0
+
+
+def _flush_timeout() -> float:
+    """``STEPWATCH_FLUSH_TIMEOUT`` seconds, else :data:`~stepwatch._flush.DEFAULT_FLUSH_TIMEOUT`."""
+    raw = os.environ.get(FLUSH_TIMEOUT_VARIABLE)
+    if raw:
+        try:
+            value = float(raw)
+            if 0 < value <= checks.MAX_SECONDS:
+                return value
+        except ValueError:
+            pass
+        _logger.warning(
+            "stepwatch: invalid %s %r; using %s s",
+            FLUSH_TIMEOUT_VARIABLE,
+            raw,
+            DEFAULT_FLUSH_TIMEOUT,
+        )
+    return DEFAULT_FLUSH_TIMEOUT
 
 
 def _span_exporter(kind: str) -> SpanExporter:
@@ -239,6 +272,7 @@ def configure(
     set_global: bool = True,
     multiprocess_dir: str | os.PathLike[str] | None = None,
     limits: Limits | None = None,
+    flush_timeout: float | None = None,
 ) -> Monitor:
     """Set up OpenTelemetry for an engine process and return its :class:`Monitor`.
 
@@ -261,10 +295,23 @@ def configure(
         limits: Every memory bound of the Monitor (:class:`~stepwatch.Limits`).
 
             .. versionadded:: 0.2.0
+        flush_timeout: Seconds a forked child's per-execution flush, and the
+            flush on SIGTERM, may hold the process up (default: the
+            ``STEPWATCH_FLUSH_TIMEOUT`` variable, else 1).
+
+            .. versionadded:: 0.3.0
 
     Returns:
-        The Monitor (installed when ``set_global``). Call ``shutdown()`` at
-        exit to flush; providers built here are shut down with it.
+        The process's Monitor. With ``set_global`` (the default) it is
+        installed and kept until exit, when it is shut down (flushed): its
+        result may be dropped. A later call returns the same Monitor while it
+        is not shut down (warning when its arguments differ). With
+        ``set_global=False`` and no process Monitor yet: a new Monitor, which
+        the caller keeps and shuts down. Providers built here are shut down
+        with it.
+
+    .. versionchanged:: 0.3.0 One Monitor per process, kept until exit;
+       SIGTERM handled where nothing else handles it.
 
     Raises:
         TypeError: an argument of the wrong type, named in the message.
@@ -283,10 +330,29 @@ def configure(
     if limits is not None:
         checks.instance(limits, "limits", Limits, "a stepwatch.Limits")
     checks.path(multiprocess_dir, "multiprocess_dir", optional=True)
-    adopted_now = _adopted
-    if adopted_now is not None and not adopted_now.closed:
-        # StepwatchInstrumentor (opentelemetry-instrument) configured this process.
-        return adopted_now
+    checks.seconds(flush_timeout, "flush_timeout", optional=True)
+    arguments: dict[str, Any] = {
+        "service_name": service_name,
+        "exporter": exporter,
+        "tracer_provider": tracer_provider,
+        "meter_provider": meter_provider,
+        "rules": rules,
+        "multiprocess_dir": multiprocess_dir,
+        "limits": limits,
+        "flush_timeout": flush_timeout,
+    }
+    installed_now = _process_monitor
+    if installed_now is not None and not installed_now.closed:
+        # One Monitor per process (the instrumentor's under opentelemetry-instrument).
+        if arguments != _arguments.get(installed_now):
+            warnings.warn(
+                "stepwatch.configure() was already called in this process with other "
+                "arguments: returning the installed Monitor unchanged (shut it down first "
+                "to configure again)",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        return installed_now
     attributes: dict[str, str] = {SERVICE_NAME: service_name} if service_name else {}
     resource = Resource.create(attributes)
     if SERVICE_INSTANCE_ID not in resource.attributes:
@@ -320,6 +386,7 @@ def configure(
         build_tracer=tracer_provider is None and not disabled,
         build_meter=meter_provider is None and not disabled,
         export_timeout=_export_timeout(),
+        reused=tuple(p for p in (tracer_provider, meter_provider) if p is not None),
     )
     if not disabled:
         observe_exporters(adopted_tracer, adopted_meter, pipeline.status)
@@ -331,6 +398,7 @@ def configure(
             limits=limits,
             pipeline=pipeline,
             multiprocess_dir=multiprocess_dir,
+            flush_timeout=_flush_timeout() if flush_timeout is None else flush_timeout,
         )
     except BaseException:
         for provider in pipeline.owned:  # stop the exporter threads started above
@@ -344,8 +412,13 @@ def configure(
         if pipeline.meter_provider is not None and global_meter_provider_unset():
             metrics.set_meter_provider(pipeline.meter_provider)
         monitor.install()
+        _keep(monitor)
+    _arguments[monitor] = arguments
     _flush_at_multiprocessing_exit(monitor)
-    atexit.register(_shutdown_at_exit, weakref.ref(monitor))
+    if set_global:
+        atexit.register(_shutdown_at_exit, lambda: monitor)
+    else:
+        atexit.register(_shutdown_at_exit, weakref.ref(monitor))
     return monitor
 
 
@@ -393,31 +466,53 @@ def _unusable_directory(directory: str | os.PathLike[str]) -> str | None:
     return None
 
 
-def _shutdown_at_exit(monitor_ref: weakref.ref[Monitor]) -> None:
+def _shutdown_at_exit(monitor_ref: Callable[[], Monitor | None]) -> None:
     """At interpreter exit: shut down within the export timeout, whatever the backend does.
 
     The providers ``configure()`` builds have no SDK exit hook of their own
     (which would wait on an export stuck on an unreachable backend and hold
     the process up); this one flushes until ``monitor.shutdown_timeout``
-    (``OTEL_EXPORTER_OTLP_TIMEOUT``) and lets the process go.
+    (``OTEL_EXPORTER_OTLP_TIMEOUT``) and lets the process go. The process's
+    Monitor is held strongly until then (dropping ``configure()``'s result
+    loses nothing); one made with ``set_global=False`` weakly.
     """
     monitor = monitor_ref()
     if monitor is not None:
         monitor.shutdown()
 
 
-_adopted: Monitor | None = None
+_process_monitor: Monitor | None = None
+_arguments: weakref.WeakKeyDictionary[Monitor, dict[str, Any]] = weakref.WeakKeyDictionary()
+"""What each Monitor ``configure()`` made was asked for (to warn when a later call differs)."""
+
+
+def _keep(monitor: Monitor) -> None:
+    """Make ``monitor`` the process's Monitor, and handle SIGTERM for it if nobody does."""
+    global _process_monitor  # noqa: PLW0603 - one Monitor per process
+    _process_monitor = monitor
+    _sigterm.install(_shutdown_on_sigterm, _sigterm_timeout)
+
+
+def _shutdown_on_sigterm() -> None:
+    monitor = _process_monitor
+    if monitor is not None:
+        monitor.shutdown(timeout=monitor.flush_timeout)
+
+
+def _sigterm_timeout() -> float:
+    monitor = _process_monitor
+    return DEFAULT_FLUSH_TIMEOUT if monitor is None else monitor.flush_timeout
 
 
 def adopt(monitor: Monitor | None) -> None:
     """Make ``monitor`` the one a later :func:`configure` returns (the instrumentor's)."""
-    global _adopted  # noqa: PLW0603 - the process-wide auto-configured Monitor
-    _adopted = monitor
+    global _process_monitor  # noqa: PLW0603 - one Monitor per process
+    _process_monitor = monitor
 
 
 def adopted() -> Monitor | None:
-    """The Monitor :class:`~stepwatch.instrumentation.StepwatchInstrumentor` installed, if any."""
-    return _adopted
+    """The process's Monitor (the instrumentor's or the first ``configure()``'s), if any."""
+    return _process_monitor
 
 
 def _global_sdk_tracer_provider() -> TracerProvider | None:

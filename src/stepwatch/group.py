@@ -503,8 +503,26 @@ class ProcessGroup:
         self._lock = threading.Lock()
         self._cache = {}
         self.path = self._own_path()
+        self._forked_at = time.monotonic()
         if self._thread is not None and not self._stop.is_set():
             self.start()
+
+    _forked_at: float | None = None
+
+    def publish_if_fresh(self) -> bool:
+        """Publish now if this process was forked less than one publish interval ago.
+
+        A freshly forked member (RQ's fork per job) publishes when an
+        execution starts, so the group sees jobs shorter than the interval;
+        after one interval the publisher thread has taken over. Never raises.
+
+        .. versionadded:: 0.3.0
+        """
+        forked_at = self._forked_at
+        interval = self.publish_interval
+        if forked_at is None or interval is None or time.monotonic() - forked_at >= interval:
+            return False
+        return self.publish()
 
     def publish(self) -> bool:
         """Write this process's file now (atomically). Never raises; ``False`` on failure."""

@@ -37,7 +37,6 @@ import time
 import warnings
 import weakref
 from collections.abc import Callable, Iterable
-from multiprocessing import util as multiprocessing_util
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -46,7 +45,8 @@ from opentelemetry.trace import TracerProvider
 
 from stepwatch import _attributes as attrs
 from stepwatch import _checks as checks
-from stepwatch import _telemetry
+from stepwatch import _fork, _telemetry
+from stepwatch._flush import DEFAULT_FLUSH_TIMEOUT, BoundedFlush, FailureBoard
 from stepwatch._observer import MonitorObserver
 from stepwatch._queues import QueueDepths
 from stepwatch._safety import report
@@ -91,7 +91,7 @@ if TYPE_CHECKING:
     from stepwatch._pipeline import Pipeline
     from stepwatch.http import ServerHandle
 
-__all__ = ["DEFAULT_INTERVAL", "Monitor"]
+__all__ = ["DEFAULT_INTERVAL", "Monitor", "get_monitor"]
 
 DEFAULT_INTERVAL = 10.0
 """Seconds between background evaluations started by :meth:`Monitor.start`."""
@@ -111,6 +111,44 @@ def _after_fork_in_child() -> None:
 
 # One hook for every Monitor (a hook per instance could never be unregistered).
 os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def get_monitor() -> Monitor | None:
+    """The installed Monitor (the one the decorators emit through), or ``None``.
+
+    Named like ``trace.get_tracer_provider()``. :func:`stepwatch.configure`
+    installs one per process and keeps it until exit.
+
+    .. versionadded:: 0.3.0
+    """
+    telemetry = _telemetry.installed()
+    if telemetry is None:
+        return None
+    for monitor in list(_LIVE_MONITORS):
+        if monitor._telemetry is telemetry:
+            return monitor
+    return None
+
+
+class _ForkedChildObserver(MonitorObserver):
+    """A forked child's observer: also tells the group when an execution starts.
+
+    A freshly forked member (RQ's fork per job) would otherwise show a job
+    shorter than the publish interval only once it has ended.
+    """
+
+    __slots__ = ("_started",)
+
+    def __init__(self, base: MonitorObserver, started: Callable[[], object]) -> None:
+        super().__init__(base.tracker, base.bus)
+        self._started = started
+
+    def execution_started(self, execution: Any, data: Any) -> None:
+        super().execution_started(execution, data)
+        try:
+            self._started()
+        except Exception:
+            report("group.publish", "stepwatch: publishing to the process group failed")
 
 
 _EXECUTION_STATES: tuple[str, ...] = (
@@ -150,6 +188,10 @@ class Monitor:
         publish_interval: Seconds between publishes to the group (at most
             every second by default); ``None`` reads the group without
             publishing (a viewer such as ``stepwatch top --dir``).
+        flush_timeout: Seconds a forked child's per-execution flush may hold
+            the engine up (see :mod:`stepwatch._flush`).
+
+            .. versionadded:: 0.3.0
 
     Raises:
         TypeError: an argument of the wrong type (``clock`` not callable,
@@ -174,12 +216,18 @@ class Monitor:
         pipeline: Pipeline | None = None,
         multiprocess_dir: str | os.PathLike[str] | None = None,
         publish_interval: float | None = DEFAULT_PUBLISH_INTERVAL,
+        flush_timeout: float = DEFAULT_FLUSH_TIMEOUT,
         retention: float | None = None,
         max_finished: int | None = None,
         max_events: int | None = None,
         max_subscriber_queue: int | None = None,
     ) -> None:
         self._given_clock = checks.function(clock, "clock", optional=True)
+        self.flush_timeout: float = checks.seconds(flush_timeout, "flush_timeout")
+        """Seconds a forked child's per-execution flush may take."""
+        # Made here, before any fork: the parent and all its children share it.
+        self._failure_board = FailureBoard()
+        self._flusher: BoundedFlush | None = None
         self.clock: Callable[[], float] = clock or time.time
         self.rules: Rules = (
             Rules()
@@ -242,15 +290,14 @@ class Monitor:
             )
             self._evaluator.remote_running = self._remote_running
         self._windows: Windows = self._connect_windows()
-        self._telemetry = self._build_telemetry()
+        # Made in a forked child (a prefork pool's worker_process_init, say):
+        # it may leave with os._exit too, so it flushes per execution.
+        self._telemetry = self._build_telemetry(forked=_fork.in_forked_child())
         self._loop: EvaluationLoop | None = None
         self._closed = False
         _LIVE_MONITORS.add(self)
         if self.group is not None:
             self.group.start()
-        # multiprocessing children run these after their own fork set-up: they
-        # flush at exit through multiprocessing's finalizers instead.
-        multiprocessing_util.register_after_fork(self, Monitor._after_multiprocessing_fork)
 
     def _connect_windows(self) -> Windows:
         """What ``summary()`` and the rules read: the reader, or the group's merged view."""
@@ -260,12 +307,27 @@ class Monitor:
         self._evaluator.reader = windows
         return windows
 
-    def _build_telemetry(self, flush: Callable[[], None] | None = None) -> _telemetry.Telemetry:
+    def _build_telemetry(self, *, forked: bool = False) -> _telemetry.Telemetry:
+        """The bundle the decorators emit through; in a forked child, flushing per execution."""
+        observer = self._observer
+        flush: Callable[[], None] | None = None
+        if forked:
+            group = self.group
+            self._flusher = BoundedFlush(
+                lambda: (self.tracer_provider, self.meter_provider),
+                before=None if group is None else group.publish,
+                failures=lambda: self.export_status.failures,
+                board=self._failure_board,
+                timeout=self.flush_timeout,
+            )
+            flush = self._flusher
+            if group is not None:
+                observer = _ForkedChildObserver(observer, group.publish_if_fresh)
         return _telemetry.build(
             self.tracer_provider,
             self.meter_provider,
             self._given_clock,
-            self._observer,
+            observer,
             self.rules.sla,
             limits=self.limits,
             history=self.history,
@@ -284,9 +346,14 @@ class Monitor:
 
         Telemetry: providers ``configure()`` built are rebuilt (a new telemetry
         source with its own ``service.instance.id`` that exports only what it
-        records, on locks no parent thread can hold), and every execution that
-        ends in the child is flushed to the exporters at once, since a
-        fork-per-job worker may leave with ``os._exit`` right after.
+        records, on locks no parent thread can hold); providers it reused (the
+        distro's, the application's) forget the parent's metric points and
+        take a new ``service.instance.id`` (:mod:`stepwatch._otel_internals`).
+        Every execution that ends in the child is flushed to the exporters at
+        once, within ``flush_timeout``, since the child may leave with
+        ``os._exit`` right after (RQ's horse, a billiard or ``multiprocessing``
+        pool child): this hook runs for every ``os.fork``, whatever after-fork
+        hooks the engine's process library runs or skips.
         """
         self.tracker.after_fork_in_child()
         self.bus.after_fork_in_child()
@@ -301,7 +368,7 @@ class Monitor:
                 self.meter_provider = pipeline.meter_provider
                 self._queues.attach(self.meter_provider)
         installed = self.installed
-        self._telemetry = self._build_telemetry(flush=self._flush_now)
+        self._telemetry = self._build_telemetry(forked=True)
         if installed:
             _telemetry.install(self._telemetry)
         if self.group is not None:
@@ -309,36 +376,6 @@ class Monitor:
         loop = self._loop
         if loop is not None:
             loop.after_fork_in_child()
-
-    def _after_multiprocessing_fork(self) -> None:
-        """In a ``multiprocessing`` child: flush once at exit instead of after each execution.
-
-        ``multiprocessing`` runs its finalizers when the child's target returns
-        (before its ``os._exit``), so the per-execution flush of a bare
-        ``os.fork`` child is not needed there.
-        """
-        try:
-            installed = self.installed
-            self._telemetry = self._build_telemetry()
-            if installed:
-                _telemetry.install(self._telemetry)
-            multiprocessing_util.Finalize(self, Monitor.shutdown, args=(self,), exitpriority=10)
-        except Exception:
-            report("monitor.fork", "stepwatch: multiprocessing child set-up failed", exc_info=True)
-
-    def _flush_now(self) -> None:
-        """Push what ended to the exporters and the group (forked children, per execution)."""
-        if self.group is not None:
-            self.group.publish()
-        timeout_millis = (self.shutdown_timeout or 10.0) * 1000
-        for provider in (self.tracer_provider, self.meter_provider):
-            flush = getattr(provider, "force_flush", None)
-            if flush is None:
-                continue
-            try:
-                flush(timeout_millis)
-            except Exception:
-                report("monitor.flush", "stepwatch: flushing telemetry failed", exc_info=True)
 
     # --------------------------------------------------------------- lifecycle
     def install(self) -> Monitor:

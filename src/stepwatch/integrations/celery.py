@@ -21,6 +21,10 @@ What each Celery event becomes:
   ``TimeLimitExceeded``), or ``retry``; ``self.retry()`` republishes the
   message, which is the next attempt's one enqueue.
 - ``task_revoked`` for a task that never started: a ``cancellation``.
+- ``worker_process_shutdown`` (a pool child about to leave with
+  ``os._exit``: recycling, shutdown): the process's Monitor is shut down
+  within its ``flush_timeout``, so spans that end after an execution (the
+  Celery instrumentation's ``run`` span) leave with it.
 
 With ``opentelemetry-instrumentation-celery`` also installed, its ``run``
 span is the execution span's parent (this module's ``task_prerun`` receiver
@@ -170,6 +174,23 @@ def _on_worker_init(**_: Any) -> None:
     )
 
 
+def _on_process_shutdown(**_: Any) -> None:
+    # A pool child (billiard) leaves with os._exit right after this signal. Each
+    # execution was flushed as it ended, but spans that end after it (the Celery
+    # OpenTelemetry instrumentation's ``run`` span, at task_postrun) were not:
+    # shut the process's Monitor down now, within its flush bound.
+    try:
+        from stepwatch.monitor import get_monitor  # noqa: PLC0415 - loaded when it is used
+
+        monitor = get_monitor()
+        if monitor is not None:
+            monitor.shutdown(timeout=monitor.flush_timeout)
+    except Exception:
+        report(
+            "celery.shutdown", "stepwatch: flushing a leaving pool process failed", exc_info=True
+        )
+
+
 def _receivers() -> list[tuple[Any, Callable[..., None], str]]:
     from celery import signals  # noqa: PLC0415 - the extra is imported only when instrumented
 
@@ -182,6 +203,7 @@ def _receivers() -> list[tuple[Any, Callable[..., None], str]]:
         (signals.task_postrun, _on_postrun, "task_postrun"),
         (signals.task_revoked, _on_revoked, "task_revoked"),
         (signals.worker_init, _on_worker_init, "worker_init"),
+        (signals.worker_process_shutdown, _on_process_shutdown, "worker_process_shutdown"),
     ]
 
 
