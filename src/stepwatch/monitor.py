@@ -44,11 +44,13 @@ from opentelemetry.trace import TracerProvider
 
 from stepwatch import _checks as checks
 from stepwatch import _telemetry
+from stepwatch._lost import record_lost
 from stepwatch._observer import MonitorObserver
 from stepwatch._queues import QueueDepths
 from stepwatch._safety import report
 from stepwatch.events import Callback, EventBus, ExecutionEvent, Subscription
 from stepwatch.group import (
+    COMPONENT,
     DEFAULT_PUBLISH_INTERVAL,
     GroupWindows,
     ProcessGroup,
@@ -69,7 +71,7 @@ from stepwatch.limits import Limits
 from stepwatch.progress import DurationHistory, ExecutionProgress, ProgressTracker
 from stepwatch.semconv import AlertState, EventType, ExecutionState, Severity
 from stepwatch.summary import MetricsSummary, summarize
-from stepwatch.windows import HealthWindows, Windows
+from stepwatch.windows import Attributes, HealthWindows, Windows
 
 if TYPE_CHECKING:
     from stepwatch._pipeline import Pipeline
@@ -214,9 +216,17 @@ class Monitor:
         """This process's membership of a process group, or ``None``."""
         if multiprocess_dir is not None:
             self.group = ProcessGroup(
-                multiprocess_dir, self._group_document, self.clock, publish_interval
+                multiprocess_dir,
+                self._group_document,
+                self.clock,
+                publish_interval,
+                on_lost=self._record_lost,
+                on_adopt=self._adopt_pending,
             )
             self._evaluator.remote_running = self._remote_running
+            if publish_interval is not None:
+                group = self.group
+                self._evaluator.add_check(COMPONENT, group.health, critical=False, timeout=5.0)
         self._windows: Windows = self._connect_windows()
         self._telemetry = self._build_telemetry()
         self._loop: EvaluationLoop | None = None
@@ -485,6 +495,24 @@ class Monitor:
             for p in peer.executions
             if p.started_at is not None and p.state == ExecutionState.EXECUTING.value
         ]
+
+    def _record_lost(self, records: list[ExecutionProgress], at: float) -> None:
+        """A dead group member's running executions, claimed by this member: end them ``lost``."""
+        recorded = record_lost(self._telemetry, self._observer, records, at)
+        if recorded and self.group is not None:
+            self.group.publish()  # the group sees them ended now, not a second later
+
+    def _adopt_pending(self, levels: dict[tuple[str, Attributes], float]) -> None:
+        """Carry on the ``pending`` of a dead member whose file this member retired.
+
+        Its enqueues (or its starts of others' enqueues) still count in the
+        group's backlog; only the group's view is fed (the exported metric
+        is this process's own).
+        """
+        for (metric, attributes), value in levels.items():
+            self.reader.add(metric, value, dict(attributes))
+        if self.group is not None:
+            self.group.publish()
 
     def _group_document(self) -> dict[str, Any]:
         """What this process publishes to its group."""

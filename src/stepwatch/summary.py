@@ -154,9 +154,12 @@ class MetricsSummary:
             callbacks when any, else from ``workflow.execution.active{state=pending}``).
         retry_rate: Ratio 0-1 of the attempts that ended by being scheduled
             again (``retry``), ``None`` when ``total`` is 0.
+        lost_rate: Ratio 0-1 of final outcomes that are ``lost`` (the
+            execution's process died while it ran; see :mod:`stepwatch.group`).
 
     .. versionadded:: 0.1.0
     .. versionchanged:: 0.2.0 ``retry_rate``; the other rates count final outcomes only.
+    .. versionchanged:: 0.3.0 ``lost_rate``.
     """
 
     window: float
@@ -174,6 +177,7 @@ class MetricsSummary:
     active_executions: int = 0
     queue_depth: int = 0
     retry_rate: float | None = None
+    lost_rate: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Return JSON-ready values."""
@@ -299,4 +303,5 @@ def summarize(
         active_executions=max(0, round(active)),
         queue_depth=max(0, math.floor(depth)),
         retry_rate=_ratio(retries, total),
+        lost_rate=_ratio(outcomes[Outcome.LOST.value], final),
     )
