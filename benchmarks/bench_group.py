@@ -137,7 +137,8 @@ def main() -> None:
             f"reader, {options.peers} peers: first active_executions() {first_ms:.0f} ms, "
             f"resident memory +{grown:.0f} MiB"
         )
-        print(f"{f'query ({options.peers + 1} processes)':<24} {'alone ms':>9} {'warm ms':>9} {'cold ms':>9}")
+        heading = f"query ({options.peers + 1} processes)"
+        print(f"{heading:<24} {'alone ms':>9} {'warm ms':>9} {'cold ms':>9}")
         for label, base, warm, cold_ms in rows:
             print(f"{label:<24} {base:>9.1f} {warm:>9.1f} {cold_ms:>9.1f}")
         for monitor in (*peers, plain, member):

@@ -17,10 +17,12 @@ ROOT = Path(__file__).resolve().parent.parent
 def clean_environment(**extra: str) -> dict[str, str]:
     """This process's environment without any ``OTEL_*`` variable, plus ``extra``.
 
-    ``PYTHONPATH`` points at the repository so ``python -m tests.engines...`` works.
+    ``PYTHONPATH`` points at the repository so ``python -m tests.engines...`` works,
+    and at its ``src`` first, so the child imports the stepwatch under test (not
+    another checkout's installed one).
     """
     environment = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
-    environment["PYTHONPATH"] = str(ROOT)
+    environment["PYTHONPATH"] = os.pathsep.join((str(ROOT / "src"), str(ROOT)))
     environment.update(extra)
     return environment
 

@@ -520,13 +520,21 @@ class ProgressTracker:
             self._running[execution.id] = execution
 
     def ended(self, execution: ExecutionView) -> None:
-        """An execution ended: keep what its final progress needs, learn its duration."""
+        """An execution ended: keep what its final progress needs, learn its duration.
+
+        A pending record of the same id for this attempt or an earlier one is
+        settled (an execution ended elsewhere, e.g. ``lost`` in a dead member
+        of the group, is no longer queued here); a later attempt's stays.
+        """
         ended_at = execution.ended_at
         now = ended_at if ended_at is not None else self._clock()
         record = _Ended(execution, now, self.limits.finished_steps_kept)
         with self._lock:
             if self._running.get(execution.id) is execution:
                 del self._running[execution.id]
+            pending = self._pending.get(execution.id)
+            if pending is not None and pending.attempt <= execution.attempt:
+                del self._pending[execution.id]
             self._finished[execution.id] = (now, record)
             self._finished.move_to_end(execution.id)
             self._evict(now)

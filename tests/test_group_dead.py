@@ -1,0 +1,333 @@
+"""Members of a process group that die: their running executions end ``lost``, once, and
+nothing they leave behind (ghost files, retired files, a member that cannot publish)
+shows as pending, running or alerting work."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import stepwatch
+from stepwatch.group import COMPONENT, SUFFIX, process_start
+from stepwatch.semconv import EventType, HealthStatus, Outcome
+from tests.helpers import ROOT, clean_environment
+from tests.test_group import until
+
+# A dead member is noticed at the next sweep of a surviving member (every
+# publish interval: 0.2 s here) and its executions recorded at once; the
+# bound below only guards a busy CI box against hanging forever.
+NOTICED_WITHIN = 30.0
+
+
+class Member:
+    """A ``tests.engines.lost_worker`` process: runs carriers, holds ``held`` of them."""
+
+    def __init__(self, directory: Path, carriers: list[dict[str, str]], held: int) -> None:
+        carriers_file = directory.parent / f"carriers-{len(carriers)}-{held}-{time.monotonic_ns()}"
+        carriers_file.write_text(json.dumps(carriers))
+        module = "tests.engines.lost_worker"
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", module, str(directory), str(carriers_file), str(held)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=clean_environment(),
+            cwd=ROOT,
+        )
+        assert self.line() == "READY"
+
+    def line(self) -> str:
+        assert self.process.stdout is not None
+        return self.process.stdout.readline().strip()
+
+    def send(self, command: str) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.write(command + "\n")
+        self.process.stdin.flush()
+
+    def lost(self) -> int:
+        self.send("lost")
+        word, count = self.line().split()
+        assert word == "LOST"
+        return int(count)
+
+    def finish(self) -> None:
+        self.send("exit")
+        assert self.process.wait(timeout=60) == 0
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=60)
+
+
+@pytest.fixture
+def group_dir(tmp_path: Path) -> Path:
+    directory = tmp_path / "group"
+    directory.mkdir()
+    return directory
+
+
+@pytest.fixture
+def producer(group_dir: Path) -> Iterator[stepwatch.Monitor]:
+    """This test process as a member of the group: it enqueues the work."""
+    monitor = stepwatch.Monitor(multiprocess_dir=group_dir, publish_interval=0.2).install()
+    try:
+        yield monitor
+    finally:
+        monitor.shutdown()
+
+
+def _lost_in_group(monitor: stepwatch.Monitor) -> int:
+    return monitor.summary().outcomes[Outcome.LOST.value]
+
+
+def test_a_killed_members_two_running_executions_end_lost_exactly_once(
+    producer: stepwatch.Monitor, group_dir: Path
+) -> None:
+    carriers = [stepwatch.enqueue("job", execution_id=f"job-{n}") for n in range(3)]
+    doomed = Member(group_dir, carriers[:2], held=2)
+    survivor = Member(group_dir, carriers[2:], held=0)
+    try:
+        assert until(lambda: len(producer.active_executions()) == 2, NOTICED_WITHIN)
+        assert {p.state for p in producer.active_executions()} == {"executing"}
+        os.kill(doomed.process.pid, signal.SIGKILL)
+        doomed.process.wait(timeout=60)
+        assert until(lambda: _lost_in_group(producer) >= 2, NOTICED_WITHIN)
+        # Both survivors swept: exactly one of them claimed the dead member.
+        here = len(producer.events(event_type=EventType.EXECUTION_LOST))
+        assert here + survivor.lost() == 2
+        assert _lost_in_group(producer) == 2
+        summary = producer.summary()
+        assert summary.active_executions == 0
+        assert summary.queue_depth == 0
+        assert summary.lost_rate == pytest.approx(2 / 3)
+        assert producer.active_executions() == []
+        for execution_id in ("job-0", "job-1"):
+            progress = producer.progress(execution_id)
+            assert progress is not None
+            assert progress.state == Outcome.LOST.value
+            assert progress.completed_steps == 2
+        alerts = [a for a in producer.health(refresh=True).alerts if a.rule == "ExecutionsLost"]
+        assert [(a.labels, a.value) for a in alerts] == [({"name": "job"}, 2.0)]
+        survivor.finish()
+    finally:
+        doomed.kill()
+        survivor.kill()
+
+
+def _held_member(group_dir: Path) -> tuple[stepwatch.Monitor, Any]:
+    """A member in this process with one execution held running, published."""
+    member = stepwatch.Monitor(multiprocess_dir=group_dir, publish_interval=600.0).install()
+    scope = stepwatch.execution("held", execution_id="ghost-run", total_steps=2)
+    scope.__enter__()
+    assert member.group is not None
+    member.group.publish()
+    return member, scope
+
+
+def _plant(group_dir: Path, source: Path, name: str, **changes: Any) -> Path:
+    document = json.loads(source.read_text())
+    document.update(changes)
+    path = group_dir / name
+    path.write_text(json.dumps(document))
+    return path
+
+
+def _ghost_alert() -> dict[str, Any]:
+    return {
+        "id": "ghost-alert",
+        "rule": "ComponentDown",
+        "severity": "critical",
+        "message": "ghost",
+        "labels": {"component": "db"},
+        "value": 0.0,
+        "threshold": 1.0,
+        "state": "firing",
+        "started_at": time.time(),
+        "resolved_at": None,
+    }
+
+
+def test_a_ghost_file_with_a_reused_pid_and_a_future_publish_time_shows_nothing_running(
+    group_dir: Path,
+) -> None:
+    member, scope = _held_member(group_dir)
+    try:
+        assert member.group is not None
+        source = member.group.path
+        pid = os.getpid()  # alive: a reused pid
+        start = process_start(pid)
+        assert start is not None
+        # Written by a process that had this pid before (another start time),
+        # claiming to have published an hour from now.
+        namespace = json.loads(source.read_text())["namespace"]
+        _plant(
+            group_dir,
+            source,
+            f"{pid}-{start - 1}-{namespace}-0123456789ab{SUFFIX}",
+            start_time=start - 1,
+            published_at=time.time() + 3600,
+            alerts=[_ghost_alert()],
+        )
+        scope.__exit__(None, None, None)
+        member.shutdown()
+        source.unlink()  # only the ghost's record of the id is left
+        viewer = stepwatch.Monitor(multiprocess_dir=group_dir, publish_interval=None)
+        try:
+            assert viewer.active_executions() == []
+            assert viewer.alerts() == []
+            assert viewer.health(refresh=True).status is HealthStatus.HEALTHY
+        finally:
+            viewer.shutdown()
+        # A publishing member claims the ghost's running execution as lost, once.
+        survivor = stepwatch.Monitor(multiprocess_dir=group_dir, publish_interval=600.0)
+        try:
+            assert survivor.group is not None
+            survivor.group.sweep()
+            survivor.group.sweep()
+            lost = survivor.events(event_type=EventType.EXECUTION_LOST)
+            assert [e.execution_id for e in lost] == ["ghost-run"]
+        finally:
+            survivor.shutdown()
+    finally:
+        member.shutdown()
+
+
+def test_a_file_without_start_time_claiming_the_future_is_stale_by_its_write_time(
+    group_dir: Path,
+) -> None:
+    member, scope = _held_member(group_dir)
+    try:
+        assert member.group is not None
+        ghost = _plant(
+            group_dir,
+            member.group.path,
+            f"{os.getpid()}-old-writer{SUFFIX}",
+            start_time=None,
+            namespace=None,
+            published_at=time.time() + 3600,
+        )
+        an_hour_ago = time.time() - 3600
+        os.utime(ghost, (an_hour_ago, an_hour_ago))
+        scope.__exit__(None, None, None)
+        member.shutdown()
+        member.group.path.unlink()  # only the ghost's record of the id is left
+        viewer = stepwatch.Monitor(multiprocess_dir=group_dir, publish_interval=None)
+        try:
+            assert viewer.active_executions() == []
+        finally:
+            viewer.shutdown()
+    finally:
+        member.shutdown()
+
+
+def test_retiring_a_dead_workers_file_leaves_no_phantom_backlog(group_dir: Path) -> None:
+    later = [0.0]
+    producer = stepwatch.Monitor(
+        multiprocess_dir=group_dir,
+        publish_interval=600.0,
+        clock=lambda: time.time() + later[0],
+        rules=stepwatch.Rules(queue_depth=100),
+    ).install()
+    try:
+        carriers = [stepwatch.enqueue("job", execution_id=f"r-{n}") for n in range(150)]
+        worker = Member(group_dir, carriers, held=0)
+        worker.finish()
+        assert producer.summary().queue_depth == 0
+        assert producer.group is not None
+        (dead,) = [p for p in group_dir.glob(f"*{SUFFIX}") if p != producer.group.path]
+        # Seven hours on, the dead worker's file is retired by the next sweep.
+        later[0] = 7 * 3600.0
+        producer.group.sweep()
+        assert not dead.exists()
+        summary = producer.summary()
+        assert summary.queue_depth == 0
+        assert summary.active_executions == 0
+        assert producer.active_executions() == []
+        assert [a.rule for a in producer.health(refresh=True).alerts] == []
+        # Another member, looking next, sees the same.
+        viewer = stepwatch.Monitor(
+            multiprocess_dir=group_dir, publish_interval=None, clock=lambda: time.time() + later[0]
+        )
+        try:
+            assert viewer.summary().queue_depth == 0
+            assert viewer.active_executions() == []
+        finally:
+            viewer.shutdown()
+    finally:
+        producer.shutdown()
+
+
+@pytest.mark.internal_errors
+def test_a_member_that_cannot_publish_is_degraded_and_leaves_no_temporary_file(
+    group_dir: Path,
+) -> None:
+    member = stepwatch.Monitor(multiprocess_dir=group_dir, publish_interval=600.0)
+    try:
+        assert member.group is not None
+        path = member.group.path
+        path.unlink()
+        path.mkdir()  # the file's place is taken: every rename into it fails
+        (path / "keep").write_text("x")
+        assert member.group.publish() is False
+        health = member.health(refresh=True)
+        (component,) = [c for c in health.components if c.name == COMPONENT]
+        assert component.status is HealthStatus.DEGRADED
+        assert component.critical is False
+        assert "cannot publish" in (component.message or "")
+        assert health.status is HealthStatus.DEGRADED
+        assert sorted(p.name for p in group_dir.iterdir()) == [path.name]
+        (path / "keep").unlink()
+        path.rmdir()
+        assert member.group.publish() is True
+        assert member.health(refresh=True).status is HealthStatus.HEALTHY
+    finally:
+        member.shutdown()
+
+
+def test_two_survivors_that_saw_the_same_dead_member_never_both_end_its_executions(
+    group_dir: Path,
+) -> None:
+    member, scope = _held_member(group_dir)
+    try:
+        assert member.group is not None
+        pid, start = os.getpid(), process_start(os.getpid())
+        assert start is not None
+        namespace = json.loads(member.group.path.read_text())["namespace"]
+        ghost = _plant(
+            group_dir,
+            member.group.path,
+            f"{pid}-{start - 1}-{namespace}-0123456789ab{SUFFIX}",
+            start_time=start - 1,
+        )
+        scope.__exit__(None, None, None)
+        member.shutdown()
+        survivors = [
+            stepwatch.Monitor(multiprocess_dir=group_dir, publish_interval=600.0) for _ in "ab"
+        ]
+        try:
+            # Both listed the directory before either claimed: both try to claim.
+            for survivor in survivors:
+                assert survivor.group is not None
+                survivor.group._claim_lost(ghost, (pid, start - 1, namespace))
+            lost = [
+                event.execution_id
+                for survivor in survivors
+                for event in survivor.events(event_type=EventType.EXECUTION_LOST)
+            ]
+            assert lost == ["ghost-run"]
+        finally:
+            for survivor in survivors:
+                survivor.shutdown()
+    finally:
+        member.shutdown()
