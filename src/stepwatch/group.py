@@ -97,6 +97,7 @@ MAX_LEVEL = float(2**53)
 COMPONENT = "stepwatch.process_group"
 """The health component of a publishing member: degraded while it cannot publish."""
 _MAX_WARNED_FILES = 256
+_MAX_SCHEDULED_NAMES = 1_000
 
 
 def _rank(progress: ExecutionProgress) -> tuple[int, int, float]:
@@ -297,6 +298,8 @@ class Peer:
         alive: Whether it is running (by pid and start time) and publishing
             (else its running executions are not listed; its finished data
             stays until it ages out).
+        scheduled: Per execution name, the work it enqueued for later, not due
+            as of its last publish (counted while it is dead too: the work waits).
         start_time: Its process's start time (``process_start``), if known.
         namespace: Where its pid is meaningful (boot and pid namespace).
         executions: Its pending and running executions (empty when not alive).
@@ -319,6 +322,7 @@ class Peer:
     day_width: float
     day: list[_Slot]
     levels: dict[tuple[str, Attributes], float]
+    scheduled: dict[str, int] = dataclasses.field(default_factory=dict)
 
     @property
     def executions(self) -> list[ExecutionProgress]:
@@ -1005,7 +1009,19 @@ def _decode(path: Path, data: bytes, written_at: float) -> Peer:
             )
             for metric, attributes, value in windows["levels"]
         },
+        scheduled=_scheduled(document.get("scheduled", {})),
     )
+
+
+def _scheduled(wire: Any) -> dict[str, int]:
+    if not isinstance(wire, dict) or len(wire) > _MAX_SCHEDULED_NAMES:
+        raise ValueError("scheduled must be a small mapping of names to counts")
+    counts = {}
+    for name, count in wire.items():
+        if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count < 2**31:
+            raise ValueError("a scheduled count must be an int >= 0")
+        counts[str(name)] = count
+    return counts
 
 
 def snapshot_document(
@@ -1013,9 +1029,11 @@ def snapshot_document(
     finished: list[ExecutionProgress],
     windows: dict[str, Any],
     alerts: list[Alert],
+    scheduled: dict[str, int] | None = None,
 ) -> dict[str, Any]:
     """This process's part of a group file (the header is added when publishing)."""
     return {
+        "scheduled": dict(list((scheduled or {}).items())[:_MAX_SCHEDULED_NAMES]),
         "execution_fields": _EXECUTION_FIELDS,
         "step_fields": _STEP_FIELDS,
         "executions": [_progress_to_wire(p) for p in active[-MAX_PUBLISHED_EXECUTIONS:]],

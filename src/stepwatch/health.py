@@ -429,6 +429,8 @@ class HealthEvaluator:
         self.export_status = export_status
         self.queue_depth = queue_depth
         self.remote_running = remote_running
+        self.scheduled: Callable[[], int] | None = None
+        """Work enqueued for later and not due yet (left out of ``QueueBacklog``)."""
         """Other processes' running executions as (name, id, started_at): the process group."""
         self._lock = threading.Lock()
         self._checks: dict[str, _CheckRunner] = {}
@@ -590,6 +592,8 @@ class HealthEvaluator:
                 if dict(attributes).get(semconv.WORKFLOW_EXECUTION_STATE)
                 == ExecutionState.PENDING.value
             )
+            # Scheduled work (not due yet) is in the pending level, and is no backlog.
+            depth -= self.scheduled() if self.scheduled is not None else 0
         if depth is None or depth <= self.rules.queue_depth:
             return []
         return [

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import datetime
 import functools
 import inspect
 import itertools
@@ -1377,6 +1378,15 @@ def _extract(
                 enqueued_at = None
         except (TypeError, ValueError):
             report("carrier.enqueued_at", "stepwatch: carrier has an invalid enqueue time %r", raw)
+    due = carrier.get(semconv.CARRIER_DUE_AT)
+    if enqueued_at is not None and due is not None:
+        # Scheduled work waits in the queue from when it is due, not from its enqueue.
+        try:
+            due_at = float(due)
+            if math.isfinite(due_at):
+                enqueued_at = max(enqueued_at, due_at)
+        except (TypeError, ValueError):
+            report("carrier.due_at", "stepwatch: carrier has an invalid due time %r", due)
     return ctx, links, enqueued_at
 
 
@@ -1959,6 +1969,25 @@ def current_step() -> Step | None:
     return value if isinstance(value, Step) else None
 
 
+def _due_at(
+    now: float, eta: float | datetime.datetime | None, countdown: float | None
+) -> float | None:
+    """When scheduled work is due (epoch seconds), or ``None``: not scheduled, or invalid."""
+    if eta is None and countdown is None:
+        return None
+    try:
+        if eta is not None:
+            due = eta.timestamp() if isinstance(eta, datetime.datetime) else float(eta)
+        else:
+            due = now + float(countdown)  # type: ignore[arg-type]
+        if isinstance(eta, bool) or isinstance(countdown, bool) or not math.isfinite(due):
+            raise ValueError(due)
+    except Exception:
+        report("enqueue.due", "stepwatch: enqueue eta=%r countdown=%r ignored", eta, countdown)
+        return None
+    return due if due > now else None
+
+
 def enqueue(
     name: str,
     *,
@@ -1966,6 +1995,8 @@ def enqueue(
     carrier: MutableMapping[str, str] | None = None,
     queue: str = "default",
     attempt: int = 1,
+    eta: float | datetime.datetime | None = None,
+    countdown: float | None = None,
 ) -> dict[str, str]:
     """Record that an execution was queued and return a carrier to start it with.
 
@@ -1984,6 +2015,12 @@ def enqueue(
         attempt: The attempt this enqueue is for: an engine that re-enqueues a
             failed execution passes its next attempt number, so that attempt's
             queue wait starts here and it leaves ``pending`` once.
+        eta: When the work becomes due (epoch seconds or an aware
+            ``datetime``), for scheduled work (Celery ``eta``, delayed
+            queues): until then it counts as ``scheduled``, not as queued
+            (``summary().scheduled``; ``queue_depth`` and ``QueueBacklog``
+            count ready work only), and its queue wait starts then.
+        countdown: Seconds from now until it is due (instead of ``eta``).
 
     Returns:
         A plain ``dict[str, str]`` (the given carrier's contents plus stepwatch's
@@ -1991,6 +2028,7 @@ def enqueue(
         returned as far as it could be filled.
 
     .. versionadded:: 0.1.0
+    .. versionchanged:: 0.3.0 ``eta`` and ``countdown``.
     """
     result: dict[str, str] = {}
     try:
@@ -2025,6 +2063,9 @@ def enqueue(
         result[semconv.CARRIER_QUEUE] = queue_name
         result[semconv.CARRIER_ATTEMPT] = str(for_attempt)
         result[semconv.CARRIER_ENQUEUE_ID] = uuid.uuid4().hex
+        due_at = _due_at(now, eta, countdown)
+        if due_at is not None:
+            result[semconv.CARRIER_DUE_AT] = repr(due_at)
         if _suppressed(otel_context.get_current()):
             return result
         at = _ns(now)
@@ -2052,6 +2093,8 @@ def enqueue(
         observer = tel.observer
         if observer is not None:
             data = semconv.ExecutionQueuedData(name=name, queue=queue_name, attempt=for_attempt)
+            if due_at is not None:
+                data["due_at"] = due_at
             observer.enqueued(execution_id, data, now)
     except Exception:
         report("enqueue", "stepwatch: enqueue failed", exc_info=True)

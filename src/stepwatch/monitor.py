@@ -212,6 +212,7 @@ class Monitor:
             self.export_status,
             self._queues.total,
         )
+        self._evaluator.scheduled = self._scheduled
         self.group: ProcessGroup | None = None
         """This process's membership of a process group, or ``None``."""
         if multiprocess_dir is not None:
@@ -522,6 +523,7 @@ class Monitor:
             self.tracker.finished_records(),
             self.reader.export_windows(),
             self._evaluator.alerts(active=True, limit=1_000),
+            self.tracker.scheduled(),
         )
 
     def events(
@@ -584,7 +586,16 @@ class Monitor:
             )
         checks.name(name, "name", optional=True)
         self._windows.refresh()
-        return summarize(self._windows, float(window), name, self._queues.total())
+        return summarize(
+            self._windows, float(window), name, self._queues.total(), self._scheduled(name)
+        )
+
+    def _scheduled(self, name: str | None = None) -> int:
+        """Work enqueued for later and not due yet: this process's, plus the group's."""
+        counts = [self.tracker.scheduled()]
+        if self.group is not None:
+            counts.extend(peer.scheduled for peer in self.group.peers())
+        return sum(n for c in counts for key, n in c.items() if name is None or key == name)
 
     def health(self, *, refresh: bool = False, max_age: float | None = None) -> SystemHealth:
         """The last evaluated health; evaluates now when asked, never evaluated, or stale.

@@ -443,6 +443,7 @@ class _Pending:
     queue: str
     enqueued_at: float
     attempt: int = 1
+    due_at: float | None = None
 
     def progress(self) -> ExecutionProgress:
         return ExecutionProgress(
@@ -505,11 +506,18 @@ class ProgressTracker:
 
     # ------------------------------------------------------------------ feeding
     def enqueued(
-        self, name: str, execution_id: str, queue: str, at: float, attempt: int = 1
+        self,
+        name: str,
+        execution_id: str,
+        queue: str,
+        at: float,
+        attempt: int = 1,
+        due_at: float | None = None,
     ) -> None:
-        """An execution (its ``attempt``) was queued by :func:`stepwatch.enqueue`."""
+        """An execution (its ``attempt``) was queued by :func:`stepwatch.enqueue`
+        (scheduled for ``due_at`` when given)."""
         with self._lock:
-            self._pending[execution_id] = _Pending(execution_id, name, queue, at, attempt)
+            self._pending[execution_id] = _Pending(execution_id, name, queue, at, attempt, due_at)
             self._pending.move_to_end(execution_id)
             self._evict(at)
 
@@ -567,6 +575,19 @@ class ProgressTracker:
         with self._lock:
             ended = [record for _, record in self._finished.values()]
         return [record.progress() for record in ended]
+
+    def scheduled(self) -> dict[str, int]:
+        """Per execution name, the pending executions this process queued that are not due yet.
+
+        .. versionadded:: 0.3.0
+        """
+        now = self._clock()
+        counts: dict[str, int] = {}
+        with self._lock:
+            for pending in self._pending.values():
+                if pending.due_at is not None and pending.due_at > now:
+                    counts[pending.name] = counts.get(pending.name, 0) + 1
+        return counts
 
     def running(self) -> list[ExecutionView]:
         """The executions running now (read-only views)."""

@@ -27,6 +27,7 @@ from opentelemetry.semconv.attributes.exception_attributes import (
 __all__ = [
     "APPROVAL_METRIC_ATTRIBUTES",
     "CARRIER_ATTEMPT",
+    "CARRIER_DUE_AT",
     "CARRIER_ENQUEUED_AT",
     "CARRIER_ENQUEUE_ID",
     "CARRIER_EXECUTION_ID",
@@ -143,6 +144,9 @@ CARRIER_NAME: Final = "stepwatch-definition-name"
 CARRIER_QUEUE: Final = "stepwatch-queue"
 CARRIER_ATTEMPT: Final = "stepwatch-attempt"
 """The attempt an enqueue was for (``enqueue(..., attempt=n)``; 1 when not given)."""
+CARRIER_DUE_AT: Final = "stepwatch-due-at"
+"""When scheduled work becomes due (epoch seconds; ``enqueue(..., eta=/countdown=)``):
+its queue wait starts then, and until then it counts as ``scheduled``, not queued."""
 CARRIER_ENQUEUE_ID: Final = "stepwatch-enqueue-id"
 """A unique id per :func:`stepwatch.enqueue` call: a process that starts the same
 carrier again knows it is the next attempt of the same enqueue."""
@@ -277,6 +281,8 @@ class ExecutionQueuedData(TypedDict):
     name: str
     queue: str
     attempt: int
+    due_at: NotRequired[float]
+    """When scheduled work becomes due (``enqueue(..., eta=/countdown=)``), epoch seconds."""
 
 
 class ExecutionStartedData(TypedDict):
@@ -428,8 +434,8 @@ _APPROVAL_SPAN: Final = {
     "reason": WORKFLOW_APPROVAL_REASON,
 }
 SPAN_EVENT_KEYS: Final[dict[EventType, Mapping[str, str | None]]] = {
-    EventType.EXECUTION_CREATED: {"name": None, "queue": None, "attempt": None},
-    EventType.EXECUTION_QUEUED: {"name": None, "queue": None, "attempt": None},
+    EventType.EXECUTION_CREATED: {"name": None, "queue": None, "attempt": None, "due_at": None},
+    EventType.EXECUTION_QUEUED: {"name": None, "queue": None, "attempt": None, "due_at": None},
     EventType.EXECUTION_STARTED: {
         **_ON_SPAN_ELSEWHERE,
         "queue_wait": WORKFLOW_EXECUTION_QUEUE_WAIT,
