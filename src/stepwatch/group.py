@@ -298,8 +298,9 @@ class Peer:
         alive: Whether it is running (by pid and start time) and publishing
             (else its running executions are not listed; its finished data
             stays until it ages out).
-        scheduled: Per execution name, the work it enqueued for later, not due
-            as of its last publish (counted while it is dead too: the work waits).
+        scheduled: Per execution name, when the work it enqueued for later falls
+            due (``{due second: count}``; a reader counts what is not due yet,
+            while the peer is dead too: the work still waits).
         start_time: Its process's start time (``process_start``), if known.
         namespace: Where its pid is meaningful (boot and pid namespace).
         executions: Its pending and running executions (empty when not alive).
@@ -322,7 +323,7 @@ class Peer:
     day_width: float
     day: list[_Slot]
     levels: dict[tuple[str, Attributes], float]
-    scheduled: dict[str, int] = dataclasses.field(default_factory=dict)
+    scheduled: dict[str, dict[int, int]] = dataclasses.field(default_factory=dict)
 
     @property
     def executions(self) -> list[ExecutionProgress]:
@@ -1013,15 +1014,21 @@ def _decode(path: Path, data: bytes, written_at: float) -> Peer:
     )
 
 
-def _scheduled(wire: Any) -> dict[str, int]:
+def _scheduled(wire: Any) -> dict[str, dict[int, int]]:
     if not isinstance(wire, dict) or len(wire) > _MAX_SCHEDULED_NAMES:
-        raise ValueError("scheduled must be a small mapping of names to counts")
-    counts = {}
-    for name, count in wire.items():
-        if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count < 2**31:
-            raise ValueError("a scheduled count must be an int >= 0")
-        counts[str(name)] = count
-    return counts
+        raise ValueError("scheduled must be a small mapping of names to due times")
+    found: dict[str, dict[int, int]] = {}
+    for name, pairs in wire.items():
+        if not isinstance(pairs, list) or len(pairs) > MAX_PUBLISHED_EXECUTIONS:
+            raise ValueError("scheduled due times must be a bounded list")
+        by_due = found.setdefault(str(name), {})
+        for due, count in pairs:
+            if not all(isinstance(n, int) and not isinstance(n, bool) for n in (due, count)):
+                raise ValueError("a scheduled due time and count must be ints")
+            if not 0 <= due < 2**40 or not 0 <= count < 2**31:
+                raise ValueError("a scheduled due time or count out of range")
+            by_due[due] = by_due.get(due, 0) + count
+    return found
 
 
 def snapshot_document(
@@ -1029,11 +1036,14 @@ def snapshot_document(
     finished: list[ExecutionProgress],
     windows: dict[str, Any],
     alerts: list[Alert],
-    scheduled: dict[str, int] | None = None,
+    scheduled: dict[str, dict[int, int]] | None = None,
 ) -> dict[str, Any]:
     """This process's part of a group file (the header is added when publishing)."""
     return {
-        "scheduled": dict(list((scheduled or {}).items())[:_MAX_SCHEDULED_NAMES]),
+        "scheduled": {
+            name: [[due, count] for due, count in by_due.items()][:MAX_PUBLISHED_EXECUTIONS]
+            for name, by_due in list((scheduled or {}).items())[:_MAX_SCHEDULED_NAMES]
+        },
         "execution_fields": _EXECUTION_FIELDS,
         "step_fields": _STEP_FIELDS,
         "executions": [_progress_to_wire(p) for p in active[-MAX_PUBLISHED_EXECUTIONS:]],

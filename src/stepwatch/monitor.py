@@ -591,11 +591,20 @@ class Monitor:
         )
 
     def _scheduled(self, name: str | None = None) -> int:
-        """Work enqueued for later and not due yet: this process's, plus the group's."""
-        counts = [self.tracker.scheduled()]
+        """Work enqueued for later and not due yet: this process's, plus the group's
+        (a peer's as of its last publish, dead or alive: its work still waits)."""
+        now = self.clock()
+        found = [self.tracker.scheduled()]
         if self.group is not None:
-            counts.extend(peer.scheduled for peer in self.group.peers())
-        return sum(n for c in counts for key, n in c.items() if name is None or key == name)
+            found.extend(peer.scheduled for peer in self.group.peers())
+        return sum(
+            count
+            for by_name in found
+            for key, by_due in by_name.items()
+            if name is None or key == name
+            for due, count in by_due.items()
+            if due > now
+        )
 
     def health(self, *, refresh: bool = False, max_age: float | None = None) -> SystemHealth:
         """The last evaluated health; evaluates now when asked, never evaluated, or stale.

@@ -16,6 +16,7 @@ nothing; an execution's end stores one frozen :class:`ExecutionProgress`.
 
 from __future__ import annotations
 
+import math
 import statistics
 import threading
 from collections import OrderedDict, deque
@@ -576,18 +577,21 @@ class ProgressTracker:
             ended = [record for _, record in self._finished.values()]
         return [record.progress() for record in ended]
 
-    def scheduled(self) -> dict[str, int]:
-        """Per execution name, the pending executions this process queued that are not due yet.
+    def scheduled(self) -> dict[str, dict[int, int]]:
+        """Per execution name, when the pending executions this process queued for later
+        fall due: ``{due second (rounded up): how many}``, those not due yet only.
 
         .. versionadded:: 0.3.0
         """
         now = self._clock()
-        counts: dict[str, int] = {}
+        found: dict[str, dict[int, int]] = {}
         with self._lock:
             for pending in self._pending.values():
                 if pending.due_at is not None and pending.due_at > now:
-                    counts[pending.name] = counts.get(pending.name, 0) + 1
-        return counts
+                    by_due = found.setdefault(pending.name, {})
+                    due = math.ceil(pending.due_at)
+                    by_due[due] = by_due.get(due, 0) + 1
+        return found
 
     def running(self) -> list[ExecutionView]:
         """The executions running now (read-only views)."""
