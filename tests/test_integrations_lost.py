@@ -75,10 +75,23 @@ def _fleet_pending_samples(received: Received) -> list[int]:
     return sums
 
 
-def test_a_celery_task_whose_pool_child_is_killed_is_lost_then_attempt_2(
+KILLED = {
+    "celery": (WORKER, ["tests.engines.celery_lost_app", "hold"]),
+    "rq": (
+        (str(BIN / "rq"), "worker", "--burst", "--url", "{redis}", "orders"),
+        ["tests.engines.rq_lost_jobs"],
+    ),
+}
+
+
+@pytest.mark.parametrize("engine", sorted(KILLED))
+def test_a_task_whose_worker_process_is_killed_is_lost_then_runs_as_attempt_2(
+    engine: str,
     redis_clean: str,  # noqa: F811 - the fixture
     tmp_path: Path,
 ) -> None:
+    """Celery: the pool child (``acks_late``: redelivered); RQ: the work horse (retried)."""
+    worker_command, producer = KILLED[engine]
     group, marks = tmp_path / "group", tmp_path / "marks"
     group.mkdir()
     marks.mkdir()
@@ -94,23 +107,25 @@ def test_a_celery_task_whose_pool_child_is_killed_is_lost_then_attempt_2(
         worker = None
         samples: list[float] = []
         try:
-            task_id = _produce(["tests.engines.celery_lost_app", "hold"], environment).strip()
-            worker = _start(list(WORKER), environment, log)
+            task_id = _produce(producer, environment).strip()
+            command = [part.format(redis=redis_clean) for part in worker_command]
+            worker = _start(command, environment, log)
             mark = marks / f"{task_id}.pid"
             deadline = time.monotonic() + TIMEOUT
             while not mark.exists() and time.monotonic() < deadline:
-                time.sleep(0.05)  # the pool child writes it when the task starts
+                time.sleep(0.05)  # the worker process writes it when the task starts
             assert mark.exists(), _stop(worker, log)[-4000:]
             # Its start consumed the enqueue, in the group and at the backend.
             assert received.wait_for(
                 lambda r: (_fleet_pending_samples(r) or [1])[-1] == 0, timeout=TIMEOUT
             ), _fleet_pending_samples(received)
-            # Killed while the group knows it runs (its pool child published it).
+            # Killed while the group knows it runs (its process published it).
             while time.monotonic() < deadline and not any(
                 p.execution_id == task_id and p.state == "executing"
                 for p in monitor.active_executions()
             ):
-                time.sleep(0.05)  # the child publishes every second
+                samples.append(_group_pending(monitor))
+                time.sleep(0.05)  # a member publishes every second
             os.kill(int(mark.read_text()), signal.SIGKILL)
 
             def settled(r: Received) -> bool:
@@ -130,6 +145,7 @@ def test_a_celery_task_whose_pool_child_is_killed_is_lost_then_attempt_2(
             ]
             assert run.attributes["workflow.execution.attempt"] == 2
             assert run.attributes["workflow.execution.outcome"] == "success"
+            assert monitor.progress(task_id).attempt == 2  # type: ignore[union-attr]
             summary = monitor.summary()
             assert summary.outcomes["lost"] == 1
             assert summary.outcomes["success"] == 1

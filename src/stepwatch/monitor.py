@@ -383,9 +383,11 @@ class Monitor:
         loop, self._loop = self._loop, None
         if loop is not None:
             loop.stop(5.0 if deadline is None else remaining())
+        group = self.group
+        if group is not None:
+            group.sweep()  # a member leaving (a burst worker) still ends a dead peer's runs
         self.uninstall()
         self.bus.close()
-        group = self.group
         if group is not None:
             group.stop(remaining())
             group.publish()  # the last word: nothing running here any more
