@@ -125,21 +125,24 @@ def test_a_killed_members_two_running_executions_end_lost_exactly_once(
         survivor.kill()
 
 
-def _held_member(group_dir: Path) -> tuple[stepwatch.Monitor, Any]:
-    """A member in this process with one execution held running, published."""
+def _held_document(group_dir: Path) -> dict[str, Any]:
+    """What a member publishes while it runs ``ghost-run`` (the member itself then gone)."""
     member = stepwatch.Monitor(multiprocess_dir=group_dir, publish_interval=600.0).install()
-    scope = stepwatch.execution("held", execution_id="ghost-run", total_steps=2)
-    scope.__enter__()
-    assert member.group is not None
-    member.group.publish()
-    return member, scope
+    try:
+        with stepwatch.execution("held", execution_id="ghost-run", total_steps=2):
+            assert member.group is not None
+            member.group.publish()
+            document: dict[str, Any] = json.loads(member.group.path.read_text())
+    finally:
+        member.shutdown()
+        assert member.group is not None
+        member.group.path.unlink()  # only the planted files hold the id
+    return document
 
 
-def _plant(group_dir: Path, source: Path, name: str, **changes: Any) -> Path:
-    document = json.loads(source.read_text())
-    document.update(changes)
+def _plant(group_dir: Path, document: dict[str, Any], name: str, **changes: Any) -> Path:
     path = group_dir / name
-    path.write_text(json.dumps(document))
+    path.write_text(json.dumps({**document, **changes}))
     return path
 
 
@@ -158,77 +161,66 @@ def _ghost_alert() -> dict[str, Any]:
     }
 
 
+def _reused_pid_name(document: dict[str, Any]) -> tuple[str, int, int]:
+    """A file name of a process that had this (alive) pid before: another start time."""
+    pid = os.getpid()
+    start = process_start(pid)
+    assert start is not None
+    return f"{pid}-{start - 1}-{document['namespace']}-0123456789ab{SUFFIX}", pid, start - 1
+
+
 def test_a_ghost_file_with_a_reused_pid_and_a_future_publish_time_shows_nothing_running(
     group_dir: Path,
 ) -> None:
-    member, scope = _held_member(group_dir)
+    document = _held_document(group_dir)
+    name, _, start = _reused_pid_name(document)
+    # Claiming to have published an hour from now, with a critical alert firing.
+    _plant(
+        group_dir,
+        document,
+        name,
+        start_time=start,
+        published_at=time.time() + 3600,
+        alerts=[_ghost_alert()],
+    )
+    viewer = stepwatch.Monitor(multiprocess_dir=group_dir, publish_interval=None)
     try:
-        assert member.group is not None
-        source = member.group.path
-        pid = os.getpid()  # alive: a reused pid
-        start = process_start(pid)
-        assert start is not None
-        # Written by a process that had this pid before (another start time),
-        # claiming to have published an hour from now.
-        namespace = json.loads(source.read_text())["namespace"]
-        _plant(
-            group_dir,
-            source,
-            f"{pid}-{start - 1}-{namespace}-0123456789ab{SUFFIX}",
-            start_time=start - 1,
-            published_at=time.time() + 3600,
-            alerts=[_ghost_alert()],
-        )
-        scope.__exit__(None, None, None)
-        member.shutdown()
-        source.unlink()  # only the ghost's record of the id is left
-        viewer = stepwatch.Monitor(multiprocess_dir=group_dir, publish_interval=None)
-        try:
-            assert viewer.active_executions() == []
-            assert viewer.alerts() == []
-            assert viewer.health(refresh=True).status is HealthStatus.HEALTHY
-        finally:
-            viewer.shutdown()
-        # A publishing member claims the ghost's running execution as lost, once.
-        survivor = stepwatch.Monitor(multiprocess_dir=group_dir, publish_interval=600.0)
-        try:
-            assert survivor.group is not None
-            survivor.group.sweep()
-            survivor.group.sweep()
-            lost = survivor.events(event_type=EventType.EXECUTION_LOST)
-            assert [e.execution_id for e in lost] == ["ghost-run"]
-        finally:
-            survivor.shutdown()
+        assert viewer.active_executions() == []
+        assert viewer.alerts() == []
+        assert viewer.health(refresh=True).status is HealthStatus.HEALTHY
     finally:
-        member.shutdown()
+        viewer.shutdown()
+    # A publishing member claims the ghost's running execution as lost, once.
+    survivor = stepwatch.Monitor(multiprocess_dir=group_dir, publish_interval=600.0)
+    try:
+        assert survivor.group is not None
+        survivor.group.sweep()
+        survivor.group.sweep()
+        lost = survivor.events(event_type=EventType.EXECUTION_LOST)
+        assert [e.execution_id for e in lost] == ["ghost-run"]
+    finally:
+        survivor.shutdown()
 
 
 def test_a_file_without_start_time_claiming_the_future_is_stale_by_its_write_time(
     group_dir: Path,
 ) -> None:
-    member, scope = _held_member(group_dir)
+    document = _held_document(group_dir)
+    ghost = _plant(
+        group_dir,
+        document,
+        f"{os.getpid()}-old-writer{SUFFIX}",
+        start_time=None,
+        namespace=None,
+        published_at=time.time() + 3600,
+    )
+    an_hour_ago = time.time() - 3600
+    os.utime(ghost, (an_hour_ago, an_hour_ago))
+    viewer = stepwatch.Monitor(multiprocess_dir=group_dir, publish_interval=None)
     try:
-        assert member.group is not None
-        ghost = _plant(
-            group_dir,
-            member.group.path,
-            f"{os.getpid()}-old-writer{SUFFIX}",
-            start_time=None,
-            namespace=None,
-            published_at=time.time() + 3600,
-        )
-        an_hour_ago = time.time() - 3600
-        os.utime(ghost, (an_hour_ago, an_hour_ago))
-        scope.__exit__(None, None, None)
-        member.shutdown()
-        member.group.path.unlink()  # only the ghost's record of the id is left
-        viewer = stepwatch.Monitor(multiprocess_dir=group_dir, publish_interval=None)
-        try:
-            assert viewer.active_executions() == []
-        finally:
-            viewer.shutdown()
+        assert viewer.active_executions() == []
     finally:
-        member.shutdown()
+        viewer.shutdown()
 
 
 def test_retiring_a_dead_workers_file_leaves_no_phantom_backlog(group_dir: Path) -> None:
@@ -298,36 +290,23 @@ def test_a_member_that_cannot_publish_is_degraded_and_leaves_no_temporary_file(
 def test_two_survivors_that_saw_the_same_dead_member_never_both_end_its_executions(
     group_dir: Path,
 ) -> None:
-    member, scope = _held_member(group_dir)
+    document = _held_document(group_dir)
+    name, pid, start = _reused_pid_name(document)
+    ghost = _plant(group_dir, document, name, start_time=start)
+    survivors = [
+        stepwatch.Monitor(multiprocess_dir=group_dir, publish_interval=600.0) for _ in "ab"
+    ]
     try:
-        assert member.group is not None
-        pid, start = os.getpid(), process_start(os.getpid())
-        assert start is not None
-        namespace = json.loads(member.group.path.read_text())["namespace"]
-        ghost = _plant(
-            group_dir,
-            member.group.path,
-            f"{pid}-{start - 1}-{namespace}-0123456789ab{SUFFIX}",
-            start_time=start - 1,
-        )
-        scope.__exit__(None, None, None)
-        member.shutdown()
-        survivors = [
-            stepwatch.Monitor(multiprocess_dir=group_dir, publish_interval=600.0) for _ in "ab"
+        # Both listed the directory before either claimed: both try to claim.
+        for survivor in survivors:
+            assert survivor.group is not None
+            survivor.group._claim_lost(ghost, (pid, start, document["namespace"]))
+        lost = [
+            event.execution_id
+            for survivor in survivors
+            for event in survivor.events(event_type=EventType.EXECUTION_LOST)
         ]
-        try:
-            # Both listed the directory before either claimed: both try to claim.
-            for survivor in survivors:
-                assert survivor.group is not None
-                survivor.group._claim_lost(ghost, (pid, start - 1, namespace))
-            lost = [
-                event.execution_id
-                for survivor in survivors
-                for event in survivor.events(event_type=EventType.EXECUTION_LOST)
-            ]
-            assert lost == ["ghost-run"]
-        finally:
-            for survivor in survivors:
-                survivor.shutdown()
+        assert lost == ["ghost-run"]
     finally:
-        member.shutdown()
+        for survivor in survivors:
+            survivor.shutdown()

@@ -35,6 +35,7 @@ import math
 import operator
 import os
 import stat
+import sys
 import tempfile
 import threading
 import time
@@ -170,12 +171,22 @@ class _Decoder:
         if not isinstance(raw_steps, list):
             raise TypeError("steps must be a list")
         if self._same:
-            steps = [StepProgress(*step) for step in raw_steps]
+            step_values = [dict(zip(_STEP_FIELDS, step, strict=True)) for step in raw_steps]
             values = dict(zip(_EXECUTION_FIELDS, wire[:-1], strict=True))
-            progress = ExecutionProgress(**values, steps=steps)
         else:
-            steps = [StepProgress(**{n: step[i] for i, n in self._step}) for step in raw_steps]
-            progress = ExecutionProgress(**{n: wire[i] for i, n in self._execution}, steps=steps)
+            step_values = [{n: step[i] for i, n in self._step} for step in raw_steps]
+            values = {n: wire[i] for i, n in self._execution}
+        # Names and states repeat across records and peers: one string object each.
+        for record, keys in (
+            (values, _SHARED_TEXT),
+            *((v, _SHARED_STEP_TEXT) for v in step_values),
+        ):
+            for key in keys:
+                value = record.get(key)
+                if type(value) is str:
+                    record[key] = sys.intern(value)
+        steps = [StepProgress(**v) for v in step_values]
+        progress = ExecutionProgress(**values, steps=steps)
         _check_record(progress)
         for step in steps:
             _check_fields(step, _STEP_TEXT, _STEP_NUMBERS)
@@ -183,6 +194,8 @@ class _Decoder:
 
 
 _TEXT = ("execution_id", "name", "state")
+_SHARED_TEXT = ("name", "state", "current_step")
+_SHARED_STEP_TEXT = ("name", "state")
 _OPTIONAL_TEXT = ("current_step",)
 _NUMBERS = ("updated_at",)
 _OPTIONAL_NUMBERS = (
