@@ -89,7 +89,7 @@ MIN_STALE_AFTER = 10.0
 """A file not republished for max(this, 10 x publish_interval) seconds: its writer is gone."""
 MAX_PEERS = 128
 """Peer files a reader reads at most (the most recently written first; the rest skipped)."""
-MAX_READ_BYTES = 64 * 1024 * 1024
+MAX_READ_BYTES = 32 * 1024 * 1024
 """Bytes of peer files a reader holds at most (the most recently written first)."""
 MAX_ID_LENGTH = 1024
 """Characters of an execution id a reader accepts from a peer (a longer record is skipped)."""
