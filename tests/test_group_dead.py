@@ -125,11 +125,11 @@ def test_a_killed_members_two_running_executions_end_lost_exactly_once(
         survivor.kill()
 
 
-def _held_document(group_dir: Path) -> dict[str, Any]:
-    """What a member publishes while it runs ``ghost-run`` (the member itself then gone)."""
+def _held_document(group_dir: Path, execution_id: str = "ghost-run") -> dict[str, Any]:
+    """What a member publishes while it runs ``execution_id`` (the member itself then gone)."""
     member = stepwatch.Monitor(multiprocess_dir=group_dir, publish_interval=600.0).install()
     try:
-        with stepwatch.execution("held", execution_id="ghost-run", total_steps=2):
+        with stepwatch.execution("held", execution_id=execution_id, total_steps=2):
             assert member.group is not None
             member.group.publish()
             document: dict[str, Any] = json.loads(member.group.path.read_text())
@@ -310,3 +310,30 @@ def test_two_survivors_that_saw_the_same_dead_member_never_both_end_its_executio
     finally:
         for survivor in survivors:
             survivor.shutdown()
+
+
+def test_a_redelivered_run_of_a_dead_member_is_its_next_attempt_and_leaves_pending_once(
+    group_dir: Path,
+) -> None:
+    # A dead member had started the enqueue (its pending level -1) and was running it.
+    document = _held_document(group_dir, "redelivered-run")
+    pending = [["workflow.definition.name", "held"], ["workflow.execution.state", "pending"]]
+    document["windows"]["levels"].append(["workflow.execution.active", pending, -1.0])
+    name, _, start = _reused_pid_name(document)
+    survivor = stepwatch.Monitor(multiprocess_dir=group_dir, publish_interval=600.0).install()
+    try:
+        carrier = stepwatch.enqueue("held", execution_id="redelivered-run")  # pending +1
+        _plant(group_dir, document, name, start_time=start)
+        assert survivor.summary().queue_depth == 0
+        assert survivor.group is not None
+        survivor.group.sweep()  # finds it dead: lost, and remembered
+        # The engine redelivers the message (dramatiq after a dead worker: no marker of its own).
+        with stepwatch.execution("held", carrier=carrier) as ex:
+            assert ex.attempt == 2
+            levels = survivor._windows.levels("workflow.execution.active").items()
+            state = "workflow.execution.state"
+            assert sum(v for a, v in levels if dict(a)[state] == "pending") == 0
+        assert survivor.progress("redelivered-run").attempt == 2  # type: ignore[union-attr]
+        assert survivor.summary().queue_wait.count == 0  # no wait spans a dead attempt
+    finally:
+        survivor.shutdown()

@@ -539,6 +539,8 @@ class GroupWindows:
 # ------------------------------------------------------------------ the group
 LostCallback = Callable[[list[ExecutionProgress], float], None]
 """Called with a dead member's running executions and when it was last seen alive."""
+DeadCallback = Callable[[list[ExecutionProgress]], None]
+"""Called, in every publishing member, with the running executions of a member found dead."""
 AdoptCallback = Callable[[dict[tuple[str, Attributes], float]], None]
 """Called with the ``pending`` levels of a dead member whose file is being retired."""
 
@@ -556,6 +558,8 @@ class ProcessGroup:
             of a member found dead, once group-wide: this member won the claim.
         on_adopt: Called with the ``pending`` levels of a dead member whose
             file this member retires (once group-wide), to carry them on.
+        on_dead: Called once per dead member in each publishing member with its
+            running executions (a redelivery of one is its next attempt).
 
     Raises:
         TypeError: ``directory`` is not a path.
@@ -575,6 +579,7 @@ class ProcessGroup:
         *,
         on_lost: LostCallback | None = None,
         on_adopt: AdoptCallback | None = None,
+        on_dead: DeadCallback | None = None,
     ) -> None:
         checks.seconds(publish_interval, "publish_interval", optional=True, at_most=3600)
         checks.path(directory, "multiprocess_dir")
@@ -586,6 +591,8 @@ class ProcessGroup:
         self._clock = clock
         self._on_lost = on_lost
         self._on_adopt = on_adopt
+        self._on_dead = on_dead
+        self._learned: set[str] = set()
         self._lock = threading.Lock()
         self._cache: dict[Path, tuple[tuple[int, int, int], Peer | None]] = {}
         self._warned: set[str] = set()
@@ -699,6 +706,7 @@ class ProcessGroup:
             return
         now = self._clock()
         names = {entry.name for entry in entries}
+        self._learned &= names  # forget the files that are gone
         for entry in entries:
             name = entry.name
             if not name.endswith(SUFFIX) or entry.path == str(self.path):
@@ -714,8 +722,30 @@ class ProcessGroup:
                 continue
             if now - status.st_mtime > _RETIRE_AFTER:
                 self._retire(Path(entry.path))
-            elif _lost_marker(name) not in names:
+                continue
+            if name not in self._learned:
+                self._learned.add(name)
+                self._learn(Path(entry.path), identity)
+            if _lost_marker(name) not in names:
                 self._claim_lost(Path(entry.path), identity)
+
+    def _running_of(
+        self, path: Path, identity: tuple[int, int | None, str]
+    ) -> list[ExecutionProgress] | None:
+        """A dead member's running executions (its file read once, cached), or ``None``."""
+        with self._lock:
+            peer = self._read(path)
+        if peer is None or (peer.pid, peer.start_time) != identity[:2]:
+            return None
+        return [p for p in peer.records.decoded()[0] if p.state == ExecutionState.EXECUTING.value]
+
+    def _learn(self, path: Path, identity: tuple[int, int | None, str]) -> None:
+        running = self._running_of(path, identity)
+        if running and self._on_dead is not None:
+            try:
+                self._on_dead(running)
+            except Exception:
+                report("group.dead", "stepwatch: learning a dead member's runs failed")
 
     def _claim_lost(self, path: Path, identity: tuple[int, int | None, str]) -> None:
         try:
@@ -727,18 +757,17 @@ class ProcessGroup:
         except OSError:
             return  # another member claimed it first (or the directory refuses: try again later)
         os.close(marker)
-        with self._lock:
-            peer = self._read(path)
-        if peer is None or (peer.pid, peer.start_time) != identity[:2]:
-            return
-        running = [
-            p for p in peer.records.decoded()[0] if p.state == ExecutionState.EXECUTING.value
-        ]
+        running = self._running_of(path, identity)
         if running and self._on_lost is not None:
             try:
-                self._on_lost(running, peer.published_at)
+                self._on_lost(running, self._published_at(path))
             except Exception:
                 report("group.lost", "stepwatch: recording lost executions failed", exc_info=True)
+
+    def _published_at(self, path: Path) -> float:
+        with self._lock:
+            peer = self._read(path)
+        return self._clock() if peer is None else peer.published_at
 
     def _retire(self, path: Path) -> None:
         """Remove a long-dead member's file; its ``pending`` levels are adopted (once)."""

@@ -71,6 +71,7 @@ __all__ = [
     "enqueue",
     "execution",
     "register_outcome",
+    "remember_dead_run",
     "step",
     "unregister_outcome",
 ]
@@ -1321,6 +1322,30 @@ def _reset_started_lock() -> None:
 os.register_at_fork(after_in_child=_reset_started_lock)
 
 
+_dead_runs: OrderedDict[str, int] = OrderedDict()
+"""Execution id -> the latest attempt a dead process of the group ran (newest last)."""
+
+
+def remember_dead_run(execution_id: str, attempt: int) -> None:
+    """Attempt ``attempt`` of ``execution_id`` ran in a process of the group that died.
+
+    A later start of that execution from a carrier (the engine redelivering
+    it) is then the next attempt and never takes its enqueue out of
+    ``pending`` again, in this process and in children forked after. Bounded
+    like the carriers this process started (:data:`MAX_STARTED_CARRIERS`).
+    Called by the process group (see :mod:`stepwatch.group`); never raises.
+
+    .. versionadded:: 0.3.0
+    """
+    if not isinstance(execution_id, str) or attrs.valid_attempt(attempt) is None:
+        return
+    with _started_lock:
+        _dead_runs[execution_id] = max(attempt, _dead_runs.get(execution_id, 0))
+        _dead_runs.move_to_end(execution_id)
+        if len(_dead_runs) > MAX_STARTED_CARRIERS:
+            _dead_runs.popitem(last=False)
+
+
 def _carrier_attempt(carrier: Mapping[str, Any], told: int | None) -> tuple[int, bool]:
     """Which attempt a start from ``carrier`` is, and whether it takes the enqueue out of pending.
 
@@ -1338,6 +1363,10 @@ def _carrier_attempt(carrier: Mapping[str, Any], told: int | None) -> tuple[int,
     if isinstance(enqueue_id, str) and enqueue_id:
         with _started_lock:
             earlier = _started_carriers.get(enqueue_id)
+            if earlier is None and _dead_runs:
+                # This enqueue's attempt ran in a process of the group that died: a redelivery.
+                dead = _dead_runs.get(str(carrier.get(semconv.CARRIER_EXECUTION_ID)))
+                earlier = dead if dead is not None and dead >= enqueued_for else None
             attempt = told or (enqueued_for if earlier is None else earlier + 1)
             _started_carriers[enqueue_id] = max(attempt, earlier or 0)
             _started_carriers.move_to_end(enqueue_id)

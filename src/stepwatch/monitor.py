@@ -67,6 +67,7 @@ from stepwatch.health import (
     SystemHealth,
     worst_status,
 )
+from stepwatch.instrument import remember_dead_run
 from stepwatch.limits import Limits
 from stepwatch.progress import DurationHistory, ExecutionProgress, ProgressTracker
 from stepwatch.semconv import AlertState, EventType, ExecutionState, Severity
@@ -223,6 +224,7 @@ class Monitor:
                 publish_interval,
                 on_lost=self._record_lost,
                 on_adopt=self._adopt_pending,
+                on_dead=_remember_dead_runs,
             )
             self._evaluator.remote_running = self._remote_running
             if publish_interval is not None:
@@ -798,6 +800,12 @@ class Monitor:
 
     def __repr__(self) -> str:
         return f"<stepwatch.Monitor installed={self.installed}>"
+
+
+def _remember_dead_runs(records: list[ExecutionProgress]) -> None:
+    """A dead group member's runs: a redelivery of one here is its next attempt."""
+    for record in records:
+        remember_dead_run(record.execution_id, record.attempt)
 
 
 def _fold_deprecated(limits: Limits, **given: Any) -> Limits:
