@@ -398,12 +398,14 @@ def _top_view(base: str, token: str | None) -> RenderableType:
     _, executions = _get(f"{base}/executions", token, 5.0)
     _, alerts = _get(f"{base}/alerts?active=true", token, 5.0)
     _, events = _get(f"{base}/events?format=json&limit=8", token, 5.0)
+    _, summary = _get(f"{base}/summary", token, 5.0)
     return _render_top(
         base,
         str(health.get("status", "?")),
         alerts.get("alerts", []),
         executions.get("executions", []),
         events.get("events", []),
+        summary,
     )
 
 
@@ -416,6 +418,7 @@ def _top_view_group(where: str, monitor: Monitor) -> RenderableType:
         [a.to_dict() for a in monitor.alerts(active=True)],
         [p.to_dict() for p in monitor.active_executions()],
         None,
+        monitor.summary().to_dict(),
     )
 
 
@@ -448,6 +451,7 @@ def _render_top(
     alerts: list[dict[str, Any]],
     executions: list[dict[str, Any]],
     events: list[dict[str, Any]] | None,
+    summary: object = None,
 ) -> RenderableType:
     from rich.console import Group  # noqa: PLC0415
     from rich.markup import escape  # noqa: PLC0415
@@ -462,6 +466,24 @@ def _render_top(
         )
     table = _executions_table(executions)
     parts.append(table)
+    if isinstance(summary, dict):
+        figures = [
+            f"{label} {summary[key]}"
+            for label, key in (
+                ("queued", "queue_depth"),
+                ("scheduled", "scheduled"),
+                ("running", "active_executions"),
+            )
+            if isinstance(summary.get(key), int)
+        ]
+        lost = (
+            summary.get("outcomes", {}).get("lost")
+            if isinstance(summary.get("outcomes"), dict)
+            else None
+        )
+        if isinstance(lost, int) and lost:
+            figures.append(f"[red]lost {lost}[/]")
+        parts.append("[dim]" + "   ".join(figures) + "[/]")
     if events is not None:
         parts.append("[bold]latest events[/]")
         for event in events:
