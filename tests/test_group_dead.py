@@ -337,3 +337,22 @@ def test_a_redelivered_run_of_a_dead_member_is_its_next_attempt_and_leaves_pendi
         assert survivor.summary().queue_wait.count == 0  # no wait spans a dead attempt
     finally:
         survivor.shutdown()
+
+
+def test_a_killed_member_its_parent_has_not_reaped_yet_is_dead(group_dir: Path) -> None:
+    survivor = stepwatch.Monitor(multiprocess_dir=group_dir, publish_interval=600.0).install()
+    try:
+        carrier = stepwatch.enqueue("job", execution_id="zombie-run")
+        doomed = Member(group_dir, [carrier], held=1)
+        try:
+            os.kill(doomed.process.pid, signal.SIGKILL)  # and not reaped: a zombie
+            stat = Path(f"/proc/{doomed.process.pid}/stat")
+            assert until(lambda: stat.read_bytes().rsplit(b")", 1)[1].split()[0] == b"Z", 30.0)
+            assert survivor.group is not None
+            survivor.group.sweep()
+            lost = survivor.events(event_type=EventType.EXECUTION_LOST)
+            assert [e.execution_id for e in lost] == ["zombie-run"]
+        finally:
+            doomed.kill()
+    finally:
+        survivor.shutdown()

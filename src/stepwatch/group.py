@@ -407,11 +407,8 @@ def _alert_to_wire(alert: Alert) -> dict[str, Any]:
     return wire
 
 
-def process_start(pid: int) -> int | None:
-    """When process ``pid`` started, in clock ticks since boot (Linux ``/proc``), else ``None``.
-
-    A pid is reused once its process is gone; the pair (pid, start time) is not.
-    """
+def _stat(pid: int) -> tuple[bytes, int] | None:
+    """``(state, start time)`` of process ``pid`` from ``/proc/<pid>/stat``, else ``None``."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as file:
             data = file.read(4096)
@@ -419,9 +416,19 @@ def process_start(pid: int) -> int | None:
         return None
     fields = data[data.rfind(b")") + 2 :].split()
     try:
-        return int(fields[19])  # field 22 of proc_pid_stat(5); the first two come before ")"
+        # Fields 3 and 22 of proc_pid_stat(5); the first two come before ")".
+        return fields[0], int(fields[19])
     except (IndexError, ValueError):
         return None
+
+
+def process_start(pid: int) -> int | None:
+    """When process ``pid`` started, in clock ticks since boot (Linux ``/proc``), else ``None``.
+
+    A pid is reused once its process is gone; the pair (pid, start time) is not.
+    """
+    found = _stat(pid)
+    return None if found is None else found[1]
 
 
 def _namespace() -> str:
@@ -444,10 +451,13 @@ def _dead(pid: int, start: int | None) -> bool:
         pass  # someone else's process by that id
     except (OSError, OverflowError, ValueError):
         return True  # no such process (ProcessLookupError)
-    if start is None:
-        return False
-    now = process_start(pid)
-    return now is not None and now != start  # the pid was reused: ours is gone
+    found = _stat(pid)
+    if found is None:
+        return False  # no /proc: the pid alone decides
+    state, started = found
+    if state in (b"Z", b"X"):
+        return True  # a zombie not reaped yet: it runs nothing any more
+    return start is not None and started != start  # the pid was reused: ours is gone
 
 
 # ------------------------------------------------------------------ the windows
