@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import http.server
+import json
 import os
+import pty
+import re
 import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 import yaml
@@ -125,16 +131,17 @@ def test_top_once_renders_active_execution(served: tuple[Harness, ServerHandle])
     assert "load" in result.stdout
     assert "execution.started" in result.stdout, result.stdout
     # Ready and scheduled work apart.
-    assert "queued 1   scheduled 1   running 1" in result.stdout, result.stdout
+    assert "Queued: 1  Scheduled: 1" in result.stdout, result.stdout
 
 
 def test_missing_rich_gives_a_clear_message(tmp_path: Path) -> None:
     shim = tmp_path / "rich"
     shim.mkdir()
     (shim / "__init__.py").write_text("raise ImportError('rich is not installed')\n")
-    result = stepwatch_cli("demo", env={"PYTHONPATH": str(tmp_path)})
+    path = os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])
+    result = stepwatch_cli("demo", env={"PYTHONPATH": path})
     assert result.returncode == 2
-    assert "pip install 'stepwatch[cli]'" in result.stderr
+    assert _one_line_no_traceback(result).endswith("pip install 'stepwatch[cli]'")
 
 
 def test_version_and_usage() -> None:
@@ -187,3 +194,248 @@ def test_top_treats_ids_and_names_as_text(served: tuple[Harness, ServerHandle]) 
     assert result.returncode == 0, result.stderr  # 0.1 crashed on the closing tag
     assert "[/bold]id" in result.stdout
     assert "[link=https://example.invalid]n" in result.stdout
+
+
+# ------------------------------------------------------------ hostile servers and user errors
+ENDLESS = b"endless"
+
+
+class _Hostile(http.server.BaseHTTPRequestHandler):
+    """Answers each path with what the test planted: a proxy's page, garbage, an endless body."""
+
+    answers: ClassVar[dict[str, tuple[int, str, bytes]]] = {}
+
+    def do_GET(self) -> None:
+        path = self.path.split("?")[0]
+        status, content_type, body = self.answers.get(path, (404, "text/plain", b"no"))
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        if body is ENDLESS:
+            self.end_headers()
+            chunk = b"[" * 65536
+            try:
+                while True:  # until the client hangs up
+                    self.wfile.write(chunk)
+            except OSError:
+                return
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def hostile() -> Iterator[tuple[str, dict[str, tuple[int, str, bytes]]]]:
+    answers: dict[str, tuple[int, str, bytes]] = {}
+    handler = type("Handler", (_Hostile,), {"answers": answers})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", answers
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+PROXY_PAGE = (502, "text/html", b"<html><body><h1>502 Bad Gateway</h1></body></html>")
+GARBAGE = {
+    "proxy-502-page": PROXY_PAGE,
+    "json-list": (200, "application/json", b'[1, 2, "pass"]'),
+    "wrong-types": (200, "application/json", b'{"status": 5, "checks": "none"}'),
+    "not-utf8": (200, "application/json", b"\xff\xfe{"),
+    "endless-body": (200, "application/json", ENDLESS),
+}
+
+
+def _one_line_no_traceback(result: subprocess.CompletedProcess[str]) -> str:
+    output = (result.stdout + result.stderr).strip()
+    assert "Traceback" not in output
+    assert len(output.splitlines()) == 1, output
+    return output
+
+
+@pytest.mark.parametrize("answer", sorted(GARBAGE))
+def test_health_exits_3_in_one_line_on_any_garbage_answer(
+    hostile: tuple[str, dict[str, tuple[int, str, bytes]]], answer: str
+) -> None:
+    url, answers = hostile
+    answers["/healthz"] = GARBAGE[answer]
+    result = stepwatch_cli("health", url, "--timeout", "30")
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert _one_line_no_traceback(result).startswith("unexpected answer from")
+
+
+@pytest.mark.parametrize("answer", sorted(GARBAGE))
+def test_top_exits_3_in_one_line_on_any_garbage_answer(
+    hostile: tuple[str, dict[str, tuple[int, str, bytes]]], answer: str
+) -> None:
+    url, answers = hostile
+    answers["/healthz"] = (200, "application/health+json", b'{"status": "pass"}')
+    for route in ("/healthz", "/executions", "/alerts", "/events"):
+        answers[route] = GARBAGE[answer]
+        result = stepwatch_cli("top", url, "--once")
+        assert result.returncode == 3, (route, result.stdout + result.stderr)
+        assert _one_line_no_traceback(result).startswith("unexpected answer from")
+        answers[route] = (200, "application/json", b'{"%s": []}' % route[1:].encode())
+        answers["/healthz"] = (200, "application/health+json", b'{"status": "pass"}')
+
+
+def _serve_executions(
+    answers: dict[str, tuple[int, str, bytes]], executions: list[dict[str, object]]
+) -> None:
+    answers["/healthz"] = (200, "application/health+json", b'{"status": "pass"}')
+    answers["/executions"] = (
+        200,
+        "application/json",
+        json.dumps({"executions": executions}).encode(),
+    )
+    answers["/alerts"] = (200, "application/json", b'{"alerts": [1, {"rule": 3}]}')
+    answers["/events"] = (200, "application/json", b'{"events": [{"seq": "x"}, null]}')
+
+
+def test_top_shows_fields_of_the_wrong_type_as_unknown(
+    hostile: tuple[str, dict[str, tuple[int, str, bytes]]],
+) -> None:
+    url, answers = hostile
+    _serve_executions(
+        answers,
+        [
+            {"execution_id": 5, "name": None, "percent": "lots", "eta_seconds": "soon"},
+            {"execution_id": "ok-1", "name": "n", "percent": 1e400, "eta_seconds": [1]},
+            "not an execution",  # type: ignore[list-item]
+        ],
+    )
+    result = stepwatch_cli("top", url, "--once", env={"COLUMNS": "200"})
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "ok-1" in result.stdout
+    assert "Traceback" not in result.stderr
+
+
+def test_top_never_passes_terminal_control_sequences(
+    hostile: tuple[str, dict[str, tuple[int, str, bytes]]],
+) -> None:
+    url, answers = hostile
+    _serve_executions(
+        answers,
+        [
+            {
+                "execution_id": "\x1b]0;owned\x07id-1",
+                "name": "\x1b[2J\x1b[Hwipe",
+                "state": "executing\x9b31m",
+                "current_step": "step\u202etxt.exe",
+            }
+        ],
+    )
+    answers["/events"] = (
+        200,
+        "application/json",
+        json.dumps(
+            {"events": [{"seq": 1, "type": "step.started", "execution_id": "\x1bc-reset"}]}
+        ).encode(),
+    )
+    result = stepwatch_cli("top", url, "--once", env={"COLUMNS": "200"})
+    assert result.returncode == 0, result.stdout + result.stderr
+    for control in ("\x1b", "\x07", "\x9b", "\u202e"):
+        assert control not in result.stdout
+    assert "?]0;owned?id-1" in result.stdout  # shown as text
+    assert "?[2J?[Hwipe" in result.stdout
+    assert "?c-reset" in result.stdout
+
+
+def test_top_shows_an_unknown_or_sub_second_eta_never_as_0s(
+    hostile: tuple[str, dict[str, tuple[int, str, bytes]]],
+) -> None:
+    url, answers = hostile
+    _serve_executions(
+        answers,
+        [
+            {"execution_id": "unknown-eta", "eta_seconds": None},
+            {"execution_id": "zero-eta", "eta_seconds": 0.0},
+            {"execution_id": "short-eta", "eta_seconds": 0.04},
+            {"execution_id": "sub-second-eta", "eta_seconds": 0.44},
+            {"execution_id": "long-eta", "eta_seconds": 125.0},
+        ],
+    )
+    result = stepwatch_cli("top", url, "--once", env={"COLUMNS": "200"})
+    assert result.returncode == 0, result.stdout + result.stderr
+    rows = {
+        line.split()[0]: line.split()[-1] for line in result.stdout.splitlines() if "-eta" in line
+    }
+    assert rows == {
+        "unknown-eta": "?",
+        "zero-eta": "<0.1s",
+        "short-eta": "<0.1s",
+        "sub-second-eta": "0.4s",
+        "long-eta": "2m05s",
+    }
+
+
+def test_the_token_comes_from_the_environment_too(served: tuple[Harness, ServerHandle]) -> None:
+    _, handle = served
+    result = stepwatch_cli("health", handle.url, env={"STEPWATCH_TOKEN": "tok"})
+    assert (result.returncode, result.stdout.splitlines()[0]) == (0, "pass"), result.stderr
+    top = stepwatch_cli("top", handle.url, "--once", env={"STEPWATCH_TOKEN": "tok"})
+    assert top.returncode == 0, top.stdout + top.stderr
+    wrong = stepwatch_cli("health", handle.url, env={"STEPWATCH_TOKEN": "nope"})
+    assert wrong.returncode == 3
+    given = stepwatch_cli("health", handle.url, "--token", "tok", env={"STEPWATCH_TOKEN": "x"})
+    assert given.returncode == 0  # the option wins over the variable
+
+
+def test_a_busy_serve_port_is_one_line_and_exit_2() -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = stepwatch_cli("demo", "--executions", "1", "--serve", str(port))
+    assert result.returncode == 2
+    line = _one_line_no_traceback(result)
+    assert line.startswith(f"stepwatch demo: cannot serve on port {port}")
+
+
+def test_a_missing_rules_config_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    result = stepwatch_cli("rules", "--config", str(tmp_path / "missing.toml"))
+    assert result.returncode == 2
+    line = _one_line_no_traceback(result)
+    assert line.startswith("stepwatch rules: cannot read") and "missing.toml" in line
+    listed = tmp_path / "list.json"
+    listed.write_text("[1, 2]")
+    result = stepwatch_cli("rules", "--config", str(listed))
+    assert result.returncode == 2
+    assert _one_line_no_traceback(result).startswith("stepwatch rules:")
+
+
+def test_the_demos_ended_counter_reaches_the_total_on_a_terminal() -> None:
+    # 1,500 executions record more events than the history keeps (10,000).
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    environment.update({"COLUMNS": "120", "LINES": "50", "TERM": "xterm"})
+    leader, follower = pty.openpty()
+    with subprocess.Popen(
+        [
+            sys.executable,
+            *("-m", "stepwatch", "demo", "--executions", "1500"),
+            *("--concurrency", "100", "--speed", "0.05"),
+        ],
+        stdin=follower,
+        stdout=follower,
+        stderr=follower,
+        env=environment,
+    ) as process:
+        os.close(follower)
+        output = bytearray()
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # the child closed the terminal
+                break
+            if not chunk:
+                break
+            output.extend(chunk)
+        assert process.wait(timeout=120) == 0, output.decode(errors="replace")[-2000:]
+    os.close(leader)
+    text = re.sub(rb"\x1b\[[0-9;?]*[A-Za-z]", b"", bytes(output))  # colours and cursor moves
+    assert b"1500/1500 executions ended" in text

@@ -313,8 +313,13 @@ def test_prometheus_scrapes_the_collectors_and_the_engines() -> None:
     config = yaml.safe_load((CONFIG / "prometheus" / "prometheus.yml").read_text())
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
     assert {COLLECTOR_JOB, ENGINES_JOB} <= set(jobs)
-    targets = [t for c in jobs[COLLECTOR_JOB]["static_configs"] for t in c["targets"]]
-    assert targets and all(t.endswith(":8888") for t in targets)
+    ports = [
+        int(t.rsplit(":", 1)[1])
+        for c in jobs[COLLECTOR_JOB].get("static_configs", [])
+        for t in c["targets"]
+    ]
+    ports += [int(d["port"]) for d in jobs[COLLECTOR_JOB].get("dns_sd_configs", [])]
+    assert ports and set(ports) == {8888}
     assert config["rule_files"] == ["stepwatch-rules.yaml"]
     rules = {
         r["alert"]: r["expr"] for r in yaml.safe_load(RULES_FILE.read_text())["groups"][0]["rules"]
@@ -335,3 +340,63 @@ def test_promtool_check_config() -> None:
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# ------------------------------------------------------------- two or more gateways
+def _default_host(value: str) -> str:
+    """The default of an ``${env:NAME:-default}`` reference (or the value), without a port."""
+    match = re.fullmatch(r"\$\{env:\w+:-([^}]+)\}(?::\d+)?", value)
+    host = match.group(1) if match else value
+    return host.rsplit(":", 1)[0] if re.search(r":\d+$", host) else host
+
+
+def _gateway_service() -> str:
+    agent = _load("agent.yaml")
+    return _default_host(agent["exporters"]["loadbalancing"]["resolver"]["dns"]["hostname"])
+
+
+def test_agents_reach_every_gateway_through_a_headless_service() -> None:
+    agent = _load("agent.yaml")
+    service = _gateway_service()
+    assert "headless" in service  # one A record per gateway pod, not one virtual IP
+    assert _default_host(agent["exporters"]["otlp/gateway"]["endpoint"]) == service
+    assert (
+        "STEPWATCH_GATEWAY_HOST"
+        in agent["exporters"]["loadbalancing"]["resolver"]["dns"]["hostname"]
+    )
+
+
+def test_prometheus_scrapes_each_gateway_pod_by_pod() -> None:
+    config = yaml.safe_load((CONFIG / "prometheus" / "prometheus.yml").read_text())
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    service = _gateway_service()
+    for job_name, port in (("stepwatch-gateway", 8889), (COLLECTOR_JOB, 8888)):
+        job = jobs[job_name]
+        assert "static_configs" not in job, job_name  # a Service's VIP: one random pod
+        (discovery,) = job["dns_sd_configs"]
+        assert discovery["type"] == "A" and discovery["port"] == port
+        assert service in discovery["names"], job_name
+
+
+@pytest.mark.parametrize("name", ["agent.yaml", "gateway.yaml"])
+def test_health_checks_are_reachable_by_a_kubernetes_probe(name: str) -> None:
+    endpoint = _load(name)["extensions"]["health_check"]["endpoint"]
+    assert endpoint.split(":")[0] == "0.0.0.0"  # a probe is sent to the pod's address
+
+
+def test_readme_explains_running_two_or_more_gateways() -> None:
+    readme = (CONFIG / "README.md").read_text()
+    section = readme.split("### Two or more gateways", 1)[1].split("\n### ", 1)[0]
+    service_name = _gateway_service().split(".")[0]
+    manifests = [
+        document
+        for block in re.findall(r"```yaml\n(.*?)```", section, re.S)
+        for document in yaml.safe_load_all(block)
+        if isinstance(document, dict) and document.get("kind") == "Service"
+    ]
+    (service,) = manifests
+    assert service["metadata"]["name"] == service_name
+    assert service["spec"]["clusterIP"] == "None"  # headless
+    assert {p["port"] for p in service["spec"]["ports"]} >= {4317, 8888, 8889}
+    for words in ("headless Service", "dns_sd_configs", "probe", "metric_expiration"):
+        assert words in section

@@ -8,6 +8,8 @@ import socket
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -282,3 +284,178 @@ def test_prometheus_metrics_exporter_serves_stepwatch_metrics() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "workflow_execution_duration" in result.stdout
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def _result(result: subprocess.CompletedProcess[str]) -> Any:
+    """The probe's JSON line (console exporters print around it)."""
+    line = next(line for line in result.stdout.splitlines() if line.startswith("RESULT "))
+    return json.loads(line.removeprefix("RESULT "))
+
+
+def test_exporter_variables_take_comma_lists() -> None:
+    probe = _probe(
+        OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:9",
+        OTEL_TRACES_EXPORTER="otlp, console",
+        OTEL_METRICS_EXPORTER="otlp,console,otlp",
+    )
+    assert probe["exporters"] == [
+        "OTLPSpanExporter",
+        "ConsoleSpanExporter",
+        "OTLPMetricExporter",
+        "ConsoleMetricExporter",
+    ]
+
+
+def test_an_unknown_entry_in_an_exporter_list_is_skipped_and_the_rest_kept() -> None:
+    result = _run(PROBE.format(args=""), OTEL_TRACES_EXPORTER="zipkin-ish,console")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.strip().splitlines()[-1])["exporters"] == [
+        "ConsoleSpanExporter"
+    ]
+    assert "zipkin-ish" in result.stderr
+
+
+SCRAPE_AND_EXPORT = """
+import json, urllib.request
+import stepwatch
+monitor = stepwatch.configure()
+with stepwatch.execution("scraped"):
+    pass
+try:
+    body = urllib.request.urlopen("http://127.0.0.1:{port}/metrics", timeout=30).read().decode()
+except OSError as exc:
+    body = "unreachable: " + str(exc)
+print("RESULT", json.dumps({{
+    "exporters": [type(e).__name__ for e in monitor.exporters],
+    "scraped": "workflow_execution_duration" in body,
+    "total": monitor.summary().total,
+}}))
+monitor.shutdown()
+"""
+
+
+def test_otlp_and_prometheus_together() -> None:
+    port = _free_port()
+    result = _run(
+        SCRAPE_AND_EXPORT.format(port=port),
+        OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:9",
+        OTEL_METRICS_EXPORTER="otlp,prometheus",
+        OTEL_EXPORTER_PROMETHEUS_HOST="127.0.0.1",
+        OTEL_EXPORTER_PROMETHEUS_PORT=str(port),
+        OTEL_EXPORTER_OTLP_TIMEOUT="1",
+    )
+    assert result.returncode == 0, result.stderr
+    assert _result(result) == {
+        "exporters": ["OTLPSpanExporter", "OTLPMetricExporter"],
+        "scraped": True,
+        "total": 1,
+    }
+
+
+def _prometheus_cannot_start(port: int, **env: str) -> subprocess.CompletedProcess[str]:
+    result = _run(
+        SCRAPE_AND_EXPORT.format(port=port),
+        OTEL_TRACES_EXPORTER="console",
+        OTEL_METRICS_EXPORTER="prometheus,console",
+        OTEL_EXPORTER_PROMETHEUS_HOST="127.0.0.1",
+        OTEL_METRIC_EXPORT_INTERVAL="600000",
+        **env,
+    )
+    assert result.returncode == 0, result.stderr
+    outcome = _result(result)
+    # The other exporters and the Monitor carry on.
+    assert outcome["exporters"] == ["ConsoleSpanExporter", "ConsoleMetricExporter"]
+    assert outcome["total"] == 1
+    return result
+
+
+def test_a_busy_prometheus_port_warns_and_the_rest_carries_on() -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = _prometheus_cannot_start(port, OTEL_EXPORTER_PROMETHEUS_PORT=str(port))
+    assert "cannot serve Prometheus metrics" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("value", ["not-a-port", "70000"])
+def test_a_bad_prometheus_port_warns_and_the_rest_carries_on(value: str) -> None:
+    result = _prometheus_cannot_start(_free_port(), OTEL_EXPORTER_PROMETHEUS_PORT=value)
+    assert f"OTEL_EXPORTER_PROMETHEUS_PORT='{value}' is not a port number" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_missing_prometheus_extra_warns_and_the_rest_carries_on(tmp_path: Path) -> None:
+    shim = tmp_path / "prometheus_client"
+    shim.mkdir()
+    (shim / "__init__.py").write_text("raise ImportError('prometheus_client is not installed')\n")
+    path = os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])
+    result = _prometheus_cannot_start(
+        _free_port(), OTEL_EXPORTER_PROMETHEUS_PORT=str(_free_port()), PYTHONPATH=path
+    )
+    assert "stepwatch[prometheus]" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+GROUP_PROBE = """
+import json, threading
+import stepwatch
+outcome = {{}}
+try:
+    monitor = stepwatch.configure({args})
+except Exception as exc:
+    outcome["raised"] = f"{{type(exc).__name__}}: {{exc}}"
+else:
+    outcome["group"] = monitor.group is not None
+    with stepwatch.execution("still-recorded"):
+        pass
+    outcome["total"] = monitor.summary().total
+    monitor.shutdown()
+outcome["threads"] = sorted(t.name for t in threading.enumerate() if t.name != "MainThread")
+print("RESULT", json.dumps(outcome))
+"""
+
+
+def test_an_unusable_multiprocess_dir_variable_warns_and_runs_without_the_group(
+    tmp_path: Path,
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    result = _run(
+        GROUP_PROBE.format(args=""),
+        STEPWATCH_MULTIPROCESS_DIR=str(blocker / "group"),
+        OTEL_TRACES_EXPORTER="console",
+        OTEL_METRICS_EXPORTER="console",
+    )
+    assert result.returncode == 0, result.stderr
+    assert _result(result) == {
+        "group": False,
+        "total": 1,
+        "threads": [],
+    }
+    assert "STEPWATCH_MULTIPROCESS_DIR" in result.stderr
+    assert "running without a process group" in result.stderr
+
+
+def test_an_unusable_multiprocess_dir_argument_raises_before_any_exporter_thread_starts(
+    tmp_path: Path,
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    result = _run(
+        GROUP_PROBE.format(args=f"multiprocess_dir={str(blocker / 'group')!r}"),
+        OTEL_TRACES_EXPORTER="console",
+        OTEL_METRICS_EXPORTER="console",
+    )
+    assert result.returncode == 0, result.stderr
+    outcome = _result(result)
+    assert outcome["threads"] == []  # no exporter thread left running
+    assert outcome["raised"].startswith("ValueError: multiprocess_dir")

@@ -9,7 +9,9 @@ at all (the ``stepwatch`` instrumentor installs the Monitor).
 
 from __future__ import annotations
 
+import json
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -144,3 +146,56 @@ def test_instrument_and_uninstrument_in_code_are_idempotent() -> None:
     later = stepwatch.configure(exporter="none", set_global=False)
     assert later is not monitor
     later.shutdown()
+
+
+DEAD_ENDPOINT_APP = """
+import json
+from opentelemetry import metrics, trace
+import stepwatch
+
+monitor = stepwatch.configure()
+with stepwatch.execution("job"):
+    pass
+trace.get_tracer_provider().force_flush()
+metrics.get_meter_provider().force_flush()
+health = monitor.health(refresh=True)
+print("RESULT", json.dumps({
+    "status": health.status.value,
+    "rules": sorted({alert.rule for alert in health.alerts}),
+    "failing": sorted(monitor.export_status.failing_signals()),
+}), flush=True)
+"""
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
+def test_the_distros_export_failures_reach_health(tmp_path: Path, protocol: str) -> None:
+    with socket.socket() as probe:  # a port nothing listens on: every export is refused
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    app = tmp_path / "app.py"
+    app.write_text(DEAD_ENDPOINT_APP)
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    environment.update(
+        {
+            "OTEL_SERVICE_NAME": "distro-app",
+            "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{port}",
+            "OTEL_EXPORTER_OTLP_PROTOCOL": protocol,
+            "OTEL_EXPORTER_OTLP_TIMEOUT": "1",
+            "OTEL_LOGS_EXPORTER": "none",
+        }
+    )
+    result = subprocess.run(
+        [str(INSTRUMENT), sys.executable, str(app)],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    line = next(line for line in result.stdout.splitlines() if line.startswith("RESULT "))
+    assert json.loads(line.removeprefix("RESULT ")) == {
+        "status": "degraded",
+        "rules": ["TelemetryExportFailing"],
+        "failing": ["metrics", "traces"],
+    }

@@ -6,13 +6,14 @@ import asyncio
 import logging
 import threading
 from collections.abc import Generator
+from datetime import UTC, datetime
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 import stepwatch
-from stepwatch import EventType, semconv
+from stepwatch import EventType, semconv, testing
 from stepwatch.events import EventBus, ExecutionEvent
 from stepwatch.testing import FakeClock, Harness
 
@@ -300,7 +301,7 @@ def test_the_history_ring_answers_as_a_list_of_every_event_would(
         and (event_type is None or event[1] is event_type)
     ]
     if limit is not None:
-        wanted = wanted[len(wanted) - limit :] if limit else []
+        wanted = wanted[max(len(wanted) - limit, 0) :] if limit else []
     got = bus.events(since=since, limit=limit, execution_id=execution_id, event_type=event_type)
     assert [(e.seq, e.type, e.execution_id, e.data) for e in got] == wanted
     assert [e.timestamp for e in got] == [float(event[0]) for event in wanted]
@@ -363,3 +364,38 @@ def test_a_subscriber_gets_step_events_recorded_by_value_at_once(sw: Harness) ->
     ]
     assert step_events[0].data == {"step": "one", "step_type": None, "attempt": 1}
     assert step_events == [e for e in sw.events(execution_id="live") if e in step_events]
+
+
+@pytest.mark.internal_errors
+def test_emit_publishes_an_engines_own_event_outside_any_execution(sw: Harness) -> None:
+    sw.monitor.emit("worker.joined", host="w-1", slots=4, bad=object())
+    sw.monitor.emit("deploy", execution_id="d-7")
+    sw.monitor.emit("")  # refused, never raised
+    events = sw.monitor.events(event_type=EventType.CUSTOM)
+    assert [(e.execution_id, e.data) for e in events] == [
+        (None, {"name": None, "event": "worker.joined", "attributes": {"host": "w-1", "slots": 4}}),
+        ("d-7", {"name": None, "event": "deploy", "attributes": {}}),
+    ]
+    assert testing.internal_errors().keys() >= {"monitor.emit.name"}
+
+
+def test_events_filter_by_several_types_workflow_and_time_range(sw: Harness) -> None:
+    start = sw.clock()
+    for index, name in enumerate(["nightly", "hourly", "nightly"]):
+        with stepwatch.execution(name, execution_id=f"e-{index}") as ex, ex.step("load"):
+            sw.clock.advance(10)
+    monitor = sw.monitor
+    nightly = monitor.events(workflow="nightly")
+    assert {e.execution_id for e in nightly} == {"e-0", "e-2"}
+    assert {e.type for e in nightly} >= {EventType.STEP_STARTED, EventType.EXECUTION_COMPLETED}
+    ends = monitor.events(event_type=["step.completed", EventType.EXECUTION_COMPLETED])
+    assert [e.type.value for e in ends] == ["step.completed", "execution.completed"] * 3
+    middle = monitor.events(after=start + 10, before=datetime.fromtimestamp(start + 20, UTC))
+    assert {e.execution_id for e in middle} == {"e-0", "e-1"}  # e-0 ended at +10, e-1 ran to +20
+    assert all(start + 10 <= e.timestamp < start + 20 for e in middle)
+    last = monitor.events(workflow="nightly", event_type=["step.started"], limit=1)
+    assert [(e.execution_id, e.type) for e in last] == [("e-2", EventType.STEP_STARTED)]
+    with pytest.raises(ValueError, match="event_type"):
+        monitor.events(event_type=["step.started", "nope"])
+    with pytest.raises(TypeError, match="after"):
+        monitor.events(after="noon")  # type: ignore[arg-type]

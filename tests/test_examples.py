@@ -68,3 +68,31 @@ def test_every_example_has_a_readme_and_a_test() -> None:
         assert (ROOT / "examples" / folder / "README.md").is_file(), folder
     scripts = {str(p.relative_to(ROOT / "examples")) for p in (ROOT / "examples").rglob("*.py")}
     assert scripts == set(EXAMPLES)
+
+
+@pytest.mark.parametrize(
+    ("script", "library"), [("luigi_build/build.py", "luigi"), ("dask_graph/dask_graph.py", "dask")]
+)
+def test_an_example_whose_engine_is_missing_says_what_to_install(
+    tmp_path: Path, script: str, library: str
+) -> None:
+    shim = tmp_path / library
+    shim.mkdir()
+    (shim / "__init__.py").write_text(f"raise ImportError('No module named {library}')\n")
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    environment["PYTHONPATH"] = os.pathsep.join([str(tmp_path), environment.get("PYTHONPATH", "")])
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / script)],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=environment,
+        cwd=ROOT,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert library in line and "pip install 'stepwatch[examples]'" in line
+    readme = (ROOT / "examples" / script).parent / "README.md"
+    assert "pip install -e '.[examples]'" in readme.read_text()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -152,6 +152,36 @@ def test_stuck_executions(strict: Harness) -> None:
     assert _rules_firing(strict) == set()
 
 
+def test_an_execution_that_keeps_moving_is_not_stuck_however_long_it_runs(
+    strict: Harness,
+) -> None:
+    with stepwatch.execution("long", execution_id="moving-1") as ex:
+        for index in range(12):  # two hours, a step every ten minutes
+            with ex.step(f"s{index}"):
+                strict.clock.advance(300)
+            strict.clock.advance(300)
+            assert _rules_firing(strict) == set()
+        for _ in range(3):  # then only heartbeats
+            strict.clock.advance(500)
+            ex.heartbeat()
+            assert _rules_firing(strict) == set()
+        progress = strict.monitor.progress("moving-1")
+        assert progress is not None
+        assert progress.last_progress_at == strict.clock()
+        strict.clock.advance(601)
+        assert _rules_firing(strict) == {"StuckExecutions"}
+
+
+def test_a_short_run_that_stopped_moving_is_stuck(strict: Harness) -> None:
+    with stepwatch.execution("short", execution_id="hung-1") as ex:
+        with ex.step("fetch"):
+            strict.clock.advance(1)
+        strict.clock.advance(601)  # ran 602 s in all, 601 of them without a sign of life
+        (alert,) = strict.monitor.health(refresh=True).alerts
+        assert alert.rule == "StuckExecutions"
+        assert "no progress for 600 s" in alert.message
+
+
 def test_sla_burn_rate_fast_and_slow() -> None:
     with capture(rules=Rules(min_executions=10, sla_objective=0.99)) as sw:
         for i in range(40):
@@ -215,6 +245,33 @@ def test_async_check_and_component_health_result(strict: Harness) -> None:
     assert by_name["detailed"].status is HealthStatus.DEGRADED
     assert by_name["detailed"].message == "slow"
     assert health.status is HealthStatus.DEGRADED
+
+
+def test_a_check_duration_is_measured_whatever_the_check_returns_or_raises(
+    strict: Harness,
+) -> None:
+    def timed(
+        result: Callable[[], bool | ComponentHealth],
+    ) -> Callable[[], bool | ComponentHealth]:
+        def check() -> bool | ComponentHealth:
+            strict.clock.advance(0.25)  # the check takes a quarter of a second
+            return result()
+
+        return check
+
+    def raises() -> bool:
+        raise ConnectionError("refused")
+
+    strict.monitor.add_check("plain", timed(lambda: True))
+    strict.monitor.add_check(
+        "detailed", timed(lambda: ComponentHealth(name="x", status=HealthStatus.DEGRADED))
+    )
+    strict.monitor.add_check("raising", timed(raises))
+    components = strict.monitor.health(refresh=True).components
+    assert sorted(c.name for c in components) == ["detailed", "plain", "raising"]
+    for component in components:  # the three run at once: each sees the others' time too
+        assert component.duration is not None
+        assert 0.25 <= component.duration <= 0.75
 
 
 def test_raising_check_is_a_failure(strict: Harness) -> None:
@@ -386,3 +443,95 @@ def test_background_loop_survives_its_own_errors(sw: Harness) -> None:
         assert ticks.acquire(timeout=WAIT)
     assert sw.monitor.running
     sw.monitor.stop()
+
+
+@pytest.mark.asyncio
+async def test_ahealth_keeps_the_event_loop_serving_while_checks_run(strict: Harness) -> None:
+    released = threading.Event()
+
+    def waits_for_the_loop() -> bool:
+        return released.wait(WAIT)  # released by a coroutine on the awaiting loop
+
+    async def release() -> None:
+        released.set()
+
+    strict.monitor.add_check("needs-the-loop", waits_for_the_loop, timeout=WAIT)
+    health, _ = await asyncio.gather(strict.monitor.ahealth(refresh=True), release())
+    (component,) = health.components
+    assert component.status is HealthStatus.HEALTHY
+
+
+@pytest.mark.internal_errors
+def test_stepwatchs_own_contained_failures_show_in_health(strict: Harness) -> None:
+    assert strict.monitor.health(refresh=True).status is HealthStatus.HEALTHY
+    with stepwatch.execution("job") as ex:
+        ex.set_total_steps(-1)  # refused: logged once, counted, never raised
+    health = strict.monitor.health(refresh=True)
+    (own,) = health.components
+    assert own.name == "stepwatch"
+    assert own.status is HealthStatus.DEGRADED
+    assert own.message is not None and own.message.startswith("1 internal errors")
+    assert health.status is HealthStatus.DEGRADED
+    assert strict.monitor.health(refresh=True).components == []  # nothing new since
+
+
+def _alert_events(h: Harness, kind: stepwatch.EventType) -> int:
+    return len(h.monitor.events(event_type=kind))
+
+
+def test_a_flapping_condition_is_damped_by_fire_after_and_resolve_after() -> None:
+    rules = Rules(queue_depth=5, fire_after=2, resolve_after=3)
+    depth = {"value": 0.0}
+    with capture(rules=rules) as sw:
+        sw.monitor.observe_queue_depth(lambda: depth["value"])
+        seen = []
+        for value in (500, 500, 0, 500, 0, 500, 0, 500, 0, 0, 0):
+            depth["value"] = value
+            seen.append("QueueBacklog" in _rules_firing(sw))
+            sw.clock.advance(10)
+        assert seen == [False] + [True] * 9 + [False]
+        assert _alert_events(sw, stepwatch.EventType.ALERT_FIRED) == 1
+        assert _alert_events(sw, stepwatch.EventType.ALERT_RESOLVED) == 1
+
+
+def test_without_damping_each_flap_fires_again() -> None:
+    depth = {"value": 0.0}
+    with capture(rules=Rules(queue_depth=5)) as sw:
+        sw.monitor.observe_queue_depth(lambda: depth["value"])
+        for value in (500, 0, 500, 0, 500, 0):
+            depth["value"] = value
+            _rules_firing(sw)
+        assert _alert_events(sw, stepwatch.EventType.ALERT_FIRED) == 3
+
+
+def test_a_silenced_rule_is_evaluated_but_not_reported_until_the_silence_ends(
+    strict: Harness,
+) -> None:
+    depth = {"value": 500.0}
+    strict.monitor.observe_queue_depth(lambda: depth["value"])
+    ends = strict.monitor.silence("QueueBacklog", 60)
+    assert ends == strict.clock() + 60
+    health = strict.monitor.health(refresh=True)
+    assert health.alerts == []
+    assert health.status is HealthStatus.HEALTHY
+    assert strict.monitor.alerts() == []
+    assert _alert_events(strict, stepwatch.EventType.ALERT_FIRED) == 0
+    strict.clock.advance(61)
+    assert _rules_firing(strict) == {"QueueBacklog"}
+    assert _alert_events(strict, stepwatch.EventType.ALERT_FIRED) == 1
+    strict.monitor.silence("QueueBacklog", 60)
+    assert _rules_firing(strict) == set()
+    strict.monitor.silence("QueueBacklog", 0)  # lifted
+    assert _rules_firing(strict) == {"QueueBacklog"}
+    assert _alert_events(strict, stepwatch.EventType.ALERT_FIRED) == 1  # never resolved
+
+
+@pytest.mark.parametrize(
+    ("rule", "seconds", "error"),
+    [("NoSuchRule", 60, ValueError), ("QueueBacklog", -1, ValueError), (3, 60, TypeError)],
+)
+def test_silence_rejects_what_it_cannot_silence(
+    sw: Harness, rule: object, seconds: float, error: type[Exception]
+) -> None:
+    with pytest.raises(error, match="rule" if rule != "QueueBacklog" else "for_seconds"):
+        sw.monitor.silence(rule, seconds)  # type: ignore[arg-type]

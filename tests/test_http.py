@@ -6,6 +6,8 @@ import http.client
 import json
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -367,3 +369,32 @@ def test_healthz_names_the_service_and_its_release() -> None:
         handle.close()
         monitor.shutdown()
     assert (body["serviceId"], body["version"], body["releaseId"]) == ("billing", "4.2", "4.2.7")
+
+
+def test_executions_route_answers_the_history_query(sw: Harness) -> None:
+    for index in range(3):
+        try:
+            with stepwatch.execution("nightly", execution_id=f"n-{index}"):
+                sw.clock.advance(10)
+                if index == 1:
+                    raise RuntimeError("boom")
+        except RuntimeError:
+            pass
+    with stepwatch.execution("hourly", execution_id="h-0"):
+        pass
+    handle = sw.monitor.serve()
+    try:
+
+        def ids(query: str) -> list[str]:
+            with urllib.request.urlopen(f"{handle.url}/executions?{query}", timeout=10) as answer:
+                return [row["execution_id"] for row in json.load(answer)["executions"]]
+
+        assert ids("workflow=nightly") == ["n-2", "n-1", "n-0"]
+        assert ids("outcome=failure") == ["n-1"]
+        assert ids("state=success&state=failure&workflow=nightly&limit=2") == ["n-2", "n-1"]
+        assert ids("") == []  # no filter: pending and running only, as before
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(f"{handle.url}/executions?state=finished", timeout=10)
+        assert refused.value.code == 400
+    finally:
+        handle.close()

@@ -13,8 +13,13 @@ import sys
 
 from opentelemetry import context, trace
 from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
-from opentelemetry.sdk.metrics import Counter
-from opentelemetry.sdk.metrics.export import AggregationTemporality
+from opentelemetry.sdk.metrics import Counter, MeterProvider
+from opentelemetry.sdk.metrics.export import (
+    AggregationTemporality,
+    InMemoryMetricReader,
+    MetricExporter,
+    PeriodicExportingMetricReader,
+)
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -25,6 +30,8 @@ from stepwatch._otel_internals import (
     global_meter_provider_unset,
     metric_exporter_preferences,
     run_context,
+    wrap_metric_exporters,
+    wrap_span_exporters,
 )
 
 
@@ -94,3 +101,33 @@ def test_run_context_is_what_set_span_in_context_and_set_value_make() -> None:
     assert built == expected and type(built) is type(expected)
     assert trace.get_current_span(built) is span and context.get_value(key, built) == "run"
     assert parent == context.set_value("engine-key", "kept")  # the parent is not changed
+
+
+def test_the_exporters_of_providers_built_elsewhere_are_found_and_replaced() -> None:
+    span_exporter = InMemorySpanExporter()
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(BatchSpanProcessor(span_exporter))
+    metric_exporter = OTLPMetricExporter(endpoint="http://127.0.0.1:9/v1/metrics")
+    meter_provider = MeterProvider(
+        metric_readers=[
+            PeriodicExportingMetricReader(metric_exporter, export_interval_millis=600_000),
+            InMemoryMetricReader(),  # a pull reader has no exporter: left alone
+        ]
+    )
+    seen: list[object] = []
+
+    def wrap(exporter: object) -> object:
+        seen.append(exporter)
+        return InMemorySpanExporter() if exporter is span_exporter else exporter
+
+    assert wrap_span_exporters(tracer_provider, wrap) == 1
+    assert wrap_metric_exporters(meter_provider, wrap) == 0  # wrap kept it: nothing replaced
+    assert seen == [span_exporter, metric_exporter]
+    assert isinstance(seen[1], MetricExporter)
+    tracer_provider.shutdown()
+    meter_provider.shutdown()
+
+
+def test_wrapping_exporters_degrades_when_the_detail_moved() -> None:
+    assert wrap_span_exporters(object(), lambda e: e) == 0
+    assert wrap_metric_exporters(object(), lambda e: e) == 0

@@ -6,6 +6,7 @@ import contextlib
 import itertools
 import json
 import threading
+from datetime import UTC, datetime
 
 import pytest
 from hypothesis import given, settings
@@ -14,7 +15,7 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 
 import stepwatch
 from stepwatch.limits import Limits
-from stepwatch.progress import StepView, blend_eta, keep_steps
+from stepwatch.progress import DurationHistory, StepProfile, StepView, blend_eta, keep_steps
 from stepwatch.semconv import Outcome
 from stepwatch.testing import Harness, capture
 
@@ -213,6 +214,17 @@ def test_retention_by_age(sw: Harness) -> None:
     assert sw.monitor.progress("o-2") is not None
 
 
+def test_a_finished_execution_expires_on_time_with_nothing_else_happening(sw: Harness) -> None:
+    with stepwatch.execution("old", execution_id="o-1"):
+        pass
+    stepwatch.enqueue("never-started", execution_id="p-1")
+    sw.clock.advance(3599)
+    assert sw.monitor.progress("o-1") is not None
+    sw.clock.advance(2)
+    assert sw.monitor.progress("o-1") is None
+    assert sw.monitor.progress("p-1") is None
+
+
 def test_sixteen_threads_thousand_executions_each() -> None:
     with capture(limits=Limits(max_finished=20_000, max_events=100_000)) as sw:
         _run_sixteen_threads(sw)
@@ -279,16 +291,20 @@ def test_finished_execution_keeps_few_steps_failed_first(sw: Harness) -> None:
     assert names[-1] == "s299"
 
 
-def test_active_executions_limit_keeps_the_oldest(sw: Harness) -> None:
+def test_active_executions_lists_running_first_then_the_oldest_pending(sw: Harness) -> None:
     stepwatch.enqueue("queued", execution_id="q-0")
     sw.clock.advance(1)
     with stepwatch.execution("a", execution_id="a-1"):
         sw.clock.advance(1)
         with stepwatch.execution("b", execution_id="b-2"):
             everything = sw.monitor.active_executions()
-            assert [p.execution_id for p in everything] == ["q-0", "a-1", "b-2"]
-            oldest = sw.monitor.active_executions(limit=2)
-            assert oldest == everything[:2]
+            assert [p.execution_id for p in everything] == ["a-1", "b-2", "q-0"]
+            for limit in range(4):
+                assert sw.monitor.active_executions(limit=limit) == everything[:limit]
+            for index in range(200):  # a long queue never hides what runs
+                stepwatch.enqueue("queued", execution_id=f"q-more-{index}")
+            first = sw.monitor.active_executions(limit=100)
+            assert [p.execution_id for p in first[:2]] == ["a-1", "b-2"]
             assert sw.monitor.active_executions(limit=0) == []
             with pytest.raises(ValueError, match="limit"):
                 sw.monitor.active_executions(limit=-1)
@@ -348,3 +364,261 @@ def test_a_step_still_running_when_its_execution_ends_counts_in_the_kept_progres
     assert at_end is not None and at_end.state == "failure"
     assert (at_end.completed_steps, at_end.running_steps, at_end.percent) == (1, 1, 75.0)
     assert [(s.name, s.state) for s in at_end.steps] == [("done", "success"), ("late", "running")]
+
+
+def _run_steps(
+    sw: Harness,
+    execution_id: str,
+    durations: list[tuple[str, float]],
+    sample_after: float | None = None,
+) -> float | None:
+    """Run ``durations`` as one "deploy" execution; the ETA ``sample_after`` seconds in."""
+    eta: float | None = None
+    started = sw.clock()
+    with stepwatch.execution("deploy", execution_id=execution_id, total_steps=len(durations)) as ex:
+        for name, seconds in durations:
+            step_end = sw.clock() + seconds
+            with ex.step(name):
+                if sample_after is not None and sw.clock() <= started + sample_after < step_end:
+                    sw.clock.advance(started + sample_after - sw.clock())
+                    progress = sw.monitor.progress(execution_id)
+                    assert progress is not None
+                    eta = progress.eta_seconds
+                sw.clock.advance(step_end - sw.clock())
+    return eta
+
+
+BACK_LOADED = [("fetch", 1.0), ("check", 1.0), ("plan", 1.0), ("apply", 37.0)]
+
+
+@pytest.mark.parametrize(
+    ("sample_after", "truth"),
+    [(2.5, 37.5), (10.0, 30.0), (20.0, 20.0), (30.0, 10.0)],
+)
+def test_eta_learns_what_each_step_takes_from_ended_runs(
+    sw: Harness, sample_after: float, truth: float
+) -> None:
+    for run in range(3):
+        _run_steps(sw, f"learn-{run}", BACK_LOADED)
+    eta = _run_steps(sw, "now", BACK_LOADED, sample_after)
+    assert eta == pytest.approx(truth, rel=0.01)
+
+
+def test_eta_before_any_learned_run_is_the_runs_own_pace(sw: Harness) -> None:
+    eta = _run_steps(sw, "first", BACK_LOADED, sample_after=10.0)
+    assert eta == pytest.approx(10.0 / 3)  # 3 steps done in 10 s, one step left
+
+
+def test_eta_follows_a_run_slower_than_the_learned_ones(sw: Harness) -> None:
+    for run in range(3):
+        _run_steps(sw, f"learn-{run}", BACK_LOADED)
+    slow = [(name, seconds * 2) for name, seconds in BACK_LOADED]
+    eta = _run_steps(sw, "slow", slow, sample_after=60.0)  # 3/4 through a run twice as slow
+    assert eta is not None
+    assert abs(eta - 20.0) <= 0.25 * 20.0
+
+
+def test_eta_counts_a_step_name_that_runs_several_times(sw: Harness) -> None:
+    loop = [("poll", 2.0)] * 5 + [("store", 10.0)]
+    for run in range(3):
+        _run_steps(sw, f"learn-{run}", loop)
+    eta = _run_steps(sw, "now", loop, sample_after=7.0)  # inside the fourth poll
+    assert eta == pytest.approx(13.0, rel=0.01)
+
+
+def test_eta_uses_the_fraction_a_running_step_reports(sw: Harness) -> None:
+    for run in range(2):
+        _run_steps(sw, f"learn-{run}", [("copy", 100.0)])
+    with (
+        stepwatch.execution("deploy", execution_id="now", total_steps=1) as ex,
+        ex.step("copy") as st,
+    ):
+        sw.clock.advance(10.0)
+        st.progress(0.5)  # half done in 10 s: twice as fast as the learned runs
+        progress = sw.monitor.progress("now")
+        assert progress is not None
+        assert progress.eta_seconds is not None
+        assert progress.eta_seconds < 0.75 * 50.0  # pace counts, not the learned 50 s alone
+
+
+def test_step_profile_keeps_the_step_names_with_most_time() -> None:
+    history = DurationHistory(Limits(history_steps=3))
+    steps = [_Ended_step(f"s{index}", float(index)) for index in range(10)]
+    history.learn("wide", 45.0, steps)
+    profile = history.profile("wide")
+    assert profile is not None
+    assert sorted(profile) == ["s7", "s8", "s9"]
+    assert profile["s9"] == StepProfile(seconds=9.0, occurrences=1.0)
+
+
+def test_step_profile_is_not_learned_from_a_run_whose_steps_were_not_all_kept() -> None:
+    with capture(limits=Limits(steps_kept=4)) as small:
+        with stepwatch.execution("long", execution_id="l-1") as ex:
+            for index in range(10):
+                with ex.step(f"s{index}"):
+                    small.clock.advance(1.0)
+        assert small.monitor.history.typical("long") == pytest.approx(10.0)
+        assert small.monitor.history.profile("long") is None
+
+
+def test_step_profile_forgets_the_names_of_evicted_executions() -> None:
+    history = DurationHistory(Limits(history_names=1))
+    history.learn("a", 1.0, [_Ended_step("x", 1.0)])
+    history.learn("b", 1.0, [_Ended_step("y", 1.0)])
+    assert history.profile("a") is None
+    assert history.profile("b") is not None
+
+
+class _Ended_step:
+    """A finished step as the profile reads it (name, start, end)."""
+
+    def __init__(self, name: str, seconds: float) -> None:
+        self.name = name
+        self.step_type: str | None = None
+        self.attempt = 1
+        self.outcome: Outcome | None = Outcome.SUCCESS
+        self.started_at = 100.0
+        self.ended_at: float | None = 100.0 + seconds
+        self.fraction: float | None = None
+        self.message: str | None = None
+        self.reason: str | None = None
+
+
+def test_the_handles_eta_learns_from_the_same_history_as_the_monitor(sw: Harness) -> None:
+    for run in range(2):
+        _run_steps(sw, f"learn-{run}", BACK_LOADED)
+    with stepwatch.execution("deploy", execution_id="now", total_steps=4) as ex:
+        sw.clock.advance(10.0)
+        assert ex.progress().eta_seconds == pytest.approx(30.0)
+
+
+def _sla_events(sw: Harness, execution_id: str) -> list[float]:
+    return [
+        event.timestamp
+        for event in sw.monitor.events(execution_id=execution_id)
+        if event.type is stepwatch.EventType.SLA_VIOLATED
+    ]
+
+
+def test_a_running_execution_past_its_sla_is_late_at_once(sw: Harness) -> None:
+    with stepwatch.execution("deploy", execution_id="sla-1", sla=5.0) as ex:
+        started = sw.clock()
+        sw.clock.advance(3.0)
+        early = ex.progress()
+        assert early.sla_deadline == started + 5.0
+        assert not early.late
+        sw.clock.advance(3.0)
+        assert ex.progress().late
+        assert _sla_events(sw, "sla-1") == []  # announced when the Monitor evaluates
+        sw.monitor.health(refresh=True)
+        assert _sla_events(sw, "sla-1") == [started + 6.0]
+        sw.clock.advance(10.0)
+        sw.monitor.health(refresh=True)
+    assert _sla_events(sw, "sla-1") == [started + 6.0]  # once, not again at the end
+    ended = sw.monitor.progress("sla-1")
+    assert ended is not None
+    assert ended.late
+    assert ended.sla_deadline == started + 5.0
+
+
+def test_a_breach_nobody_evaluated_in_time_is_announced_at_the_end(sw: Harness) -> None:
+    with stepwatch.execution("deploy", execution_id="sla-2", sla=5.0):
+        sw.clock.advance(6.0)
+    assert len(_sla_events(sw, "sla-2")) == 1
+    with stepwatch.execution("deploy", execution_id="sla-3", sla=5.0):
+        sw.clock.advance(4.0)
+    within = sw.monitor.progress("sla-3")
+    assert within is not None
+    assert not within.late
+    assert _sla_events(sw, "sla-3") == []
+
+
+def test_an_execution_whose_eta_passes_its_deadline_is_at_risk(sw: Harness) -> None:
+    for run in range(2):
+        _run_steps(sw, f"learn-{run}", BACK_LOADED)  # 40 s each
+    with stepwatch.execution("deploy", execution_id="risky", total_steps=4, sla=30.0) as ex:
+        sw.clock.advance(5.0)
+        risky = ex.progress()
+        assert risky.at_risk  # 5 s in, about 35 s to go: ends at about 40 s, past 30
+        assert not risky.late
+    with stepwatch.execution("deploy", execution_id="safe", total_steps=4, sla=60.0) as ex:
+        sw.clock.advance(5.0)
+        assert not ex.progress().at_risk
+    with stepwatch.execution("other", execution_id="no-sla") as ex:
+        progress = ex.progress()
+        assert progress.sla_deadline is None
+        assert not progress.late
+        assert not progress.at_risk
+
+
+def test_current_step_is_a_step_still_running_when_a_parallel_one_ends(sw: Harness) -> None:
+    with stepwatch.execution("fan-out", execution_id="par-1") as ex:
+        first, second, third = ex.step("a"), ex.step("b"), ex.step("c")
+        first.__enter__()
+        second.__enter__()
+        third.__enter__()
+        third.__exit__(None, None, None)  # the newest ends: the newest still running is current
+        assert ex.progress().current_step == "b"
+        first.__exit__(None, None, None)  # an older one ends: current stays
+        assert ex.progress().current_step == "b"
+        second.__exit__(None, None, None)
+        assert ex.progress().current_step is None
+
+
+def test_executions_lists_running_pending_and_ended_runs_with_filters(sw: Harness) -> None:
+    start = sw.clock()
+    for index in range(3):
+        try:
+            with stepwatch.execution("nightly", execution_id=f"n-{index}"):
+                sw.clock.advance(10)
+                if index == 1:
+                    raise RuntimeError("boom")
+        except RuntimeError:
+            pass
+    with stepwatch.execution("hourly", execution_id="h-0"):
+        sw.clock.advance(10)
+    stepwatch.enqueue("nightly", execution_id="n-queued")
+    with stepwatch.execution("nightly", execution_id="n-running"):
+        sw.clock.advance(5)
+        monitor = sw.monitor
+        every = [p.execution_id for p in monitor.executions()]
+        assert every == ["n-running", "n-queued", "h-0", "n-2", "n-1", "n-0"]
+        assert [p.execution_id for p in monitor.executions(workflow="nightly", limit=3)] == [
+            "n-running",
+            "n-queued",
+            "n-2",
+        ]
+        assert [p.execution_id for p in monitor.executions(outcome="failure")] == ["n-1"]
+        assert [p.execution_id for p in monitor.executions(state=["success", "pending"])] == [
+            "n-queued",
+            "h-0",
+            "n-2",
+            "n-0",
+        ]
+        ended_late = [p.execution_id for p in monitor.executions(since=start + 20)]
+        assert ended_late == ["n-running", "n-queued", "h-0", "n-2", "n-1"]  # n-1 ended at +20
+        began_early = monitor.executions(until=datetime.fromtimestamp(start + 10, UTC))
+        assert [p.execution_id for p in began_early] == ["n-0"]
+        with pytest.raises(ValueError, match="state"):
+            monitor.executions(state="finished")
+        with pytest.raises(TypeError, match="since"):
+            monitor.executions(since="yesterday")  # type: ignore[arg-type]
+
+
+def test_a_retried_step_is_listed_once_with_its_latest_attempt(sw: Harness) -> None:
+    with stepwatch.execution("deploy", execution_id="r-1", total_steps=2) as ex:
+        for _ in range(2):
+            with contextlib.suppress(RuntimeError), ex.step("fetch"):
+                raise RuntimeError("flaky")
+        with ex.step("fetch"):
+            pass
+        for _ in range(2):  # a loop: the same name after a success is a new step
+            with ex.step("poll"):
+                pass
+        progress = ex.progress()
+    listed = [(s.name, s.state, s.attempt, s.attempts) for s in progress.steps]
+    assert listed == [
+        ("fetch", "success", 3, 3),
+        ("poll", "success", 1, 1),
+        ("poll", "success", 1, 1),
+    ]

@@ -2,9 +2,29 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
+
+import stepwatch
+
+SOURCES = str(Path(stepwatch.__file__).resolve().parents[1])
+
+
+def _pytest_in(directory: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """pytest in ``directory`` (a user's project), these stepwatch sources first on the path."""
+    path = os.pathsep.join(p for p in (SOURCES, os.environ.get("PYTHONPATH", "")) if p)
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args],
+        cwd=directory,
+        env={**os.environ, "PYTHONPATH": path},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
 
 USER_TESTS = """
 import stepwatch
@@ -31,13 +51,36 @@ def test_each_test_gets_its_own(stepwatch_capture):
 
 def test_user_suite_uses_the_fixture_without_importing_the_plugin(tmp_path: Path) -> None:
     (tmp_path / "test_user.py").write_text(USER_TESTS)
-    result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_user.py"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    result = _pytest_in(tmp_path, "test_user.py")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "2 passed" in result.stdout
+
+
+LIGHT_SESSION = """
+import sys
+
+
+def _loaded():
+    return sorted(
+        name for name in sys.modules
+        if name.startswith(("opentelemetry.sdk", "opentelemetry.exporter", "stepwatch"))
+    )
+
+
+def test_a_session_that_never_uses_the_fixture():
+    print("LOADED", ",".join(_loaded()))
+
+
+def test_the_fixture_loads_what_it_needs_when_used(stepwatch_capture):
+    assert "opentelemetry.sdk.trace" in sys.modules
+"""
+
+
+def test_the_plugin_loads_nothing_heavy_until_its_fixture_is_used(tmp_path: Path) -> None:
+    (tmp_path / "test_light.py").write_text(LIGHT_SESSION)
+    result = _pytest_in(tmp_path, "-s", "test_light.py")
+    assert result.returncode == 0, result.stdout + result.stderr
+    line = next(line for line in result.stdout.splitlines() if "LOADED" in line)
+    loaded = set(line.split("LOADED ", 1)[1].split(","))
+    # The plugin itself is loaded (through its entry point), and nothing beyond it.
+    assert loaded == {"stepwatch", "stepwatch.pytest_plugin", "stepwatch.version"}

@@ -16,13 +16,19 @@ dask has no stepwatch integration and needs none:
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 import time
 from typing import Any
 
-from dask.base import compute
-from dask.delayed import delayed
-from distributed import Client, LocalCluster, WorkerPlugin
+try:
+    from dask.base import compute
+    from dask.delayed import delayed
+    from distributed import Client, LocalCluster, WorkerPlugin
+except ImportError as missing:  # `make demo` installs only the cli extra
+    sys.exit(
+        f"this example needs dask and distributed ({missing}): pip install 'stepwatch[examples]'"
+    )
 
 import stepwatch
 

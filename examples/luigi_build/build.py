@@ -11,12 +11,16 @@ where each task is better its own execution (decorate ``run`` with
 
 from __future__ import annotations
 
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
-import luigi
-from luigi.task import flatten
+try:
+    import luigi
+    from luigi.task import flatten
+except ImportError as missing:  # `make demo` installs only the cli extra
+    sys.exit(f"this example needs luigi ({missing}): pip install 'stepwatch[examples]'")
 
 import stepwatch
 from stepwatch import Step, StepScope

@@ -24,9 +24,11 @@ Usage::
 Configuration: :func:`configure` reads the standard ``OTEL_*`` variables; see
 ``docs/configuration.md``.
 
-Importing stepwatch to decorate loads only the OpenTelemetry API: the names
-bound to the SDK (``configure``, ``Monitor``, the health and summary types)
-load on first use (PEP 562).
+Importing stepwatch loads nothing but its version: every public name loads
+its module on first use (PEP 562), so an installed stepwatch costs nothing to
+a process that does not use it (the pytest plugin, ``stepwatch --help``).
+Decorating loads only the OpenTelemetry API: the names bound to the SDK
+(``configure``, ``Monitor``, the health and summary types) load when used.
 """
 
 from __future__ import annotations
@@ -35,28 +37,28 @@ import importlib
 import warnings
 from typing import TYPE_CHECKING, Any
 
-from stepwatch.instrument import (
-    Execution,
-    ExecutionScope,
-    Step,
-    StepScope,
-    current_execution,
-    current_step,
-    enqueue,
-    execution,
-    step,
-)
-from stepwatch.limits import Limits
-from stepwatch.progress import ExecutionProgress, StepProgress
-from stepwatch.semconv import EventType, HealthStatus, Outcome, Severity
 from stepwatch.version import __version__
 
 if TYPE_CHECKING:
     from stepwatch.configuration import configure
     from stepwatch.events import ExecutionEvent, Subscription
     from stepwatch.health import Alert, ComponentHealth, Rules, SystemHealth
+    from stepwatch.instrument import (
+        Execution,
+        ExecutionScope,
+        Step,
+        StepScope,
+        current_execution,
+        current_step,
+        enqueue,
+        execution,
+        step,
+    )
+    from stepwatch.limits import Limits
     from stepwatch.monitor import Monitor
+    from stepwatch.progress import ExecutionProgress, StepProgress
     from stepwatch.reader import HealthMetricReader
+    from stepwatch.semconv import EventType, HealthStatus, Outcome, Severity
     from stepwatch.summary import DurationStats, MetricsSummary, SLAStats, StepStats
 
 __all__ = [
@@ -93,6 +95,22 @@ __all__ = [
 ]
 
 _LAZY = {
+    "Execution": "stepwatch.instrument",
+    "ExecutionScope": "stepwatch.instrument",
+    "Step": "stepwatch.instrument",
+    "StepScope": "stepwatch.instrument",
+    "current_execution": "stepwatch.instrument",
+    "current_step": "stepwatch.instrument",
+    "enqueue": "stepwatch.instrument",
+    "execution": "stepwatch.instrument",
+    "step": "stepwatch.instrument",
+    "Limits": "stepwatch.limits",
+    "ExecutionProgress": "stepwatch.progress",
+    "StepProgress": "stepwatch.progress",
+    "EventType": "stepwatch.semconv",
+    "HealthStatus": "stepwatch.semconv",
+    "Outcome": "stepwatch.semconv",
+    "Severity": "stepwatch.semconv",
     "configure": "stepwatch.configuration",
     "ExecutionEvent": "stepwatch.events",
     "Subscription": "stepwatch.events",
@@ -111,7 +129,7 @@ _DEPRECATED = {"HealthReader": "HealthMetricReader"}
 
 
 def __getattr__(name: str) -> Any:
-    """Load the SDK-bound public names on first use (PEP 562)."""
+    """Load the public names on first use (PEP 562)."""
     if name in _DEPRECATED:
         warnings.warn(
             f"stepwatch.{name} is deprecated since 0.2.0 (removed in 0.3.0): "

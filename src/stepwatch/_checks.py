@@ -17,6 +17,7 @@ the hot path validates with its own non-raising helpers in
 
 from __future__ import annotations
 
+import datetime
 import enum
 import math
 import os
@@ -126,6 +127,28 @@ def seconds(
         or number < low
         or (number == 0 and not allow_zero)
     ):
+        raise _value_error(argument, what, value)
+    return number
+
+
+def moment(value: object, argument: str) -> float | None:
+    """A point in time as epoch seconds: a finite number, a ``datetime`` or ``None``.
+
+    A naive ``datetime`` is taken as local time (as ``datetime.timestamp`` does).
+
+    Raises:
+        TypeError: neither a number, a ``datetime`` nor ``None``.
+        ValueError: NaN or infinite.
+    """
+    if value is None:
+        return None
+    what = "epoch seconds (a finite number) or a datetime"
+    if isinstance(value, datetime.datetime):
+        return value.timestamp()
+    if not _is_number(value):
+        raise _type_error(argument, what, value)
+    number = float(value)  # type: ignore[arg-type]
+    if not math.isfinite(number):
         raise _value_error(argument, what, value)
     return number
 

@@ -122,8 +122,13 @@ async def process(order: Order, config: DemoConfig, rng: random.Random) -> None:
         await store(order, config, rng)
 
 
-async def run_engine(config: DemoConfig) -> dict[str, int]:
-    """Run the whole demo workload; returns counts of how orders ended."""
+async def run_engine(config: DemoConfig, ended: dict[str, int] | None = None) -> dict[str, int]:
+    """Run the whole demo workload; returns counts of how orders ended.
+
+    Args:
+        config: How the engine behaves.
+        ended: Filled with the counts as orders end (a live view reads it).
+    """
     rng = random.Random(config.seed)
     work: asyncio.Queue[Order | None] = asyncio.Queue()
     for number in range(1, config.executions + 1):
@@ -132,17 +137,20 @@ async def run_engine(config: DemoConfig) -> dict[str, int]:
         work.put_nowait(order)
     for _ in range(config.concurrency):
         work.put_nowait(None)
-    ended = {"success": 0, "failure": 0, "timeout": 0}
+    if ended is None:
+        ended = {}
+    ended.update(success=0, failure=0, timeout=0)
+    counts = ended
 
     async def worker() -> None:
         while (order := await work.get()) is not None:
             try:
                 await process(order, config, rng)
-                ended["success"] += 1
+                counts["success"] += 1
             except TimeoutError:
-                ended["timeout"] += 1
+                counts["timeout"] += 1
             except (FetchError, ApprovalRejected):
-                ended["failure"] += 1
+                counts["failure"] += 1
 
     await asyncio.gather(*(worker() for _ in range(config.concurrency)))
-    return ended
+    return counts

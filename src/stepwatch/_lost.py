@@ -37,6 +37,7 @@ class LostExecution:
     )
 
     outcome = Outcome.LOST
+    sla: float | None = None  # its SLA, if any, was the dead process's to judge
 
     def __init__(self, record: ExecutionProgress, ended_at: float) -> None:
         self.id = record.execution_id

@@ -71,10 +71,10 @@ class MonitorObserver:
         sla: semconv.SLAViolatedData | None,
     ) -> None:
         try:
-            self.tracker.ended(execution)
+            announced = self.tracker.ended(execution)
             at = execution.ended_at
             self.bus.publish(event_type, execution.id, data, at)
-            if sla is not None:
+            if sla is not None and not announced:
                 self.bus.publish(EventType.SLA_VIOLATED, execution.id, sla, at)
         except Exception:
             report("monitor.execution_ended", "stepwatch: monitor failed", exc_info=True)

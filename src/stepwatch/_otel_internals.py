@@ -25,6 +25,8 @@ __all__ = [
     "global_meter_provider_unset",
     "metric_exporter_preferences",
     "run_context",
+    "wrap_metric_exporters",
+    "wrap_span_exporters",
 ]
 
 
@@ -113,3 +115,60 @@ def global_meter_provider_unset() -> bool:
     except ImportError:
         return False
     return isinstance(metrics.get_meter_provider(), _ProxyMeterProvider)
+
+
+def wrap_span_exporters(provider: object, wrap: Callable[[Any], Any]) -> int:
+    """Replace the exporter of each ``BatchSpanProcessor`` of ``provider`` by ``wrap(exporter)``.
+
+    Upstream: ``TracerProvider._active_span_processor._span_processors`` lists
+    the processors (the SDK has no public accessor), and a
+    ``BatchSpanProcessor`` keeps its exporter as ``_batch_processor._exporter``
+    (its public ``span_exporter`` property only reads it). The distro's
+    configurator builds these from ``OTEL_TRACES_EXPORTER``; wrapping them lets
+    the Monitor see each export's result. ``wrap`` returns the exporter itself
+    to leave it alone. Returns how many were replaced; ``0`` if they moved (the
+    exporters then work as before, unobserved).
+    """
+    processors = getattr(
+        getattr(provider, "_active_span_processor", None), "_span_processors", None
+    )
+    if not isinstance(processors, tuple):
+        return 0
+    replaced = 0
+    for processor in processors:
+        inner = getattr(processor, "_batch_processor", None)
+        exporter = getattr(inner, "_exporter", None)
+        if exporter is None:
+            continue
+        wrapped = wrap(exporter)
+        if wrapped is not exporter:
+            inner._exporter = wrapped  # type: ignore[union-attr]
+            replaced += 1
+    return replaced
+
+
+def wrap_metric_exporters(provider: object, wrap: Callable[[Any], Any]) -> int:
+    """Replace the exporter of each push reader of ``provider`` by ``wrap(exporter)``.
+
+    Upstream: ``MeterProvider._metric_readers`` lists the readers (SDK 1.45;
+    earlier SDKs kept them as ``_sdk_config.metric_readers``; no public
+    accessor), and ``PeriodicExportingMetricReader`` keeps its
+    exporter as ``_exporter``; it reads the exporter's temporality and
+    aggregation at construction only, so a wrapper that keeps them changes
+    nothing else. Returns how many were replaced; ``0`` if they moved.
+    """
+    readers = getattr(provider, "_metric_readers", None)
+    if readers is None:
+        readers = getattr(getattr(provider, "_sdk_config", None), "metric_readers", None)
+    if not isinstance(readers, tuple | list):
+        return 0
+    replaced = 0
+    for reader in readers:
+        exporter = getattr(reader, "_exporter", None)
+        if exporter is None:
+            continue
+        wrapped = wrap(exporter)
+        if wrapped is not exporter:
+            reader._exporter = wrapped
+            replaced += 1
+    return replaced

@@ -23,7 +23,7 @@ See ``docs/processes.md``.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from opentelemetry.sdk.metrics import MeterProvider as SdkMeterProvider
 from opentelemetry.sdk.metrics.export import (
@@ -58,9 +58,10 @@ class Pipeline:
     Args:
         resource: The resource of the providers built here.
         status: Where the exporters report each export's result.
-        span_exporter: Builds the span exporter, or ``None`` for none.
-        metric_exporter: Builds the metric exporter, or ``None`` for none.
-        metric_reader: Builds a pull metric reader (Prometheus), or ``None``.
+        span_exporters: Build the span exporters, one batch processor each.
+        metric_exporters: Build the metric exporters, one periodic reader each.
+        metric_readers: Build pull metric readers (Prometheus); one that
+            returns ``None`` (it could not start) is left out.
         build_tracer: Build a tracer provider (``False`` when the caller gave one).
         build_meter: Build a meter provider (``False`` when the caller gave one).
         export_timeout: Seconds an export or flush may take.
@@ -71,19 +72,19 @@ class Pipeline:
         *,
         resource: Resource,
         status: ExportStatus,
-        span_exporter: Callable[[], SpanExporter] | None,
-        metric_exporter: Callable[[], MetricExporter] | None,
+        span_exporters: Sequence[Callable[[], SpanExporter]] = (),
+        metric_exporters: Sequence[Callable[[], MetricExporter]] = (),
+        metric_readers: Sequence[Callable[[], MetricReader | None]] = (),
         build_tracer: bool,
-        metric_reader: Callable[[], MetricReader] | None = None,
         build_meter: bool,
         export_timeout: float,
     ) -> None:
         self.resource = resource
         self.status = status
         self.export_timeout = export_timeout
-        self._span_exporter = span_exporter
-        self._metric_exporter = metric_exporter
-        self._metric_reader = metric_reader
+        self._span_exporters = tuple(span_exporters)
+        self._metric_exporters = tuple(metric_exporters)
+        self._metric_readers = tuple(metric_readers)
         self._build_tracer = build_tracer
         self._build_meter = build_meter
         self.tracer_provider: SdkTracerProvider | None = None
@@ -102,8 +103,7 @@ class Pipeline:
             # No SDK atexit hook: the Monitor's own one shuts down within the
             # export timeout (the SDK's waits on an export stuck on a dead backend).
             tracer_provider = SdkTracerProvider(resource=self.resource, shutdown_on_exit=False)
-            factory = self._span_exporter
-            if factory is not None:
+            for factory in self._span_exporters:
                 observed = ObservedSpanExporter(factory(), self.status, factory)
                 exporters.append(observed.exporter)
                 tracer_provider.add_span_processor(
@@ -114,14 +114,16 @@ class Pipeline:
             # Readers are given at construction: MeterProvider.force_flush() and
             # shutdown() only reach those.
             readers: list[MetricReader] = []
-            if self._metric_exporter is not None:
-                exporter = self._metric_exporter()
+            for metric_factory in self._metric_exporters:
+                exporter = metric_factory()
                 exporters.append(exporter)
                 readers.append(
                     PeriodicExportingMetricReader(ObservedMetricExporter(exporter, self.status))
                 )
-            if self._metric_reader is not None:
-                readers.append(self._metric_reader())
+            for reader_factory in self._metric_readers:
+                reader = reader_factory()
+                if reader is not None:
+                    readers.append(reader)
             self.meter_provider = SdkMeterProvider(
                 resource=self.resource, metric_readers=readers, shutdown_on_exit=False
             )
@@ -139,7 +141,7 @@ class Pipeline:
         self.resource = self.resource.merge(Resource({SERVICE_INSTANCE_ID: new_instance_id()}))
         # A pull reader (Prometheus) serves from the parent's port: a child would
         # only collide with it, so a forked child's metrics are not served there.
-        self._metric_reader = None
+        self._metric_readers = ()
         self._build()
         if retired is not None:
             try:

@@ -6,9 +6,16 @@ Usage::
 
 Configuration:
 
-- ``exporter``: ``"otlp"``, ``"console"`` or ``"none"``. ``None`` picks
-  ``"otlp"`` when any ``OTEL_EXPORTER_OTLP_*ENDPOINT`` variable is set, else
-  ``"none"`` (in-process only).
+- ``exporter``: ``"otlp"``, ``"console"`` or ``"none"``. ``None`` reads
+  ``OTEL_TRACES_EXPORTER`` / ``OTEL_METRICS_EXPORTER`` (comma lists, e.g.
+  ``otlp,console``; metrics also ``prometheus``, which warns and is left out
+  when it cannot start), else picks ``"otlp"`` when any
+  ``OTEL_EXPORTER_OTLP_*ENDPOINT`` variable is set, else ``"none"``
+  (in-process only).
+- Providers already set globally (the distro's, the application's) are
+  reused, and their exporters observed for ``TelemetryExportFailing``.
+- ``STEPWATCH_MULTIPROCESS_DIR``: the process group's directory; an unusable
+  one logs a warning and the Monitor runs without a group.
 - OTLP protocol: ``OTEL_EXPORTER_OTLP_TRACES_PROTOCOL`` /
   ``OTEL_EXPORTER_OTLP_METRICS_PROTOCOL``, else ``OTEL_EXPORTER_OTLP_PROTOCOL``,
   else ``http/protobuf`` (the specification's default). ``grpc`` is the other
@@ -32,6 +39,7 @@ import logging
 import os
 import sys
 import weakref
+from pathlib import Path
 
 from opentelemetry import metrics, trace
 from opentelemetry.metrics import MeterProvider
@@ -44,6 +52,7 @@ from opentelemetry.trace import TracerProvider
 
 from stepwatch import _checks as checks
 from stepwatch import _telemetry
+from stepwatch._exporters import observe_exporters
 from stepwatch._otel_internals import global_meter_provider_unset
 from stepwatch._pipeline import Pipeline, new_instance_id
 from stepwatch.group import ENVIRONMENT_VARIABLE
@@ -58,6 +67,7 @@ _logger = logging.getLogger(__name__)
 EXPORTERS = ("otlp", "console", "none")
 _PROTOCOLS = ("http/protobuf", "grpc")
 _DEFAULT_PROTOCOL = "http/protobuf"
+_MAX_PORT = 65535
 _ENDPOINT_VARIABLES = (
     "OTEL_EXPORTER_OTLP_ENDPOINT",
     "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
@@ -65,18 +75,20 @@ _ENDPOINT_VARIABLES = (
 )
 
 
-def _choose_exporters(exporter: str | None) -> tuple[str, str]:
-    """The span and the metric exporter kinds.
+def _choose_exporters(exporter: str | None) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The span and the metric exporter kinds (each an ordered tuple, empty for none).
 
     ``exporter`` wins for both signals; else ``OTEL_TRACES_EXPORTER`` and
-    ``OTEL_METRICS_EXPORTER`` (their first entry) each choose their own; else
-    ``otlp`` when an ``OTEL_EXPORTER_OTLP_*ENDPOINT`` variable is set and
-    ``none`` otherwise. An unknown value in a variable is logged and read as
-    ``none`` (a variable is not code: it must not stop the engine).
+    ``OTEL_METRICS_EXPORTER`` each choose their own, as comma lists
+    (``otlp,console``; the specification allows lists); else ``otlp`` when an
+    ``OTEL_EXPORTER_OTLP_*ENDPOINT`` variable is set and none otherwise. An
+    unknown entry in a variable is logged and left out (a variable is not
+    code: it must not stop the engine).
     """
     if exporter is not None:
         kind = checks.choice(exporter, "exporter", EXPORTERS)
-        return kind, kind
+        kinds = () if kind == "none" else (kind,)
+        return kinds, kinds
     default = "otlp" if any(os.environ.get(name) for name in _ENDPOINT_VARIABLES) else "none"
     return (
         _exporter_variable("OTEL_TRACES_EXPORTER", EXPORTERS, default),
@@ -84,14 +96,18 @@ def _choose_exporters(exporter: str | None) -> tuple[str, str]:
     )
 
 
-def _exporter_variable(name: str, known: tuple[str, ...], default: str) -> str:
-    raw = os.environ.get(name, "").split(",")[0].strip().lower()
-    if not raw:
-        return default
-    if raw not in known:
-        _logger.warning("stepwatch: %s=%r is not one of %s; exporting nothing", name, raw, known)
-        return "none"
-    return raw
+def _exporter_variable(name: str, known: tuple[str, ...], default: str) -> tuple[str, ...]:
+    entries = [entry.strip().lower() for entry in os.environ.get(name, "").split(",")]
+    entries = [entry for entry in entries if entry] or [default]
+    kinds: list[str] = []
+    for entry in entries:
+        if entry not in known:
+            _logger.warning(
+                "stepwatch: %s entry %r is not one of %s; skipping it", name, entry, known
+            )
+        elif entry != "none" and entry not in kinds:
+            kinds.append(entry)
+    return tuple(kinds)
 
 
 def _sdk_disabled() -> bool:
@@ -148,17 +164,48 @@ def _span_exporter(kind: str) -> SpanExporter:
     return HttpSpanExporter()
 
 
-def _prometheus_reader() -> MetricReader:
+def _prometheus_reader() -> MetricReader | None:
     """A Prometheus pull reader, served on ``OTEL_EXPORTER_PROMETHEUS_HOST:PORT``.
 
     Needs the ``prometheus`` extra (``opentelemetry-exporter-prometheus``).
+    When it cannot start (the extra missing, the port busy, a bad port
+    value) this logs a warning and returns ``None``: the other exporters and
+    the Monitor carry on (telemetry must not stop the engine from starting).
     """
-    from opentelemetry.exporter.prometheus import PrometheusMetricReader  # noqa: PLC0415
-    from prometheus_client import start_http_server  # noqa: PLC0415
-
     host = os.environ.get("OTEL_EXPORTER_PROMETHEUS_HOST", "localhost")
-    port = int(os.environ.get("OTEL_EXPORTER_PROMETHEUS_PORT", "9464"))
-    start_http_server(port=port, addr=host)
+    raw_port = os.environ.get("OTEL_EXPORTER_PROMETHEUS_PORT", "9464")
+    try:
+        port = int(raw_port)
+        if not 0 <= port <= _MAX_PORT:
+            raise ValueError("not a port number")
+    except ValueError:
+        _logger.warning(
+            "stepwatch: OTEL_EXPORTER_PROMETHEUS_PORT=%r is not a port number; "
+            "no Prometheus endpoint (the other exporters carry on)",
+            raw_port,
+        )
+        return None
+    try:
+        from opentelemetry.exporter.prometheus import PrometheusMetricReader  # noqa: PLC0415
+        from prometheus_client import start_http_server  # noqa: PLC0415
+    except ImportError as exc:
+        _logger.warning(
+            "stepwatch: OTEL_METRICS_EXPORTER lists prometheus, but %s; install "
+            "'stepwatch[prometheus]' (the other exporters carry on)",
+            exc,
+        )
+        return None
+    try:
+        start_http_server(port=port, addr=host)
+    except OSError as exc:
+        _logger.warning(
+            "stepwatch: cannot serve Prometheus metrics on %s:%s (%s); "
+            "no Prometheus endpoint (the other exporters carry on)",
+            host,
+            port,
+            exc,
+        )
+        return None
     return PrometheusMetricReader()
 
 
@@ -218,11 +265,14 @@ def configure(
     Raises:
         TypeError: an argument of the wrong type, named in the message.
         ValueError: an argument out of range (an unknown ``exporter``, an
-            empty ``service_name``), named in the message.
+            empty ``service_name``, a ``multiprocess_dir`` that cannot be
+            created or written), named in the message. An unusable
+            ``STEPWATCH_MULTIPROCESS_DIR`` only logs a warning: the Monitor
+            then runs without a process group.
 
     .. versionadded:: 0.1.0
     """
-    trace_kind, metric_kind = _choose_exporters(exporter)
+    trace_kinds, metric_kinds = _choose_exporters(exporter)
     checks.name(service_name, "service_name", optional=True)
     if rules is not None:
         checks.instance(rules, "rules", Rules, "a stepwatch.Rules")
@@ -244,36 +294,44 @@ def configure(
         disabled = True
         tracer_provider = tracer_provider or trace.NoOpTracerProvider()
         meter_provider = meter_provider or metrics.NoOpMeterProvider()
+    # Providers set globally by the distro (or the application) are adopted,
+    # and their exporters observed like the ones built here.
+    adopted_tracer = adopted_meter = None
     if tracer_provider is None:
-        tracer_provider = _global_sdk_tracer_provider()
+        tracer_provider = adopted_tracer = _global_sdk_tracer_provider()
     if meter_provider is None:
-        meter_provider = _global_sdk_meter_provider()
+        meter_provider = adopted_meter = _global_sdk_meter_provider()
+    # Checked before any exporter thread starts: nothing is left running when it raises.
+    multiprocess_dir = _group_directory(multiprocess_dir)
     pipeline = Pipeline(
         resource=resource,
         status=ExportStatus(),
-        span_exporter=(
-            None if trace_kind == "none" else functools.partial(_span_exporter, trace_kind)
-        ),
-        metric_exporter=(
-            None
-            if metric_kind in ("none", "prometheus")
-            else functools.partial(_metric_exporter, metric_kind)
-        ),
-        metric_reader=_prometheus_reader if metric_kind == "prometheus" else None,
+        span_exporters=[functools.partial(_span_exporter, kind) for kind in trace_kinds],
+        metric_exporters=[
+            functools.partial(_metric_exporter, kind)
+            for kind in metric_kinds
+            if kind != "prometheus"
+        ],
+        metric_readers=[_prometheus_reader] if "prometheus" in metric_kinds else [],
         build_tracer=tracer_provider is None and not disabled,
         build_meter=meter_provider is None and not disabled,
         export_timeout=_export_timeout(),
     )
-    if multiprocess_dir is None:
-        multiprocess_dir = os.environ.get(ENVIRONMENT_VARIABLE) or None
-    monitor = Monitor(
-        tracer_provider=tracer_provider or pipeline.tracer_provider,
-        meter_provider=meter_provider or pipeline.meter_provider,
-        rules=rules,
-        limits=limits,
-        pipeline=pipeline,
-        multiprocess_dir=multiprocess_dir,
-    )
+    if not disabled:
+        observe_exporters(adopted_tracer, adopted_meter, pipeline.status)
+    try:
+        monitor = Monitor(
+            tracer_provider=tracer_provider or pipeline.tracer_provider,
+            meter_provider=meter_provider or pipeline.meter_provider,
+            rules=rules,
+            limits=limits,
+            pipeline=pipeline,
+            multiprocess_dir=multiprocess_dir,
+        )
+    except BaseException:
+        for provider in pipeline.owned:  # stop the exporter threads started above
+            provider.shutdown()
+        raise
     if set_global:
         if pipeline.tracer_provider is not None and isinstance(
             trace.get_tracer_provider(), trace.ProxyTracerProvider
@@ -285,6 +343,50 @@ def configure(
     _flush_at_multiprocessing_exit(monitor)
     atexit.register(_shutdown_at_exit, weakref.ref(monitor))
     return monitor
+
+
+def _group_directory(
+    given: str | os.PathLike[str] | None,
+) -> str | os.PathLike[str] | None:
+    """The process group directory to use: ``given``, else ``STEPWATCH_MULTIPROCESS_DIR``.
+
+    Created when missing. A ``given`` directory that cannot be created or
+    written raises ``ValueError`` (an argument is code); an unusable variable
+    logs a warning and gives ``None`` (the Monitor runs without a group:
+    telemetry must not stop the engine from starting).
+    """
+    if given is not None:
+        problem = _unusable_directory(given)
+        if problem is not None:
+            raise ValueError(f"multiprocess_dir {os.fspath(given)!r} cannot be used: {problem}")
+        return given
+    raw = os.environ.get(ENVIRONMENT_VARIABLE)
+    if not raw:
+        return None
+    problem = _unusable_directory(raw)
+    if problem is not None:
+        _logger.warning(
+            "stepwatch: %s=%r cannot be used (%s); running without a process group",
+            ENVIRONMENT_VARIABLE,
+            raw,
+            problem,
+        )
+        return None
+    return raw
+
+
+def _unusable_directory(directory: str | os.PathLike[str]) -> str | None:
+    """Why ``directory`` cannot hold a process group (created when missing), or ``None``."""
+    path = Path(directory)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        return f"{type(exc).__name__}: {exc.strerror or exc}"
+    if not path.is_dir():
+        return "not a directory"
+    if not os.access(path, os.W_OK | os.X_OK):
+        return "not writable"
+    return None
 
 
 def _shutdown_at_exit(monitor_ref: weakref.ref[Monitor]) -> None:

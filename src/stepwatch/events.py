@@ -24,11 +24,12 @@ Limits (constructor arguments of :class:`EventBus`):
 from __future__ import annotations
 
 import asyncio
+import datetime
 import inspect
 import logging
 import threading
-from collections import deque
-from collections.abc import Awaitable, Callable, Mapping
+from collections import OrderedDict, deque
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, NamedTuple
 
 from stepwatch import _checks as checks
@@ -301,6 +302,18 @@ the dict when somebody reads the event.
 """
 
 
+def _types(
+    event_type: EventType | str | Iterable[EventType | str] | None,
+) -> EventType | frozenset[EventType] | None:
+    """One event type, several (a frozenset), or ``None`` for any; validated."""
+    if event_type is None or isinstance(event_type, EventType | str):
+        member: EventType | None = checks.member(event_type, "event_type", EventType, optional=True)
+        return member
+    if not isinstance(event_type, Iterable):
+        raise TypeError(f"event_type must be an EventType, a string or several, got {event_type!r}")
+    return frozenset(checks.member(kind, "event_type", EventType) for kind in event_type)
+
+
 class EventBus:
     """Bounded event history plus non-blocking fan-out to subscribers.
 
@@ -338,6 +351,7 @@ class EventBus:
         self._subscribers: tuple[Subscription, ...] = ()
         self._max_queue = max_queue
         self._closed = False
+        self._names: OrderedDict[str, str] = OrderedDict()  # execution id -> workflow
 
     @property
     def max_history(self) -> int:
@@ -373,8 +387,22 @@ class EventBus:
             seq = self._last + 1
             event = ExecutionEvent(seq, event_type, at, execution_id, payload)
             self._store(seq, event)
+            if execution_id is not None and "name" in payload:
+                self._learn_name(execution_id, payload)
         self._offer(event)
         return event
+
+    def _learn_name(self, execution_id: str, payload: Mapping[str, Any]) -> None:
+        """Remember ``execution_id``'s workflow (under the lock; at most ``max_history`` ids)."""
+        name = payload.get("name")
+        if not isinstance(name, str):
+            return
+        names = self._names
+        if names.get(execution_id) != name:
+            names[execution_id] = name
+            names.move_to_end(execution_id)
+            if len(names) > self._size:
+                names.popitem(last=False)
 
     def record(
         self,
@@ -428,30 +456,62 @@ class EventBus:
         self,
         *,
         execution_id: str | None = None,
-        event_type: EventType | str | None = None,
+        event_type: EventType | str | Iterable[EventType | str] | None = None,
         since: int | None = None,
         limit: int | None = None,
+        workflow: str | None = None,
+        after: float | datetime.datetime | None = None,
+        before: float | datetime.datetime | None = None,
     ) -> list[ExecutionEvent]:
         """Return matching events from the history, oldest first.
 
         Args:
             execution_id: Only this execution's events.
-            event_type: Only this type (an :class:`EventType` or its value).
+            event_type: Only this type, or these types (each an
+                :class:`EventType` or its value).
             since: Only events with ``seq`` greater than this.
             limit: At most this many, the most recent ones.
+            workflow: Only events of executions of this name (their step
+                events too, once the execution's own events named it).
+            after: Only events at or after this time (epoch seconds or a ``datetime``).
+            before: Only events before this time.
 
         Raises:
-            ValueError: an unknown ``event_type`` or a negative ``limit``.
+            TypeError, ValueError: an unknown ``event_type``, a negative
+                ``limit``, or a time that is neither a number nor a ``datetime``.
+
+        .. versionchanged:: 0.3.0 Several types, ``workflow``, ``after`` and ``before``.
         """
-        wanted = checks.member(event_type, "event_type", EventType, optional=True)
+        wanted = _types(event_type)
         checks.count(limit, "limit", minimum=0, optional=True)
         checks.count(since, "since", minimum=0, optional=True)
         if execution_id is not None:
             checks.name(execution_id, "execution_id")
+        if workflow is not None:
+            checks.name(workflow, "workflow")
+        start = checks.moment(after, "after")
+        end = checks.moment(before, "before")
         if limit == 0:
             return []
-        events, _ = self.tail(since or 0, execution_id=execution_id, event_type=wanted, limit=limit)
-        return events
+        if workflow is None and start is None and end is None and not isinstance(wanted, frozenset):
+            events, _ = self.tail(
+                since or 0, execution_id=execution_id, event_type=wanted, limit=limit
+            )
+            return events
+        names = self._names
+        kinds = wanted if isinstance(wanted, frozenset) or wanted is None else frozenset({wanted})
+        chosen = [
+            event
+            for event in self.tail(since or 0, execution_id=execution_id)[0]
+            if (kinds is None or event.type in kinds)
+            and (start is None or event.timestamp >= start)
+            and (end is None or event.timestamp < end)
+            and (
+                workflow is None
+                or event.data.get("name", names.get(event.execution_id or "")) == workflow
+            )
+        ]
+        return chosen if limit is None else chosen[len(chosen) - min(limit, len(chosen)) :]
 
     def tail(
         self,

@@ -207,7 +207,11 @@ _OPTIONAL_NUMBERS = (
     "percent",
     "started_at",
     "eta_seconds",
+    "last_progress_at",
+    "sla_deadline",
 )
+_OPTIONAL_FLAGS = ("late", "at_risk")
+_TIMES = ("started_at", "last_progress_at", "sla_deadline")
 _STEP_TEXT = ("name", "state")
 _STEP_NUMBERS = ("started_at",)
 
@@ -238,8 +242,11 @@ def _check_record(progress: ExecutionProgress) -> None:
         value = getattr(progress, name)
         if value is not None and not _number(value):
             raise TypeError(f"{name} must be a finite number or null")
-        if name != "started_at" and value is not None and value < 0:
+        if name not in _TIMES and value is not None and value < 0:
             raise ValueError(f"{name} must not be negative")
+    for name in _OPTIONAL_FLAGS:
+        if not isinstance(getattr(progress, name, False), bool):
+            raise TypeError(f"{name} must be a boolean")
     if isinstance(progress.attempt, bool) or not isinstance(progress.attempt, int):
         raise TypeError("attempt must be an int")
     if not 1 <= progress.attempt < 2**31:

@@ -17,7 +17,7 @@ rule                         severity   fires when
                                         window exceeds ``failure_rate``
 ``HighTimeoutRate``          warning    likewise for timeouts and ``timeout_rate``
 ``QueueBacklog``             warning    queued executions exceed ``queue_depth``
-``StuckExecutions``          warning    executions have run longer than ``stuck_after``
+``StuckExecutions``          warning    executions with no progress for ``stuck_after``
 ``SLABurnRate``              critical   SLA error budget burns 14.4x over 1 h and 5 min
                              warning    or 6x over 6 h and 30 min
 ``ComponentDown``            critical   a check fails (warning for non-critical checks)
@@ -50,7 +50,7 @@ from stepwatch import _checks as checks
 from stepwatch import semconv
 from stepwatch._attributes import describe
 from stepwatch._models import json_ready
-from stepwatch._safety import report
+from stepwatch._safety import internal_errors, report
 from stepwatch.semconv import AlertState, EventType, ExecutionState, HealthStatus, Outcome, Severity
 from stepwatch.summary import execution_outcomes
 
@@ -69,6 +69,9 @@ __all__ = [
     "SystemHealth",
     "worst_status",
 ]
+
+OWN_COMPONENT = "stepwatch"
+"""The component that shows stepwatch's own contained failures in health."""
 
 MAX_RESOLVED_ALERTS = 1_000
 """Resolved alerts kept for ``alerts(active=False)``."""
@@ -91,11 +94,18 @@ class Rules:
         failure_rate: ``HighFailureRate`` threshold, a ratio in (0, 1].
         timeout_rate: ``HighTimeoutRate`` threshold, a ratio in (0, 1].
         queue_depth: ``QueueBacklog`` threshold (queued executions).
-        stuck_after: Seconds after which a running execution counts as stuck.
+        stuck_after: Seconds with no progress (no step starting or ending, no
+            ``progress()``, no ``heartbeat()``) after which a running
+            execution counts as stuck.
         sla: Default SLA in seconds for executions declared without one
             (``None``: only executions declaring ``sla=`` are measured).
         sla_objective: Share of executions that must meet their SLA, in (0, 1).
         for_seconds: How long a condition must hold before its alert fires.
+        fire_after: Consecutive evaluations a condition must hold before its
+            alert fires (with ``for_seconds``, both must be met).
+        resolve_after: Consecutive evaluations a firing alert's condition must
+            be absent before it resolves: above 1, an alert whose condition
+            flaps stays firing instead of firing and resolving each time.
 
     Raises:
         TypeError: a value of the wrong type, naming the argument.
@@ -113,6 +123,8 @@ class Rules:
     sla: float | None = None
     sla_objective: float = 0.99
     for_seconds: float = 0.0
+    fire_after: int = 1
+    resolve_after: int = 1
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -124,6 +136,8 @@ class Rules:
         set_(self, "sla", checks.seconds(self.sla, "sla", optional=True))
         checks.count(self.min_executions, "min_executions")
         checks.count(self.queue_depth, "queue_depth")
+        checks.count(self.fire_after, "fire_after", minimum=1)
+        checks.count(self.resolve_after, "resolve_after", minimum=1)
         set_(
             self,
             "sla_objective",
@@ -182,7 +196,9 @@ class ComponentHealth:
         critical: Whether its failure makes the process unhealthy.
         message: Details (``"timed out"``, an exception...), or ``None``.
         checked_at: When it was checked.
-        duration: Seconds the check took (``None`` when it timed out).
+        duration: Seconds the check took, measured on the Monitor's clock
+            whatever the check returned or raised; its ``timeout`` when it
+            timed out.
 
     .. versionadded:: 0.1.0
     """
@@ -242,7 +258,10 @@ class SignalStatus:
 
 
 class ExportStatus:
-    """Results of the exporters ``configure()`` built, per signal, for ``TelemetryExportFailing``.
+    """Export results per signal, for ``TelemetryExportFailing``.
+
+    Fed by the exporters ``configure()`` builds and by those of the providers
+    it adopts (the distro's, under ``opentelemetry-instrument``).
 
     Thread-safe; fed by the exporters' own threads. Each signal is tracked on
     its own: metrics failing while traces succeed keep the alert firing for
@@ -340,9 +359,10 @@ class _CheckRunner:
             if inspect.isawaitable(outcome):
                 outcome = asyncio.run(_await(outcome))
             now = clock()
+            took = max(now - self._started, 0.0)
             if isinstance(outcome, ComponentHealth):
                 self._result = replace(
-                    outcome, name=self.name, critical=self.critical, checked_at=now
+                    outcome, name=self.name, critical=self.critical, checked_at=now, duration=took
                 )
             else:
                 self._result = ComponentHealth(
@@ -351,15 +371,17 @@ class _CheckRunner:
                     critical=self.critical,
                     message=None if outcome else "check returned false",
                     checked_at=now,
-                    duration=max(now - self._started, 0.0),
+                    duration=took,
                 )
         except BaseException as exc:  # a check's SystemExit is its failure, not ours
+            now = clock()
             self._result = ComponentHealth(
                 name=self.name,
                 status=HealthStatus.UNHEALTHY,
                 critical=self.critical,
                 message=f"{type(exc).__name__}: {describe(exc)}",
-                checked_at=clock(),
+                checked_at=now,
+                duration=max(now - self._started, 0.0),
             )
         finally:
             self._done.set()
@@ -375,6 +397,7 @@ class _CheckRunner:
             critical=self.critical,
             message=f"timed out after {self.timeout:g} s",
             checked_at=clock(),
+            duration=self.timeout,
         )
 
 
@@ -429,16 +452,21 @@ class HealthEvaluator:
         self.export_status = export_status
         self.queue_depth = queue_depth
         self.remote_running = remote_running
+        """Other processes' running executions as (name, id, last_progress_at): the group."""
         self.scheduled: Callable[[], int] | None = None
         """Work enqueued for later and not due yet (left out of ``QueueBacklog``)."""
-        """Other processes' running executions as (name, id, started_at): the process group."""
         self._lock = threading.Lock()
         self._checks: dict[str, _CheckRunner] = {}
         self._firing: dict[str, Alert] = {}
         self._pending_since: dict[str, float] = {}
+        self._held: dict[str, int] = {}  # consecutive evaluations a pending condition held
+        self._absent: dict[str, int] = {}  # consecutive evaluations a firing one was absent
+        self._silences: dict[str, float] = {}  # rule -> silenced until (the Monitor's clock)
+        self._announced: set[str] = set()  # firing alerts whose alert.fired was published
         self._resolved: deque[Alert] = deque(maxlen=MAX_RESOLVED_ALERTS)
         self._health: SystemHealth | None = None
         self._dropped_seen = 0
+        self._errors_seen = sum(internal_errors().values())
         self._checks_changed = False
 
     def after_fork_in_child(self) -> None:
@@ -607,14 +635,46 @@ class HealthEvaluator:
             )
         ]
 
+    def _own_errors(self) -> ComponentHealth | None:
+        """Component ``stepwatch``, degraded when stepwatch contained failures of its own
+        since the last evaluation (each is logged once and counted: never raised)."""
+        counts = internal_errors()
+        total = sum(counts.values())
+        new, self._errors_seen = total - self._errors_seen, total
+        if new <= 0:
+            return None
+        worst = max(counts, key=counts.__getitem__)
+        return ComponentHealth(
+            name=OWN_COMPONENT,
+            status=HealthStatus.DEGRADED,
+            critical=False,
+            message=f"{new} internal errors since the last check (most: {worst}); see the log",
+            checked_at=self.clock(),
+            duration=0.0,
+        )
+
+    def _announce_late(self, now: float) -> None:
+        """``sla.violated`` for each running execution whose deadline has just passed."""
+        try:
+            for execution in self.tracker.newly_late(now):
+                sla = execution.sla
+                if sla is None:
+                    continue
+                data = semconv.SLAViolatedData(
+                    name=execution.name, sla=sla, duration=max(now - execution.started_at, 0.0)
+                )
+                self.bus.publish(EventType.SLA_VIOLATED, execution.id, data, now)
+        except Exception:
+            report("health.sla", "stepwatch: announcing a late execution failed", exc_info=True)
+
     def _stuck_findings(self, now: float) -> list[_Finding]:
-        running = [(e.name, e.id, e.started_at) for e in self.tracker.running()]
+        running = [(e.name, e.id, e.updated_at) for e in self.tracker.running()]
         if self.remote_running is not None:
             running.extend(self.remote_running())
         stuck = [
             (name, execution_id)
-            for name, execution_id, started_at in running
-            if now - started_at > self.rules.stuck_after
+            for name, execution_id, last_progress_at in running
+            if now - last_progress_at > self.rules.stuck_after
         ]
         if not stuck:
             return []
@@ -626,7 +686,7 @@ class HealthEvaluator:
                 {},
                 len(stuck),
                 self.rules.stuck_after,
-                f"{len(stuck)} executions running longer than {self.rules.stuck_after:g} s "
+                f"{len(stuck)} executions with no progress for {self.rules.stuck_after:g} s "
                 f"(e.g. {examples})",
             )
         ]
@@ -686,7 +746,11 @@ class HealthEvaluator:
         if self.reader is not None:
             self.reader.refresh()
         components = self._run_checks()
+        own = self._own_errors()
+        if own is not None:
+            components.append(own)
         now = self.clock()
+        self._announce_late(now)
         findings: list[_Finding] = []
         for produce in (
             self._rate_findings,
@@ -703,7 +767,7 @@ class HealthEvaluator:
                 report("health.rule", "stepwatch: evaluating a health rule failed", exc_info=True)
         with self._lock:
             self._apply(findings, now)
-            firing = sorted(self._firing.values(), key=lambda a: (a.started_at, a.id))
+            firing = self._reported(now)
             status = _status(firing, components)
             previous = self._health
             self._health = SystemHealth(status, components, firing, now)
@@ -715,20 +779,23 @@ class HealthEvaluator:
         return self._health
 
     def _apply(self, findings: list[_Finding], now: float) -> None:
+        rules = self.rules
         seen: set[str] = set()
         for finding in findings:
             identifier = alert_id(finding.rule, finding.labels)
             seen.add(identifier)
             firing = self._firing.get(identifier)
             if firing is not None:
+                self._absent.pop(identifier, None)
                 self._firing[identifier] = replace(
                     firing, value=finding.value, message=finding.message
                 )
                 continue
             since = self._pending_since.setdefault(identifier, now)
-            if now - since < self.rules.for_seconds:
+            held = self._held[identifier] = self._held.get(identifier, 0) + 1
+            if now - since < rules.for_seconds or held < rules.fire_after:
                 continue
-            alert = Alert(
+            self._firing[identifier] = Alert(
                 id=identifier,
                 rule=finding.rule,
                 severity=finding.severity,
@@ -739,17 +806,64 @@ class HealthEvaluator:
                 state=AlertState.FIRING,
                 started_at=now,
             )
-            self._firing[identifier] = alert
             self._pending_since.pop(identifier, None)
-            self.bus.publish(EventType.ALERT_FIRED, None, alert.to_dict(), now)
+            self._held.pop(identifier, None)
         for identifier in [i for i in self._pending_since if i not in seen]:
             del self._pending_since[identifier]
+            self._held.pop(identifier, None)
         for identifier in [i for i in self._firing if i not in seen]:
+            absent = self._absent[identifier] = self._absent.get(identifier, 0) + 1
+            if absent < rules.resolve_after:
+                continue
+            del self._absent[identifier]
             resolved = replace(
                 self._firing.pop(identifier), state=AlertState.RESOLVED, resolved_at=now
             )
             self._resolved.append(resolved)
-            self.bus.publish(EventType.ALERT_RESOLVED, None, resolved.to_dict(), now)
+            if identifier in self._announced:
+                self._announced.discard(identifier)
+                self.bus.publish(EventType.ALERT_RESOLVED, None, resolved.to_dict(), now)
+        for identifier, alert in self._firing.items():
+            if identifier not in self._announced and not self._silenced(alert.rule, now):
+                self._announced.add(identifier)
+                self.bus.publish(EventType.ALERT_FIRED, None, alert.to_dict(), now)
+
+    def _silenced(self, rule: str, now: float) -> bool:
+        until = self._silences.get(rule)
+        if until is None:
+            return False
+        if now < until:
+            return True
+        del self._silences[rule]
+        return False
+
+    def silence(self, rule: str, for_seconds: float) -> float:
+        """Silence ``rule`` for ``for_seconds`` (0 lifts a silence); returns when it ends.
+
+        A silenced rule is still evaluated, but its alerts count neither in
+        health nor in :meth:`alerts`, and no ``alert.fired`` is published for
+        them; one still firing when the silence ends is announced then.
+
+        Raises:
+            ValueError: ``rule`` is not a built-in rule name, or ``for_seconds``
+                is negative.
+        """
+        checks.choice(rule, "rule", semconv.RULE_NAMES)
+        for_seconds = checks.seconds(for_seconds, "for_seconds", allow_zero=True)
+        until = self.clock() + for_seconds
+        with self._lock:
+            if for_seconds > 0:
+                self._silences[rule] = until
+            else:
+                self._silences.pop(rule, None)
+        return until
+
+    def _reported(self, now: float) -> list[Alert]:
+        """Firing alerts not silenced, oldest first (under the lock)."""
+        return sorted(
+            (a for a in self._firing.values() if not self._silenced(a.rule, now)),
+            key=lambda a: (a.started_at, a.id),
+        )
 
     # ----------------------------------------------------------------- queries
     def health(self, *, refresh: bool = False, max_age: float | None = None) -> SystemHealth:
@@ -778,7 +892,7 @@ class HealthEvaluator:
         wanted = checks.member(severity, "severity", Severity, optional=True)
         checks.count(limit, "limit", minimum=0)
         with self._lock:
-            firing = sorted(self._firing.values(), key=lambda a: (a.started_at, a.id))
+            firing = self._reported(self.clock())
             resolved = list(reversed(self._resolved))
         candidates = (
             firing if active is True else resolved if active is False else firing + resolved

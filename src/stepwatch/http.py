@@ -2,8 +2,8 @@
 
 Usage::
 
-    handle = monitor.serve(port=9464, token="s3cret")   # a daemon thread on 127.0.0.1
-    handle.url                                           # "http://127.0.0.1:9464"
+    handle = monitor.serve(port=8474, token="s3cret")   # a daemon thread on 127.0.0.1
+    handle.url                                           # "http://127.0.0.1:8474"
     handle.close()
 
     app = stepwatch.http.make_wsgi_app(monitor)          # mount in any WSGI server
@@ -11,12 +11,20 @@ Usage::
 Routes (all ``GET``; JSON unless noted):
 
 ============================ ===================================================
+``/``                        the live dashboard (HTML; its ``dashboard.js`` and
+                             ``dashboard.css`` beside it): served without a
+                             token, it holds no data and asks for the token
+``/group``                   the process group's members (``[]`` outside a group)
 ``/livez``                   200 while the process (and the evaluation loop, if
                              started) is alive; 503 when the loop died
 ``/readyz``                  critical component checks only: 200 or 503
 ``/healthz``                 ``application/health+json`` (IETF draft): 200 for
                              pass and warn, 503 for fail
-``/executions``              pending and running executions
+``/executions?q=&offset=&limit=&steps=``  running, then pending executions,
+                             each oldest first; with ``state`` (repeatable),
+                             ``workflow``, ``outcome``, ``since`` or ``until``
+                             the history (``Monitor.executions``); with any
+                             filter or ``offset``, also ``total`` and ``matched``
 ``/executions/{id}``         one execution's progress, 404 when unknown
 ``/summary?window=&name=``   ``MetricsSummary``
 ``/alerts?severity=&limit=&active=``  alerts
@@ -26,11 +34,12 @@ Routes (all ``GET``; JSON unless noted):
 ============================ ===================================================
 
 Security: the server binds to 127.0.0.1 unless told otherwise. With a token,
-every route but ``/livez`` needs ``Authorization: Bearer <token>`` (compared
-in constant time; 401 otherwise). Only ``GET`` and ``HEAD`` are served, query
-strings are capped at 2 KiB, bad query values get a 400 with a JSON error,
-and errors never carry a traceback. Nothing of the engine's function
-arguments is ever recorded, so nothing of them can be served.
+every route but ``/livez`` and the dashboard's own files needs
+``Authorization: Bearer <token>`` (compared in constant time; 401
+otherwise). Only ``GET`` and ``HEAD`` are served, query strings are capped
+at 2 KiB, bad query values get a 400 with a JSON error, and errors never
+carry a traceback. Nothing of the engine's function arguments is ever
+recorded, so nothing of them can be served.
 """
 
 from __future__ import annotations
@@ -39,8 +48,10 @@ import hmac
 import json
 import logging
 import math
+import os
 import select
 import socket
+import sys
 import threading
 import time
 from collections import OrderedDict
@@ -53,17 +64,19 @@ from wsgiref.simple_server import ServerHandler, WSGIRequestHandler, WSGIServer,
 from opentelemetry import trace
 
 from stepwatch import _checks as checks
-from stepwatch import semconv
+from stepwatch import _dashboard, semconv
 from stepwatch._models import iso
 from stepwatch.events import ExecutionEvent
 from stepwatch.health import Alert, SystemHealth
-from stepwatch.semconv import EventType, HealthStatus, Severity
+from stepwatch.semconv import EventType, ExecutionState, HealthStatus, Severity
 from stepwatch.version import __version__
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
 
+    from stepwatch.group import Peer
     from stepwatch.monitor import Monitor
+    from stepwatch.progress import ExecutionProgress
 
 __all__ = ["ServerHandle", "make_wsgi_app", "serve"]
 
@@ -72,9 +85,12 @@ _logger = logging.getLogger(__name__)
 HEARTBEAT_SECONDS = 15.0
 """Seconds between SSE heartbeat comments (they also detect gone clients)."""
 EXECUTIONS_LIMIT = 100
-"""Executions ``/executions`` lists by default (the oldest first); ``?limit=`` asks for more."""
+"""Executions ``/executions`` lists by default (running first); ``?limit=`` asks for more."""
 MAX_EXECUTIONS_LIMIT = 10_000
 """The most ``/executions?limit=`` lists."""
+
+_HISTORY_FILTERS = frozenset({"state", "workflow", "outcome", "since", "until"})
+"""``/executions`` parameters that ask for the history query (``Monitor.executions``)."""
 REQUEST_TIMEOUT = 10.0
 """Seconds a connection may stay silent before it is dropped (slow or half-sent requests)."""
 MAX_CONNECTIONS = 64
@@ -90,6 +106,11 @@ SSE_WRITE_INTERVAL = 0.05
 meanwhile goes out in one write, so a busy engine costs each client 20 wake-ups a second."""
 
 _JSON = "application/json"
+_PAGE_HEADERS = [
+    ("Content-Security-Policy", _dashboard.CONTENT_SECURITY_POLICY),
+    ("Referrer-Policy", "no-referrer"),
+    ("X-Frame-Options", "DENY"),
+]
 _HEALTH_JSON = "application/health+json"
 _STATUS_TEXT = {
     200: "200 OK",
@@ -270,6 +291,35 @@ def _alert_check(alert: Alert) -> dict[str, Any]:
     return entry
 
 
+def _matching(executions: list[ExecutionProgress], query: str | None) -> list[ExecutionProgress]:
+    """Those whose id, name or current step contains ``query`` (any case)."""
+    if not query:
+        return executions
+    folded = query.casefold()
+    return [
+        p
+        for p in executions
+        if folded in p.execution_id.casefold()
+        or folded in p.name.casefold()
+        or (p.current_step is not None and folded in p.current_step.casefold())
+    ]
+
+
+def _member(peer: Peer) -> dict[str, Any]:
+    """One other process of the group, as the dashboard lists it (counts, no ids)."""
+    executions = peer.executions
+    pending = sum(1 for p in executions if p.state == ExecutionState.PENDING.value)
+    return {
+        "pid": peer.pid,
+        "self": False,
+        "alive": peer.alive,
+        "published_at": iso(peer.published_at),
+        "running": len(executions) - pending,
+        "pending": pending,
+        "alerts": len(peer.alerts),
+    }
+
+
 def _sse(event: ExecutionEvent) -> bytes:
     data = json.dumps(event.to_dict(), separators=(",", ":"))
     return f"id: {event.seq}\nevent: {event.type.value}\ndata: {data}\n\n".encode()
@@ -359,6 +409,7 @@ class _App:
             "/summary": self._summary,
             "/alerts": self._alerts,
             "/events": self._events,
+            "/group": self._group,
         }
 
     # ---------------------------------------------------------------- plumbing
@@ -413,6 +464,10 @@ class _App:
         except UnicodeError:
             return _error(400, "the path is not UTF-8")
         route = path.rstrip("/") or "/"
+        page = _dashboard.asset(route, token_required=self._token is not None)
+        if page is not None:  # the same bytes for everyone: no data, so no token
+            content_type, body = page
+            return 200, content_type, [body], _PAGE_HEADERS
         if route != "/livez" and not self._authorized(environ):
             return _error(401, "a valid bearer token is required", [("WWW-Authenticate", "Bearer")])
         try:
@@ -449,20 +504,63 @@ class _App:
     def _executions(self, params: dict[str, list[str]], environ: WSGIEnvironment) -> Response:
         limit = min(_integer(params, "limit", EXECUTIONS_LIMIT), MAX_EXECUTIONS_LIMIT)
         with_steps = _boolean(params, "steps")
-        executions = self.monitor.active_executions(limit=limit)
+        query = _single(params, "q")
+        offset = _integer(params, "offset", 0) if "offset" in params else None
+        history = not _HISTORY_FILTERS.isdisjoint(params)
+        body: dict[str, Any] = {"limit": limit}
+        if query is None and offset is None and not history:
+            executions = self.monitor.active_executions(limit=limit)  # the cheap path
+        else:
+            everything = self._history(params) if history else self.monitor.active_executions()
+            matching = _matching(everything, query)
+            start = offset or 0
+            executions = matching[start : start + limit]
+            body.update(total=len(everything), matched=len(matching), offset=start)
         rows = []
         for progress in executions:
             row = progress.to_dict()
             if with_steps is False:
                 del row["steps"]
             rows.append(row)
-        return _json_body(200, {"executions": rows, "limit": limit})
+        body["executions"] = rows
+        return _json_body(200, body)
+
+    def _history(self, params: dict[str, list[str]]) -> list[ExecutionProgress]:
+        """Every execution ``Monitor.executions`` selects with the route's filters."""
+        try:
+            return self.monitor.executions(
+                state=params.get("state"),
+                workflow=_single(params, "workflow"),
+                outcome=_single(params, "outcome"),
+                since=_number(params, "since"),
+                until=_number(params, "until"),
+                limit=sys.maxsize,
+            )
+        except (ValueError, TypeError) as exc:
+            raise _BadRequest(str(exc)) from None
 
     def _execution(self, execution_id: str) -> Response:
         progress = self.monitor.progress(execution_id)
         if progress is None:
             return _error(404, f"no execution {execution_id!r}")
         return _json_body(200, progress.to_dict())
+
+    def _group(self, params: dict[str, list[str]], environ: WSGIEnvironment) -> Response:
+        group = self.monitor.group
+        if group is None:
+            return _json_body(200, {"group": False, "members": []})
+        sizes = self.monitor.tracker.sizes()
+        own = {
+            "pid": os.getpid(),
+            "self": True,
+            "alive": True,
+            "published_at": None,
+            "running": sizes["running"],
+            "pending": sizes["pending"],
+            "alerts": None,  # this process's own are in /alerts with the group's
+        }
+        peers = sorted((_member(peer) for peer in group.peers()), key=lambda m: m["pid"])
+        return _json_body(200, {"group": True, "members": [own, *peers]})
 
     def _summary(self, params: dict[str, list[str]], environ: WSGIEnvironment) -> Response:
         window = _number(params, "window")
@@ -541,7 +639,8 @@ def make_wsgi_app(
 
     Args:
         monitor: The data source.
-        token: When set, every route but ``/livez`` needs ``Authorization: Bearer <token>``.
+        token: When set, every route but ``/livez`` needs ``Authorization: Bearer <token>``
+            (and the dashboard's files, which hold no data: the page asks for the token).
         heartbeat: Seconds between SSE heartbeat comments.
         max_sse_clients: Concurrent ``/events`` streams before 503 (default
             ``monitor.limits.max_sse_clients``).
@@ -552,6 +651,8 @@ def make_wsgi_app(
             number of seconds, or fewer than 1 SSE client.
 
     .. versionadded:: 0.1.0
+    .. versionchanged:: 0.3.0 ``GET /`` (the live dashboard), ``GET /group``, and
+       ``q``, ``state`` and ``offset`` on ``GET /executions``.
     """
     checks.name(token, "token", optional=True)
     heartbeat = checks.seconds(heartbeat, "heartbeat")

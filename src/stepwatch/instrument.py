@@ -1000,9 +1000,16 @@ class Execution(_Run):
                 if len(retriable) > self._tel.limits.retried_step_names:
                     retriable.popitem(last=False)
             if self._current is step:
-                self._current = None
+                self._current = self._latest_running() if self._running else None
             if step.ended_at is not None:
                 self._updated_at = step.ended_at
+
+    def _latest_running(self) -> _StepRecord | None:
+        """The most recently started step still running (under the lock): parallel steps."""
+        for step in reversed(self._steps):
+            if step.outcome is None:
+                return step
+        return None
 
     def _touch(self, now: float) -> None:
         self._updated_at = now
@@ -1128,6 +1135,19 @@ class Execution(_Run):
         scope = StepScope(name, step_type=step_type)
         scope._execution = self
         return scope
+
+    def heartbeat(self) -> None:
+        """Say the execution is alive and moving, with no step starting or ending.
+
+        Sets ``last_progress_at``: ``StuckExecutions`` counts an execution as
+        stuck after ``Rules.stuck_after`` seconds with no heartbeat, step start
+        or end, ``progress()`` or other recorded change. For long waits inside
+        one step, ``Step.progress()`` says the same with a fraction. Never raises.
+
+        .. versionadded:: 0.3.0
+        """
+        if self._usable("heartbeat"):
+            self._updated_at = self._tel.clock()
 
     def set_total_steps(self, total: int) -> None:
         """Declare (or correct) how many steps this execution has. Never raises."""

@@ -26,6 +26,7 @@ from opentelemetry.instrumentation.instrumentor import (  # type: ignore[attr-de
 )
 
 from stepwatch import configuration
+from stepwatch.package import _instruments
 
 __all__ = ["StepwatchInstrumentor"]
 
@@ -42,7 +43,7 @@ class StepwatchInstrumentor(BaseInstrumentor):  # type: ignore[misc]
 
     def instrumentation_dependencies(self) -> Collection[str]:
         """stepwatch instruments the application's own functions: no library to require."""
-        return ()
+        return _instruments
 
     def _instrument(self, **kwargs: Any) -> None:
         configuration.adopt(configuration.configure(**kwargs))

@@ -47,6 +47,8 @@ class Limits:
         max_series: Metric series the health windows keep (one overflow series
             takes the rest).
         max_sse_clients: Concurrent ``/events`` streams (503 past it).
+        history_steps: Step names per execution name whose typical time the
+            ETA learns (those with the most time kept).
 
     Raises:
         TypeError: a value of the wrong type, naming the field.
@@ -68,6 +70,7 @@ class Limits:
     max_subscriber_queue: int = 1_000
     max_series: int = 1_000
     max_sse_clients: int = 16
+    history_steps: int = 64
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "retention", checks.seconds(self.retention, "retention"))

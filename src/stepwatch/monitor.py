@@ -28,13 +28,15 @@ and ``limits`` (:class:`~stepwatch.Limits`, every memory bound).
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import datetime
 import os
 import threading
 import time
 import warnings
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from multiprocessing import util as multiprocessing_util
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -42,6 +44,7 @@ from typing import TYPE_CHECKING, Any
 from opentelemetry.metrics import MeterProvider
 from opentelemetry.trace import TracerProvider
 
+from stepwatch import _attributes as attrs
 from stepwatch import _checks as checks
 from stepwatch import _telemetry
 from stepwatch._lost import record_lost
@@ -69,8 +72,21 @@ from stepwatch.health import (
 )
 from stepwatch.instrument import remember_dead_run
 from stepwatch.limits import Limits
-from stepwatch.progress import DurationHistory, ExecutionProgress, ProgressTracker
-from stepwatch.semconv import AlertState, EventType, ExecutionState, Severity
+from stepwatch.progress import (
+    DurationHistory,
+    ExecutionProgress,
+    ExecutionQuery,
+    ProgressTracker,
+    order_executions,
+)
+from stepwatch.semconv import (
+    AlertState,
+    CustomEventData,
+    EventType,
+    ExecutionState,
+    Outcome,
+    Severity,
+)
 from stepwatch.summary import MetricsSummary, summarize
 from stepwatch.windows import Attributes, HealthWindows, Windows
 
@@ -98,6 +114,14 @@ def _after_fork_in_child() -> None:
 
 # One hook for every Monitor (a hook per instance could never be unregistered).
 os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+_EXECUTION_STATES: tuple[str, ...] = (
+    ExecutionState.PENDING.value,
+    ExecutionState.EXECUTING.value,
+    *(outcome.value for outcome in Outcome),
+)
+"""The values an execution's ``state`` takes (what ``executions(state=)`` accepts)."""
 
 
 class Monitor:
@@ -195,7 +219,7 @@ class Monitor:
         self.exporters: tuple[object, ...] = pipeline.exporters if pipeline else ()
         """The span and metric exporters :func:`stepwatch.configure` built (empty otherwise)."""
         self.export_status = export_status or (pipeline.status if pipeline else ExportStatus())
-        """Results of the exporters ``configure()`` built (for ``TelemetryExportFailing``)."""
+        """Results of the exporters ``configure()`` built or adopted (TelemetryExportFailing)."""
         self.reader = HealthWindows(
             self.clock, window=self.rules.window, max_series=self.limits.max_series
         )
@@ -459,7 +483,10 @@ class Monitor:
         return merge_progress(records).get(execution_id)
 
     def active_executions(self, limit: int | None = None) -> list[ExecutionProgress]:
-        """Pending and running executions, oldest first (the whole group's, in a group).
+        """Running executions (oldest first), then pending ones (oldest first).
+
+        Running first, so a long queue never hides what runs. In a process
+        group, the whole group's.
 
         Args:
             limit: At most this many (the oldest); ``None`` for all. Only the
@@ -469,6 +496,7 @@ class Monitor:
             TypeError, ValueError: ``limit`` is not an int >= 0.
 
         .. versionchanged:: 0.2.0 ``limit``.
+        .. versionchanged:: 0.3.0 Running first.
         """
         checks.count(limit, "limit", minimum=0, optional=True)
         if self.group is None:
@@ -486,16 +514,76 @@ class Monitor:
                 records.append(own)
         records.extend(p for p in finished if p.execution_id in candidates)
         live = (ExecutionState.PENDING.value, ExecutionState.EXECUTING.value)
-        active = [p for p in merge_progress(records).values() if p.state in live]
-        active.sort(key=lambda p: p.started_at if p.started_at is not None else p.updated_at)
+        active = order_executions(p for p in merge_progress(records).values() if p.state in live)
         return active if limit is None else active[:limit]
+
+    def executions(
+        self,
+        *,
+        state: str | Iterable[str] | None = None,
+        workflow: str | None = None,
+        outcome: Outcome | str | None = None,
+        since: float | datetime.datetime | None = None,
+        until: float | datetime.datetime | None = None,
+        limit: int = 100,
+    ) -> list[ExecutionProgress]:
+        """Running, pending and ended executions, filtered: the history of runs.
+
+        Args:
+            state: Only these ``state`` values: ``"pending"``, ``"executing"``
+                or an outcome value (one, or several).
+            workflow: Only executions of this name.
+            outcome: Only ended executions with this outcome (``state=`` one outcome).
+            since: Only executions active at or after this time (epoch
+                seconds or a ``datetime``): still pending or running, or
+                ended at or after it.
+            until: Only executions that started (or were enqueued) before it.
+            limit: At most this many.
+
+        Returns:
+            Running executions first (oldest start first), then pending
+            (oldest first), then ended ones (newest end first). Ended
+            executions are those still retained (``Limits.retention`` and
+            ``max_finished``). In a process group, every member's.
+
+        Raises:
+            TypeError, ValueError: a filter of the wrong type or value, naming it.
+
+        .. versionadded:: 0.3.0
+        """
+        states: set[str] | None = None
+        if state is not None:
+            given = [state] if isinstance(state, str) else list(state)
+            for value in given:
+                checks.choice(value, "state", _EXECUTION_STATES)
+            states = set(given)
+        if outcome is not None:
+            wanted = checks.member(outcome, "outcome", Outcome).value
+            states = {wanted} if states is None else states & {wanted}
+        if workflow is not None:
+            checks.name(workflow, "workflow")
+        query = ExecutionQuery(
+            states=None if states is None else frozenset(states),
+            workflow=workflow,
+            since=checks.moment(since, "since"),
+            until=checks.moment(until, "until"),
+            limit=checks.count(limit, "limit", minimum=0),
+        )
+        local = self.tracker.select(query)
+        if self.group is None:
+            return local
+        records = list(local)
+        for peer in self.group.peers():
+            records.extend(p for p in (*peer.executions, *peer.finished) if query.matches(p))
+        merged = merge_progress(records).values()
+        return order_executions(p for p in merged if query.matches(p))[:limit]
 
     def _remote_running(self) -> list[tuple[str, str, float]]:
         """The group's other processes' running executions, for ``StuckExecutions``."""
         if self.group is None:
             return []
         return [
-            (p.name, p.execution_id, p.started_at)
+            (p.name, p.execution_id, p.updated_at)
             for peer in self.group.peers()
             for p in peer.executions
             if p.started_at is not None and p.state == ExecutionState.EXECUTING.value
@@ -534,13 +622,29 @@ class Monitor:
         self,
         *,
         execution_id: str | None = None,
-        event_type: EventType | str | None = None,
+        event_type: EventType | str | Iterable[EventType | str] | None = None,
         since: int | None = None,
         limit: int | None = None,
+        workflow: str | None = None,
+        after: float | datetime.datetime | None = None,
+        before: float | datetime.datetime | None = None,
     ) -> list[ExecutionEvent]:
-        """Events from the bounded history, oldest first (see :meth:`EventBus.events`)."""
+        """Events from the bounded history, oldest first (see :meth:`EventBus.events`).
+
+        Filters: one execution, one or several types, ``since`` a ``seq``,
+        a ``workflow`` (execution name), a time range ``after <= timestamp <
+        before`` (epoch seconds or ``datetime``); ``limit`` keeps the most recent.
+
+        .. versionchanged:: 0.3.0 Several types, ``workflow``, ``after``, ``before``.
+        """
         return self.bus.events(
-            execution_id=execution_id, event_type=event_type, since=since, limit=limit
+            execution_id=execution_id,
+            event_type=event_type,
+            since=since,
+            limit=limit,
+            workflow=workflow,
+            after=after,
+            before=before,
         )
 
     def subscribe(
@@ -636,6 +740,64 @@ class Monitor:
             health, alerts=alerts, status=worst_status(health.status, alerts)
         )
 
+    async def ahealth(self, *, refresh: bool = False, max_age: float | None = None) -> SystemHealth:
+        """:meth:`health` for an asyncio loop: an evaluation runs on a worker thread.
+
+        Component checks can take up to their timeouts; awaiting this keeps
+        the loop serving meanwhile. Without ``refresh`` (and with a fresh
+        enough cached result) it answers at once.
+
+        .. versionadded:: 0.3.0
+        """
+        checks.seconds(max_age, "max_age", optional=True, allow_zero=True)
+        return await asyncio.to_thread(self.health, refresh=refresh, max_age=max_age)
+
+    def emit(self, name: str, execution_id: str | None = None, **attributes: Any) -> None:
+        """Publish an engine's own event, inside an execution or outside any.
+
+        The history, subscribers and ``/events`` streams get an
+        :attr:`EventType.CUSTOM <stepwatch.EventType.CUSTOM>` event whose data is
+        ``{"name": None, "event": name, "attributes": {...}}`` (``name`` is the
+        execution's name only for :meth:`Execution.event
+        <stepwatch.Execution.event>`, which also writes a span event). Use it
+        for what happens beside executions: a worker joining, a deploy, a
+        broker failing over. A name that is not a non-empty string is refused
+        and invalid attribute values dropped (each logged once). Never raises.
+
+        .. versionadded:: 0.3.0
+        """
+        try:
+            if not isinstance(name, str) or not name.strip():
+                report("monitor.emit.name", "stepwatch: event name %r is not a string", name)
+                return
+            execution_id = None if execution_id is None else attrs.text(execution_id)
+            data = CustomEventData(
+                name=None,
+                event=attrs.text(name),
+                attributes=attrs.clean_attributes(attributes, "monitor.emit"),
+            )
+            self.bus.publish(EventType.CUSTOM, execution_id, data, self.clock())
+        except Exception:
+            report("monitor.emit", "stepwatch: emit() failed", exc_info=True)
+
+    def silence(self, rule: str, for_seconds: float) -> float:
+        """Silence a built-in rule for ``for_seconds`` (0 lifts the silence).
+
+        The rule is still evaluated, but its alerts count neither in
+        :meth:`health` nor in :meth:`alerts`, and no ``alert.fired`` event is
+        published for them; an alert still firing when the silence ends is
+        announced then. This process's alerts only (not the group's peers').
+
+        Returns:
+            When the silence ends (epoch seconds, the Monitor's clock).
+
+        Raises:
+            ValueError: not a built-in rule name, or a negative ``for_seconds``.
+
+        .. versionadded:: 0.3.0
+        """
+        return self._evaluator.silence(rule, for_seconds)
+
     def _peer_alerts(self, known: set[str]) -> list[Alert]:
         if self.group is None:
             return []
@@ -726,7 +888,8 @@ class Monitor:
         Args:
             host: Interface to bind; loopback by default.
             port: TCP port; 0 picks a free one (read it from ``handle.url``).
-            token: When set, every route but ``/livez`` needs ``Authorization: Bearer <token>``.
+            token: When set, every route but ``/livez`` needs ``Authorization: Bearer <token>``
+                (and the dashboard's page at ``/``, which holds no data and asks for it).
             heartbeat: Seconds between SSE heartbeat comments (default 15).
             request_timeout: Seconds a connection may stay silent (a half-sent
                 request) before it is dropped.

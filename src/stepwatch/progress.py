@@ -7,7 +7,8 @@ Usage::
 
 This module owns every answer about progress: the snapshot of an execution
 (:func:`snapshot`), which steps it lists (:func:`keep_steps`) and its ETA
-(:func:`blend_eta`, one formula). It reads executions through the read-only
+(:func:`profile_eta` when the workflow's steps have been learned, else
+:func:`blend_eta`). It reads executions through the read-only
 :class:`ExecutionView` protocol and never imports or calls the instrument
 layer: handles record, the Monitor's observer tells the tracker what
 happened, and this module answers. Following a step costs the tracker
@@ -20,7 +21,7 @@ import math
 import statistics
 import threading
 from collections import OrderedDict, deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any, NamedTuple, Protocol, TypeVar
@@ -32,14 +33,18 @@ from stepwatch.semconv import ExecutionState, Outcome
 __all__ = [
     "DurationHistory",
     "ExecutionProgress",
+    "ExecutionQuery",
     "ExecutionView",
     "ProgressTracker",
+    "StepProfile",
     "StepProgress",
     "StepState",
     "StepView",
     "blend_eta",
     "keep_steps",
+    "order_executions",
     "pace_eta",
+    "profile_eta",
     "snapshot",
     "step_progress",
 ]
@@ -48,6 +53,18 @@ _S = TypeVar("_S")
 
 RUNNING_PERCENT_CAP = 99.9
 """The highest ``percent`` while a step runs: 100 only ever means done."""
+
+PROFILE_WEIGHT = 0.5
+"""The weight of the newest successful run in a workflow's step profile (the
+rest is what earlier runs taught): recent runs count most, one odd run is
+halved by the next."""
+
+_RUNNING_STEP_CAP = 0.9
+"""A running step that reported no fraction counts at most this share of its
+typical duration as done: past its typical time it is late, not finished."""
+
+_PACE_BOUNDS = (0.2, 5.0)
+"""How much slower or faster than its typical runs a run may be taken to go."""
 
 
 class StepView(Protocol):
@@ -86,6 +103,18 @@ class StepState(NamedTuple):
     """The name of the most recently started step still running."""
 
 
+class StepProfile(NamedTuple):
+    """What a workflow's successful runs typically spend on one step name.
+
+    Both figures are per run and cover every occurrence of the name (a step
+    run in a loop, or run again after a failure), so ``seconds / count`` is
+    the typical duration of one occurrence.
+    """
+
+    seconds: float
+    occurrences: float
+
+
 class ExecutionView(Protocol):
     """What progress reads of an execution (an :class:`~stepwatch.Execution` is one).
 
@@ -109,6 +138,8 @@ class ExecutionView(Protocol):
     def updated_at(self) -> float: ...
     @property
     def ended_at(self) -> float | None: ...
+    @property
+    def sla(self) -> float | None: ...
 
     def step_state(self, keep: int | None = None) -> StepState: ...
 
@@ -127,9 +158,13 @@ class StepProgress:
         fraction: Last reported progress in [0, 1], or ``None``.
         message: Last reported progress message, or ``None``.
         attempt: 1, or the attempt of a step name run again after it failed.
+        attempts: How many attempts this step has had: an execution lists one
+            entry per step, its latest attempt (a name run again after it
+            *succeeded* is a new step, as in a loop).
 
     .. versionadded:: 0.1.0
     .. versionchanged:: 0.2.0 ``attempt``.
+    .. versionchanged:: 0.3.0 ``attempts``; one entry per step, not per attempt.
     """
 
     name: str
@@ -141,6 +176,7 @@ class StepProgress:
     fraction: float | None = None
     message: str | None = None
     attempt: int = 1
+    attempts: int = 1
 
     def to_dict(self) -> dict[str, Any]:
         """Return JSON-ready values (ISO 8601 timestamps)."""
@@ -173,9 +209,18 @@ class ExecutionProgress:
         eta_seconds: Estimated seconds to completion, ``None`` when unknown.
         steps: The most recent steps (bounded; see ``docs/progress.md``).
         attempt: The execution's attempt number (1 for a first run).
+        last_progress_at: The last time the engine showed this execution
+            moving (a step started or ended, ``progress()``, ``heartbeat()``,
+            a new total, an approval or an event): what ``StuckExecutions``
+            reads. ``None`` while pending.
+        sla_deadline: ``started_at + sla`` (epoch seconds), ``None`` without an SLA.
+        late: Past its SLA: while running, once the deadline has passed; after
+            the end, when it ran longer than its SLA.
+        at_risk: Running, not late yet, and its ETA ends past the deadline.
 
     .. versionadded:: 0.1.0
     .. versionchanged:: 0.2.0 ``attempt``.
+    .. versionchanged:: 0.3.0 ``last_progress_at``, ``sla_deadline``, ``late``, ``at_risk``.
     """
 
     execution_id: str
@@ -193,6 +238,10 @@ class ExecutionProgress:
     eta_seconds: float | None
     steps: list[StepProgress] = field(default_factory=list)
     attempt: int = 1
+    last_progress_at: float | None = None
+    sla_deadline: float | None = None
+    late: bool = False
+    at_risk: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """Return JSON-ready values (ISO 8601 timestamps, enum values as strings)."""
@@ -281,34 +330,52 @@ def step_progress(step: StepView) -> StepProgress:
         fraction=step.fraction,
         message=step.message,
         attempt=step.attempt,
+        attempts=step.attempt,
     )
 
 
 class DurationHistory:
-    """Recent successful durations per execution name: the ETA's *history* estimate.
+    """What successful runs of each execution name took: the ETA's memory.
 
-    Bounded: ``history_names`` names (least recently used evicted) times
-    ``history_runs`` durations each. Thread-safe.
+    Per name it keeps the durations of the recent successful runs (their
+    median is the *typical* run) and a step profile: per step name, the
+    seconds and occurrences a run typically spends on it (an exponentially
+    weighted mean over runs, the newest weighing :data:`PROFILE_WEIGHT`).
+
+    Bounded: ``history_names`` names (least recently used evicted, with their
+    profiles) times ``history_runs`` durations and ``history_steps`` step
+    names each. Thread-safe; a profile is replaced on learning, never changed,
+    so readers take it without a lock.
     """
 
     def __init__(self, limits: Limits | None = None) -> None:
         limits = limits or Limits()
         self._names = limits.history_names
         self._runs = limits.history_runs
+        self._steps = limits.history_steps
         self._lock = threading.Lock()
         self._history: OrderedDict[str, deque[float]] = OrderedDict()
+        self._profiles: dict[str, dict[str, StepProfile]] = {}
 
-    def learn(self, name: str, duration: float) -> None:
-        """Remember a successful run's duration."""
+    def learn(self, name: str, duration: float, steps: Sequence[StepView] | None = None) -> None:
+        """Remember a successful run's duration and, given all its ``steps``, its profile.
+
+        ``steps`` must be every step the run held, all ended; pass ``None`` when
+        some were not kept (the profile then stays as it was).
+        """
+        run = _run_profile(steps) if steps else None
         with self._lock:
             runs = self._history.get(name)
             if runs is None:
                 runs = self._history[name] = deque(maxlen=self._runs)
                 if len(self._history) > self._names:
-                    self._history.popitem(last=False)
+                    evicted, _ = self._history.popitem(last=False)
+                    self._profiles.pop(evicted, None)
             else:
                 self._history.move_to_end(name)
             runs.append(duration)
+            if run is not None:
+                self._profiles[name] = _blend_profile(self._profiles.get(name), run, self._steps)
 
     def typical(self, name: str) -> float | None:
         """Median duration of recent successful runs of ``name``, or ``None``."""
@@ -317,12 +384,129 @@ class DurationHistory:
             samples = list(runs) if runs else None
         return statistics.median(samples) if samples else None
 
+    def profile(self, name: str) -> Mapping[str, StepProfile] | None:
+        """The step profile learned for ``name`` (read-only), or ``None``."""
+        return self._profiles.get(name)
+
     def __len__(self) -> int:
         return len(self._history)
 
     def after_fork_in_child(self) -> None:
         """A fresh lock (a parent thread may have held this one at fork time)."""
         self._lock = threading.Lock()
+
+
+def _run_profile(steps: Sequence[StepView]) -> dict[str, StepProfile] | None:
+    """One run's seconds and occurrences per step name; ``None`` if a step had not ended."""
+    seconds: dict[str, float] = {}
+    counts: dict[str, int] = {}
+    for step in steps:
+        ended = step.ended_at
+        if ended is None:
+            return None
+        name = step.name
+        seconds[name] = seconds.get(name, 0.0) + max(ended - step.started_at, 0.0)
+        counts[name] = counts.get(name, 0) + 1
+    return {name: StepProfile(seconds[name], float(counts[name])) for name in seconds}
+
+
+def _blend_profile(
+    old: Mapping[str, StepProfile] | None, run: Mapping[str, StepProfile], limit: int
+) -> dict[str, StepProfile]:
+    """``old`` moved towards ``run`` by :data:`PROFILE_WEIGHT`, at most ``limit`` names.
+
+    A name absent from ``run`` moves towards zero (a step that ran only
+    sometimes counts as its share); past ``limit`` the names with the least
+    time are dropped.
+    """
+    if old is None:
+        blended = dict(run)
+    else:
+        keep = 1.0 - PROFILE_WEIGHT
+        absent = StepProfile(0.0, 0.0)
+        blended = {}
+        for name in old.keys() | run.keys():
+            was, now = old.get(name, absent), run.get(name, absent)
+            blended[name] = StepProfile(
+                keep * was.seconds + PROFILE_WEIGHT * now.seconds,
+                keep * was.occurrences + PROFILE_WEIGHT * now.occurrences,
+            )
+    if len(blended) > limit:
+        kept = sorted(blended.items(), key=lambda item: item[1].seconds, reverse=True)[:limit]
+        blended = dict(kept)
+    return blended
+
+
+def profile_eta(
+    elapsed: float,
+    now: float,
+    steps: Sequence[StepView],
+    finished: int,
+    typical: float,
+    profile: Mapping[str, StepProfile],
+) -> float | None:
+    """The ETA from what each step of this workflow typically takes (see ``docs/progress.md``).
+
+    The run's position is the share of a typical run's step time already
+    done: each ended step counts its name's typical duration (up to the
+    occurrences a run typically has), a running step the fraction it
+    reported, or else its time so far over its typical duration stretched
+    by how much slower this run's ended steps were than theirs (at most
+    :data:`_RUNNING_STEP_CAP`: past its time a step is late, not done). The
+    typical run's time for the rest, ``typical x (1 - done)``, is then scaled
+    by the run's own pace against the typical run (``elapsed / (typical x
+    done)``), trusted as far as the run has got.
+
+    Args:
+        elapsed: Seconds since the run started.
+        now: The current time (for running steps).
+        steps: The steps the run holds (the most recent, oldest first).
+        finished: Steps ended in the whole run (some may no longer be held).
+        typical: The typical successful run's duration (seconds).
+        profile: The workflow's step profile (:meth:`DurationHistory.profile`).
+
+    ``None`` when the profile holds no time or none of it is done yet, so the
+    caller falls back to :func:`blend_eta`.
+    """
+    expected = sum(entry.seconds for entry in profile.values())
+    if expected <= 0.0 or typical <= 0.0:
+        return None
+    occurrences = sum(entry.occurrences for entry in profile.values())
+    seen: dict[str, int] = {}
+    work = 0.0  # typical seconds of the steps done, ended steps first
+    spent = 0.0  # what those ended steps really took
+    held_ended = 0
+    running: list[tuple[StepView, float]] = []
+    for step in steps:
+        entry = profile.get(step.name)
+        ended = step.ended_at
+        if ended is not None:
+            held_ended += 1
+        if entry is None or entry.occurrences <= 0.0:
+            continue
+        each = entry.seconds / entry.occurrences
+        if ended is None:
+            running.append((step, each))
+            continue
+        seen[step.name] = count = seen.get(step.name, 0) + 1
+        if count <= entry.occurrences + 0.5:
+            work += each
+            spent += max(ended - step.started_at, 0.0)
+    low, high = _PACE_BOUNDS
+    step_pace = min(max(spent / work, low), high) if work > 0.0 else 1.0
+    for step, each in running:
+        fraction = step.fraction
+        if fraction is None:  # its time so far, at the pace this run's steps have gone
+            fraction = (now - step.started_at) / (each * step_pace) if each > 0.0 else 0.0
+            fraction = min(fraction, _RUNNING_STEP_CAP)
+        work += each * min(max(fraction, 0.0), 1.0)
+    if finished > held_ended and occurrences > 0.0:  # older steps no longer held
+        work += (finished - held_ended) * expected / occurrences
+    if work <= 0.0:
+        return None  # nothing of the profile done yet: the typical run's time tells more
+    done = min(work / expected, 0.99)
+    pace = min(max(elapsed / (typical * done), low), high)
+    return typical * (1.0 - done) * (1.0 + done * (pace - 1.0))
 
 
 def snapshot(
@@ -368,9 +552,15 @@ def snapshot(
     if outcome is not None:
         eta = 0.0 if outcome is Outcome.SUCCESS else None
     else:
-        typical = history.typical(execution.name) if history is not None else None
-        eta = blend_eta(now - execution.started_at, finished + fraction, total, typical)
+        eta = _running_eta(execution, now, state, history, finished + fraction, total)
     steps = state.steps if keep is None else keep_steps(state.steps, _failed, keep)
+    sla = execution.sla
+    deadline = None if sla is None else execution.started_at + sla
+    late = at_risk = False
+    if deadline is not None:
+        ended = execution.ended_at
+        late = (ended if ended is not None else now) > deadline
+        at_risk = outcome is None and not late and eta is not None and now + eta > deadline
     return ExecutionProgress(
         execution_id=execution.id,
         name=execution.name,
@@ -385,9 +575,108 @@ def snapshot(
         started_at=execution.started_at,
         updated_at=execution.updated_at,
         eta_seconds=eta,
-        steps=[step_progress(s) for s in steps],
+        steps=[step_progress(s) for s in _one_per_step(steps)],
         attempt=execution.attempt,
+        last_progress_at=execution.updated_at,
+        sla_deadline=deadline,
+        late=late,
+        at_risk=at_risk,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionQuery:
+    """Which executions :meth:`~stepwatch.Monitor.executions` lists (every field optional).
+
+    Attributes:
+        states: Only these ``state`` values (``pending``, ``executing`` or an outcome).
+        workflow: Only executions of this name.
+        since: Only executions active at or after this time (epoch seconds):
+            still pending or running, or ended at or after it.
+        until: Only executions that started (or were enqueued) before this time.
+        limit: At most this many.
+    """
+
+    states: frozenset[str] | None = None
+    workflow: str | None = None
+    since: float | None = None
+    until: float | None = None
+    limit: int = 100
+
+    def matches(self, progress: ExecutionProgress) -> bool:
+        """Whether ``progress`` passes every filter."""
+        if self.states is not None and progress.state not in self.states:
+            return False
+        if self.workflow is not None and progress.name != self.workflow:
+            return False
+        began = progress.started_at if progress.started_at is not None else progress.updated_at
+        if self.until is not None and began >= self.until:
+            return False
+        live = progress.state in _LIVE_STATES
+        return self.since is None or live or progress.updated_at >= self.since
+
+
+_LIVE_STATES = frozenset({ExecutionState.PENDING.value, ExecutionState.EXECUTING.value})
+
+
+def order_executions(records: Iterable[ExecutionProgress]) -> list[ExecutionProgress]:
+    """Running (oldest start first), then pending (oldest first), then ended (newest first)."""
+    running: list[ExecutionProgress] = []
+    pending: list[ExecutionProgress] = []
+    ended: list[ExecutionProgress] = []
+    for record in records:
+        if record.state == ExecutionState.EXECUTING.value:
+            running.append(record)
+        elif record.state == ExecutionState.PENDING.value:
+            pending.append(record)
+        else:
+            ended.append(record)
+    running.sort(key=lambda p: (p.started_at or 0.0, p.execution_id))
+    pending.sort(key=lambda p: (p.updated_at, p.execution_id))
+    ended.sort(key=lambda p: (-p.updated_at, p.execution_id))
+    return running + pending + ended
+
+
+def _one_per_step(steps: Sequence[StepView]) -> Sequence[StepView]:
+    """The steps as listed: each retried step once, its latest attempt in its place.
+
+    An attempt ``k > 1`` replaces the entry of the same name whose attempt is
+    ``k - 1``; a name that runs again after succeeding starts a new entry.
+    """
+    if all(step.attempt == 1 for step in steps):
+        return steps
+    listed: list[StepView] = []
+    where: dict[str, int] = {}
+    for step in steps:
+        at = where.get(step.name)
+        if at is not None and step.attempt > 1 and listed[at].attempt == step.attempt - 1:
+            listed[at] = step
+        else:
+            where[step.name] = len(listed)
+            listed.append(step)
+    return listed
+
+
+def _running_eta(
+    execution: ExecutionView,
+    now: float,
+    state: StepState,
+    history: DurationHistory | None,
+    done: float,
+    total: int | None,
+) -> float | None:
+    """A running execution's ETA: from its step profile when learned, else :func:`blend_eta`."""
+    elapsed = now - execution.started_at
+    if history is None:
+        return blend_eta(elapsed, done, total, None)
+    typical = history.typical(execution.name)
+    profile = history.profile(execution.name)
+    if typical is not None and profile:
+        finished = state.completed + state.failed
+        eta = profile_eta(elapsed, now, state.steps, finished, typical, profile)
+        if eta is not None:
+            return eta
+    return blend_eta(elapsed, done, total, typical)
 
 
 class _Ended:
@@ -406,6 +695,7 @@ class _Ended:
         "id",
         "name",
         "outcome",
+        "sla",
         "started_at",
         "total_steps",
         "updated_at",
@@ -425,6 +715,7 @@ class _Ended:
         self.outcome = execution.outcome
         self.started_at = execution.started_at
         self.updated_at = execution.updated_at
+        self.sla = execution.sla
         self.ended_at = ended_at
 
     def step_state(self, keep: int | None = None) -> StepState:
@@ -499,11 +790,12 @@ class ProgressTracker:
     ) -> None:
         self._clock = clock
         self.limits = limits or Limits()
-        self.history = history or DurationHistory(self.limits)
+        self.history = history if history is not None else DurationHistory(self.limits)
         self._lock = threading.Lock()
         self._running: dict[str, ExecutionView] = {}
         self._pending: OrderedDict[str, _Pending] = OrderedDict()
         self._finished: OrderedDict[str, tuple[float, _Ended]] = OrderedDict()
+        self._late: set[str] = set()  # running ids whose sla.violated was announced
 
     # ------------------------------------------------------------------ feeding
     def enqueued(
@@ -528,12 +820,14 @@ class ProgressTracker:
             self._pending.pop(execution.id, None)
             self._running[execution.id] = execution
 
-    def ended(self, execution: ExecutionView) -> None:
+    def ended(self, execution: ExecutionView) -> bool:
         """An execution ended: keep what its final progress needs, learn its duration.
 
-        A pending record of the same id for this attempt or an earlier one is
-        settled (an execution ended elsewhere, e.g. ``lost`` in a dead member
-        of the group, is no longer queued here); a later attempt's stays.
+        Returns whether its ``sla.violated`` was already announced while it ran
+        (:meth:`newly_late`), so its end does not announce it again. A pending
+        record of the same id for this attempt or an earlier one is settled (an
+        execution ended elsewhere, e.g. ``lost`` in a dead member of the group,
+        is no longer queued here); a later attempt's stays.
         """
         ended_at = execution.ended_at
         now = ended_at if ended_at is not None else self._clock()
@@ -547,8 +841,34 @@ class ProgressTracker:
             self._finished[execution.id] = (now, record)
             self._finished.move_to_end(execution.id)
             self._evict(now)
+            announced = bool(self._late) and execution.id in self._late
+            if announced:
+                self._late.discard(execution.id)
         if execution.outcome is Outcome.SUCCESS:
-            self.history.learn(execution.name, now - execution.started_at)
+            held = execution.step_state()
+            steps = held.steps if len(held.steps) == held.completed + held.failed else None
+            self.history.learn(execution.name, now - execution.started_at, steps)
+        return announced
+
+    def newly_late(self, now: float) -> list[ExecutionView]:
+        """Running executions whose SLA deadline passed by ``now``, each returned once.
+
+        The Monitor announces each as ``sla.violated`` when it evaluates
+        (:class:`~stepwatch.health.HealthEvaluator`), so a breach shows while
+        the run goes on; its end then does not announce it again.
+        """
+        late: list[ExecutionView] = []
+        with self._lock:
+            for execution in self._running.values():
+                sla = execution.sla
+                if (
+                    sla is not None
+                    and now > execution.started_at + sla
+                    and execution.id not in self._late
+                ):
+                    self._late.add(execution.id)
+                    late.append(execution)
+        return late
 
     def _evict(self, now: float) -> None:
         limits = self.limits
@@ -568,6 +888,7 @@ class ProgressTracker:
         """Forget the parent's running executions; fresh locks (a parent may have held one)."""
         self._lock = threading.Lock()
         self._running.clear()
+        self._late.clear()
         self.history.after_fork_in_child()
 
     # ----------------------------------------------------------------- queries
@@ -599,13 +920,19 @@ class ProgressTracker:
             return list(self._running.values())
 
     def get(self, execution_id: str) -> ExecutionProgress | None:
-        """Progress of a running, pending or retained finished execution."""
+        """Progress of a running, pending or retained finished execution.
+
+        A finished execution (or a pending one never started) is gone once
+        ``Limits.retention`` has passed, whatever else was asked meanwhile.
+        """
+        now = self._clock()
         with self._lock:
+            self._evict(now)
             running = self._running.get(execution_id)
             pending = self._pending.get(execution_id)
             finished = self._finished.get(execution_id)
         if running is not None:
-            return snapshot(running, self._clock(), self.history)
+            return snapshot(running, now, self.history)
         if pending is not None:
             return pending.progress()
         if finished is not None:
@@ -613,29 +940,62 @@ class ProgressTracker:
         return None
 
     def active(self, limit: int | None = None) -> list[ExecutionProgress]:
-        """Pending and running executions, oldest first (the ``limit`` oldest).
+        """Running executions (oldest start first), then pending ones (oldest first).
 
-        Pending executions are held in enqueue order and running ones in start
-        order, so the ``limit`` oldest are among the first ``limit`` of each:
-        only those are read, sorted and snapshotted, and the cost follows the
-        answer, not the number held.
+        Running first, so a long queue never hides what runs. Both are held in
+        that order already: only the first ``limit`` are read and snapshotted,
+        and the cost follows the answer, not the number held.
+
+        .. versionchanged:: 0.3.0 Running first (0.2: both by age together).
         """
         now = self._clock()
         with self._lock:
             self._evict(now)
-            pending = islice(self._pending.values(), limit)
-            running = islice(self._running.values(), limit)
-            chosen: list[tuple[float, _Pending | ExecutionView]] = [
-                (p.enqueued_at, p) for p in pending
-            ]
-            chosen.extend((ex.started_at, ex) for ex in running)
-        chosen.sort(key=lambda item: item[0])
-        if limit is not None:
-            del chosen[limit:]
-        return [
-            item.progress() if isinstance(item, _Pending) else snapshot(item, now, self.history)
-            for _, item in chosen
-        ]
+            running = list(islice(self._running.values(), limit))
+            room = None if limit is None else limit - len(running)
+            pending = list(islice(self._pending.values(), room))
+        return [snapshot(ex, now, self.history) for ex in running] + [p.progress() for p in pending]
+
+    def select(self, query: ExecutionQuery) -> list[ExecutionProgress]:
+        """Running, pending and retained finished executions passing ``query``, ordered by
+        :func:`order_executions`, at most ``query.limit``.
+
+        Filters on what is held before building any answer: an execution that
+        does not match costs no snapshot.
+        """
+        now = self._clock()
+        with self._lock:
+            self._evict(now)
+            running = list(self._running.values())
+            pending = list(self._pending.values())
+            finished = [record for _, record in self._finished.values()]
+        workflow, until = query.workflow, query.until
+        chosen: list[ExecutionProgress] = []
+        states = query.states
+        if states is None or ExecutionState.EXECUTING.value in states:
+            chosen.extend(
+                snapshot(ex, now, self.history)
+                for ex in running
+                if (workflow is None or ex.name == workflow)
+                and (until is None or ex.started_at < until)
+            )
+        if states is None or ExecutionState.PENDING.value in states:
+            chosen.extend(
+                p.progress()
+                for p in pending
+                if (workflow is None or p.name == workflow)
+                and (until is None or p.enqueued_at < until)
+            )
+        since = query.since
+        chosen.extend(
+            record.progress()
+            for record in finished
+            if (workflow is None or record.name == workflow)
+            and (states is None or (record.outcome is not None and record.outcome.value in states))
+            and (since is None or record.ended_at >= since)
+            and (until is None or record.started_at < until)
+        )
+        return order_executions(p for p in chosen if query.matches(p))[: query.limit]
 
     def sizes(self) -> dict[str, int]:
         """How many executions are held: running, pending, finished, history names."""

@@ -367,8 +367,8 @@ class ApprovalResolvedData(TypedDict):
 class CustomEventData(TypedDict):
     """``custom``: an engine's own event (``ex.event(name, **attributes)``)."""
 
-    name: str
-    """The execution (definition) name."""
+    name: str | None
+    """The execution (definition) name; ``None`` for ``monitor.emit()``."""
     event: str
     """The event's own name (also the span event's name)."""
     attributes: dict[str, Any]

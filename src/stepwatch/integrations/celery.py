@@ -47,6 +47,7 @@ import stepwatch
 from stepwatch._safety import report
 from stepwatch.instrument import register_outcome, unregister_outcome
 from stepwatch.integrations._runs import TaskRuns, attempt_after, carrier_of
+from stepwatch.package import _instruments_celery
 from stepwatch.semconv import CARRIER_HEADER, Outcome
 
 __all__ = ["CeleryInstrumentor"]
@@ -223,7 +224,7 @@ class CeleryInstrumentor(BaseInstrumentor):  # type: ignore[misc]
 
     def instrumentation_dependencies(self) -> Collection[str]:
         """Celery 5.3 or newer (custom headers reach ``task.request.headers``)."""
-        return ("celery >= 5.3",)
+        return _instruments_celery
 
     def _instrument(self, **kwargs: Any) -> None:
         for exception_type in _time_limits():

@@ -49,6 +49,7 @@ import stepwatch
 from stepwatch._safety import report
 from stepwatch.instrument import register_outcome, unregister_outcome
 from stepwatch.integrations._runs import TaskRuns, attempt_after, carrier_of
+from stepwatch.package import _instruments_dramatiq
 from stepwatch.semconv import CARRIER_HEADER, Outcome
 
 __all__ = ["DramatiqInstrumentor", "StepwatchMiddleware"]
@@ -158,7 +159,7 @@ class DramatiqInstrumentor(BaseInstrumentor):  # type: ignore[misc]
 
     def instrumentation_dependencies(self) -> Collection[str]:
         """dramatiq 1.17 or newer."""
-        return ("dramatiq >= 1.17",)
+        return _instruments_dramatiq
 
     def _instrument(self, **kwargs: Any) -> None:
         register_outcome(TimeLimitExceeded, Outcome.TIMEOUT)

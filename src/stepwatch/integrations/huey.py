@@ -44,6 +44,7 @@ import stepwatch
 from stepwatch._safety import report
 from stepwatch.instrument import register_outcome, unregister_outcome
 from stepwatch.integrations._runs import TaskRuns, carrier_of
+from stepwatch.package import _instruments_huey
 from stepwatch.semconv import CARRIER_HEADER, Outcome
 
 __all__ = ["HueyInstrumentor"]
@@ -182,7 +183,7 @@ class HueyInstrumentor(BaseInstrumentor):  # type: ignore[misc]
 
     def instrumentation_dependencies(self) -> Collection[str]:
         """Huey 2.5 or newer."""
-        return ("huey >= 2.5",)
+        return _instruments_huey
 
     def _instrument(self, **kwargs: Any) -> None:
         for exception_type, outcome in _exceptions().items():

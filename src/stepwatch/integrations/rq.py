@@ -47,6 +47,7 @@ import stepwatch
 from stepwatch._safety import report
 from stepwatch.instrument import register_outcome, unregister_outcome
 from stepwatch.integrations._runs import TaskRuns, carrier_of
+from stepwatch.package import _instruments_rq
 from stepwatch.semconv import CARRIER_HEADER, Outcome
 
 __all__ = ["RQInstrumentor"]
@@ -200,7 +201,7 @@ class RQInstrumentor(BaseInstrumentor):  # type: ignore[misc]
 
     def instrumentation_dependencies(self) -> Collection[str]:
         """RQ 2.0 or newer."""
-        return ("rq >= 2.0",)
+        return _instruments_rq
 
     def _instrument(self, **kwargs: Any) -> None:
         from rq.timeouts import JobTimeoutException  # noqa: PLC0415 - imported when instrumented
