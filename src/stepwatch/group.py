@@ -610,6 +610,7 @@ class ProcessGroup:
         self._on_adopt = on_adopt
         self._on_dead = on_dead
         self._learned: set[str] = set()
+        self._limited = False
         self._lock = threading.Lock()
         self._cache: dict[Path, tuple[tuple[int, int, int], Peer | None]] = {}
         self._warned: set[str] = set()
@@ -842,14 +843,12 @@ class ProcessGroup:
             listed.append((status.st_mtime, path, status))
         listed.sort(key=lambda item: item[0], reverse=True)
         budget = MAX_READ_BYTES
+        over = 0
         with self._lock:
             seen = set()
             for position, (_, path, status) in enumerate(listed):
                 if position >= MAX_PEERS or status.st_size > budget:
-                    self._skip(
-                        path,
-                        f"over the reader's limits ({MAX_PEERS} files, {MAX_READ_BYTES} bytes)",
-                    )
+                    over += 1
                     continue
                 budget -= status.st_size
                 seen.add(path)
@@ -862,7 +861,23 @@ class ProcessGroup:
                 found.append(peer)
             for gone in set(self._cache) - seen:
                 del self._cache[gone]
+            if over:
+                self._over_limits(over, len(listed))
         return found
+
+    def _over_limits(self, skipped: int, listed: int) -> None:
+        """One warning per reader (not per file) that the limits left peers out."""
+        if not self._limited:
+            self._limited = True
+            _logger.warning(
+                "stepwatch: %d of %d process group files skipped: a reader reads at most "
+                "%d files and %d bytes (the most recently written first)",
+                skipped,
+                listed,
+                MAX_PEERS,
+                MAX_READ_BYTES,
+            )
+        report("group.limits", "stepwatch: process group files over the reader's limits skipped")
 
     def _alive(self, peer: Peer) -> bool:
         if peer.namespace is not None and peer.namespace != self._namespace:
