@@ -12,11 +12,15 @@ Run: ``python benchmarks/bench_group.py [--repeats N]``.
   answering without a group (the baseline: the same local data, no files).
   Peer files are parsed once and cached while unchanged, so the table shows
   both a query after every peer republished (cold) and one in between (warm).
+- **reader memory**: how much the member's resident memory grows when it
+  first reads the peers (``--peers N`` changes the group's size; the peers'
+  own memory is allocated before the figure is taken).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import statistics
 import tempfile
@@ -69,14 +73,21 @@ def _median_ms(action: Callable[[], object], repeats: int) -> float:
     return statistics.median(times)
 
 
+def _rss_mib() -> float:
+    """This process's resident memory now (Linux ``/proc``), in MiB."""
+    pages = int(Path("/proc/self/statm").read_text().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--peers", type=int, default=PEERS, help="peer members (default 7)")
     options = parser.parse_args()
     directory = Path(tempfile.mkdtemp(prefix="stepwatch-bench-group-"))
     try:
         peers = []
-        for _ in range(PEERS):
+        for _ in range(options.peers):
             peer = Monitor(multiprocess_dir=directory, publish_interval=600.0).install()
             _fill(peer)
             peer.group.publish()  # type: ignore[union-attr]
@@ -88,6 +99,11 @@ def main() -> None:
         assert member.group is not None
         publish = _median_ms(member.group.publish, options.repeats)
         size = member.group.path.stat().st_size
+        before = _rss_mib()
+        first = time.perf_counter()
+        member.active_executions()
+        first_ms = (time.perf_counter() - first) * 1000
+        grown = _rss_mib() - before
 
         def cold(query: Callable[[], object]) -> Callable[[], float]:
             def run() -> float:
@@ -117,7 +133,12 @@ def main() -> None:
             f"publish, {LIVE} live executions: {publish:.1f} ms per publish, "
             f"{size / 1024:.0f} KiB file"
         )
-        print(f"{'query (8 processes)':<24} {'alone ms':>9} {'warm ms':>9} {'cold ms':>9}")
+        print(
+            f"reader, {options.peers} peers: first active_executions() {first_ms:.0f} ms, "
+            f"resident memory +{grown:.0f} MiB"
+        )
+        heading = f"query ({options.peers + 1} processes)"
+        print(f"{heading:<24} {'alone ms':>9} {'warm ms':>9} {'cold ms':>9}")
         for label, base, warm, cold_ms in rows:
             print(f"{label:<24} {base:>9.1f} {warm:>9.1f} {cold_ms:>9.1f}")
         for monitor in (*peers, plain, member):

@@ -116,6 +116,8 @@ def test_demo_runs_and_summarises() -> None:
 
 def test_top_once_renders_active_execution(served: tuple[Harness, ServerHandle]) -> None:
     _, handle = served
+    stepwatch.enqueue("nightly-etl", execution_id="later-1", countdown=600.0)
+    stepwatch.enqueue("nightly-etl", execution_id="ready-1")
     with stepwatch.execution("nightly-etl", execution_id="etl-7", total_steps=4) as ex:
         for name in ("a", "b"):
             with ex.step(name):
@@ -128,6 +130,8 @@ def test_top_once_renders_active_execution(served: tuple[Harness, ServerHandle])
     assert "50%" in result.stdout
     assert "load" in result.stdout
     assert "execution.started" in result.stdout, result.stdout
+    # Ready and scheduled work apart.
+    assert "Queued: 1  Scheduled: 1" in result.stdout, result.stdout
 
 
 def test_missing_rich_gives_a_clear_message(tmp_path: Path) -> None:

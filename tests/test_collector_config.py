@@ -158,7 +158,7 @@ def _promtool(*args: str) -> subprocess.CompletedProcess[str]:
 def test_promtool_check_rules() -> None:
     result = _promtool("check", "rules", str(RULES_FILE))
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 8 rules found" in result.stdout
+    assert "SUCCESS: 9 rules found" in result.stdout
 
 
 def test_promtool_unit_tests_pass() -> None:
@@ -216,6 +216,69 @@ def test_dashboard_panels_query_stepwatch_metrics() -> None:
             referenced |= set(re.findall(r"\b(workflow_[a-z_]+|ALERTS)\b", expr))
     assert referenced == METRIC_NAMES
     assert len({panel["id"] for panel in dashboard["panels"]}) == len(dashboard["panels"])
+
+
+def _panel_expression(title: str) -> str:
+    dashboard = json.loads((CONFIG / "grafana" / "stepwatch.json").read_text())
+    (panel,) = [panel for panel in dashboard["panels"] if panel["title"] == title]
+    expression: str = panel["targets"][0]["expr"]
+    return expression
+
+
+@pytest.mark.parametrize(
+    ("title", "series"),
+    [
+        (
+            "Queue depth",
+            [
+                ('workflow_execution_active{workflow_execution_state="pending",i="w"}', "-25x5"),
+                ('workflow_execution_active{workflow_execution_state="pending",i="p"}', "20x5"),
+            ],
+        ),
+        (
+            "Active executions",
+            [
+                (
+                    'workflow_execution_active{workflow_execution_state="executing",'
+                    'workflow_definition_name="a"}',
+                    "-2x5",
+                )
+            ],
+        ),
+    ],
+)
+def test_the_dashboard_never_shows_a_negative_count(
+    tmp_path: Path, title: str, series: list[tuple[str, str]]
+) -> None:
+    # Export skew: a worker's -1s reach the backend before the producer's +1s.
+    expression = _panel_expression(title).replace('=~"$name"', '=~".*"').replace("$name", ".*")
+    labels = '{workflow_definition_name="a"}' if "by (" in expression else "{}"
+    test = {
+        "rule_files": [],
+        "evaluation_interval": "1m",
+        "tests": [
+            {
+                "interval": "1m",
+                "input_series": [{"series": name, "values": values} for name, values in series],
+                "promql_expr_test": [
+                    {
+                        "expr": expression,
+                        "eval_time": "2m",
+                        "exp_samples": [{"labels": labels, "value": 0}],
+                    }
+                ],
+            }
+        ],
+    }
+    (tmp_path / "dashboard.test.yaml").write_text(yaml.safe_dump(test))
+    result = _promtool("test", "rules", str(tmp_path / "dashboard.test.yaml"))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_gateway_expires_a_dead_instances_series() -> None:
+    # A killed engine's last active count stops counting once its series expire.
+    exporter = _load("gateway.yaml")["exporters"]["prometheus"]
+    assert exporter["metric_expiration"] == "5m"
 
 
 def test_agent_transport_security_matches_the_gateway_receiver() -> None:

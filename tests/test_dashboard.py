@@ -571,9 +571,10 @@ def test_top_shows_the_same_figures_as_the_page(
     with contextlib.suppress(RuntimeError), stepwatch.execution("nightly", execution_id="bad"):
         raise RuntimeError("boom")
     stepwatch.enqueue("nightly", execution_id="waiting")
+    stepwatch.enqueue("nightly", execution_id="later", countdown=600.0)  # scheduled, not queued
     open_page(page, handle.url + "/")
-    wait_for(page, lambda d: len(d.find_elements("css selector", "#figures dd")) == 13)
-    wait_for(page, lambda d: d.find_element("id", "count").text == "1 shown of 1")
+    wait_for(page, lambda d: len(d.find_elements("css selector", "#figures dd")) == 15)
+    wait_for(page, lambda d: d.find_element("id", "count").text == "2 shown of 2")
     figures = [
         (term.text, value.text)
         for term, value in zip(
@@ -586,9 +587,10 @@ def test_top_shows_the_same_figures_as_the_page(
     assert result.returncode == 0, result.stderr
     assert ("Ended", "5") in figures and ("Failure rate", "20.0%") in figures
     assert ("Duration p50", "2.0 s") in figures
+    assert ("Queued", "1") in figures and ("Scheduled", "1") in figures
     for label, value in figures:
         assert f"{label}: {value}" in result.stdout, (label, value)
-    assert "1 shown of 1" in result.stdout
+    assert "2 shown of 2" in result.stdout
 
 
 def test_demo_serve_prints_the_pages_address() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import subprocess
 import sys
@@ -167,3 +168,43 @@ def test_a_forged_enqueue_time_records_no_queue_wait(sw: Harness) -> None:
     waits = sw.monitor.summary().queue_wait
     assert waits.count == 1 and waits.max == 0.0
     assert sw.monitor.summary().queue_depth == 0  # both left pending all the same
+
+
+# --------------------------------------------------------------------- scheduled work
+def test_scheduled_work_is_not_backlog_until_due_and_waits_from_its_due_time(
+    sw: Harness,
+) -> None:
+    rules = sw.monitor.rules
+    carriers = [
+        stepwatch.enqueue("later", execution_id=f"s-{n}", countdown=4.0)
+        for n in range(rules.queue_depth + 50)
+    ]
+    summary = sw.monitor.summary()
+    assert summary.scheduled == rules.queue_depth + 50
+    assert summary.queue_depth == 0
+    assert "QueueBacklog" not in {a.rule for a in sw.monitor.health(refresh=True).alerts}
+    sw.clock.advance(5.0)  # due one second ago
+    summary = sw.monitor.summary()
+    assert summary.scheduled == 0
+    assert summary.queue_depth == rules.queue_depth + 50
+    assert "QueueBacklog" in {a.rule for a in sw.monitor.health(refresh=True).alerts}
+    with stepwatch.execution("later", carrier=carriers[0]) as ex:
+        pass
+    assert ex.queue_wait == pytest.approx(1.0)  # from the due time, not the enqueue
+    assert sw.monitor.summary().queue_wait.max == pytest.approx(1.0)
+
+
+def test_eta_as_a_datetime_and_invalid_due_times(sw: Harness) -> None:
+    due = datetime.datetime.fromtimestamp(sw.clock() + 60, tz=datetime.UTC)
+    stepwatch.enqueue("later", execution_id="dt", eta=due)
+    assert sw.monitor.summary().scheduled == 1
+    # Due already, or no valid due time: ready work at once.
+    stepwatch.enqueue("now", execution_id="past", eta=sw.clock() - 5)
+    assert sw.monitor.summary().scheduled == 1
+    assert sw.monitor.summary().queue_depth == 1
+
+
+def test_max_id_length_is_at_most_what_every_group_reader_accepts() -> None:
+    assert stepwatch.Limits(max_id_length=1024).max_id_length == 1024
+    with pytest.raises(ValueError, match="max_id_length"):
+        stepwatch.Limits(max_id_length=1025)

@@ -49,6 +49,7 @@ def test_every_lifecycle_type_reaches_history(sw: Harness) -> None:
         EventType.EXECUTION_CANCELLED,
         EventType.EXECUTION_TIMEOUT,
         EventType.EXECUTION_RETRIED,
+        EventType.EXECUTION_LOST,  # recorded by a process group member: tests/test_group_dead.py
     }
     assert seen == expected
 

@@ -59,6 +59,8 @@ def test_huey_scheduled_task_moved_to_the_queue_is_one_enqueue(
 ) -> None:
     huey, add = _huey()
     add.schedule((1, 2), delay=60)
+    summary = sw.monitor.summary()
+    assert (summary.scheduled, summary.queue_depth) == (1, 0)  # scheduled: not backlog
     now = datetime.datetime.now()
     huey.execute(huey.dequeue(), timestamp=now)  # not due: Huey moves it to its schedule
     for task in huey.read_schedule(now + datetime.timedelta(seconds=120)):
@@ -131,6 +133,8 @@ def test_dramatiq_delayed_message_moved_to_its_queue_is_one_enqueue(
         pass
 
     delayed.send_with_options(delay=20)
+    summary = sw.monitor.summary()
+    assert (summary.scheduled, summary.queue_depth) == (1, 0)  # delayed: not backlog
     _run(stub_broker)
     assert _outcomes(sw) == [("enqueue delayed", None), ("execution delayed", "success")]
     assert sw.monitor.summary().queue_depth == 0

@@ -137,6 +137,7 @@ def test_summary_contents(sw: Harness) -> None:
         "cancellation": 0,
         "skip": 0,
         "retry": 0,
+        "lost": 0,
     }
     assert summary.success_rate == 1.0
     assert summary.queue_wait.count == 1

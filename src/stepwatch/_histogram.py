@@ -31,6 +31,14 @@ def relative_error(scale: int) -> float:
     return (base - 1.0) / (base + 1.0)
 
 
+_MAX_EXPONENT = 1000
+"""Largest power of two a bucket bound may reach (floats end near 2 ** 1024)."""
+
+
+def _whole(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
 def _downscale(offset: int, counts: tuple[int, ...], shift: int) -> tuple[int, tuple[int, ...]]:
     if shift <= 0 or not counts:
         return offset, counts
@@ -111,20 +119,26 @@ class ExpHistogram:
             ValueError, TypeError: not such a list.
         """
         count, total, low, high, zero, scale, offset, counts = wire
-        if not isinstance(counts, list) or not all(isinstance(c, int) and c >= 0 for c in counts):
+        if not isinstance(counts, list) or not all(_whole(c) for c in counts):
             raise ValueError("bucket counts must be a list of ints >= 0")
-        if not -10 <= int(scale) <= 20 or abs(int(offset)) > 2**40 or len(counts) > MAX_BUCKETS:
-            raise ValueError("scale, offset or bucket count out of range")
-        return cls(
-            int(count),
-            float(total),
-            float(low),
-            float(high),
-            int(zero),
-            int(scale),
-            int(offset),
-            tuple(counts),
-        )
+        if not all(_whole(n) for n in (count, zero)) or count != zero + sum(counts):
+            raise ValueError("count and zero_count must be ints >= 0 adding up with the buckets")
+        if isinstance(scale, bool) or not isinstance(scale, int) or not -10 <= scale <= 20:
+            raise ValueError("scale out of range")
+        if isinstance(offset, bool) or not isinstance(offset, int) or len(counts) > MAX_BUCKETS:
+            raise ValueError("offset or bucket count out of range")
+        # Every bucket bound 2 ** (index * 2 ** -scale) must be a finite float.
+        reach = _MAX_EXPONENT << scale if scale >= 0 else _MAX_EXPONENT >> -scale
+        if not (-reach <= offset and offset + len(counts) <= reach):
+            raise ValueError("offset out of range")
+        values = (total, low, high)
+        if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+            raise ValueError("sum, min and max must be numbers")
+        if count and not all(math.isfinite(v) and v >= 0 for v in values):
+            raise ValueError("sum, min and max must be finite and non-negative")
+        if not count and (total != 0 or low != math.inf or high != -math.inf):
+            raise ValueError("an empty histogram has no sum, min or max")
+        return cls(count, float(total), float(low), float(high), zero, scale, offset, tuple(counts))
 
     def copy(self) -> ExpHistogram:
         """Return an independent copy."""

@@ -46,7 +46,9 @@ class MonitorObserver:
 
     def enqueued(self, execution_id: str, data: semconv.ExecutionQueuedData, at: float) -> None:
         try:
-            self.tracker.enqueued(data["name"], execution_id, data["queue"], at, data["attempt"])
+            self.tracker.enqueued(
+                data["name"], execution_id, data["queue"], at, data["attempt"], data.get("due_at")
+            )
             self.bus.publish(EventType.EXECUTION_CREATED, execution_id, dict(data), at)
             self.bus.publish(EventType.EXECUTION_QUEUED, execution_id, data, at)
         except Exception:

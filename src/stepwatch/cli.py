@@ -658,11 +658,13 @@ def _figures(summary: dict[str, Any]) -> str:
     figures = [
         ("Running", summary.get("active_executions", "n/a")),
         ("Queued", summary.get("queue_depth", "n/a")),
+        ("Scheduled", summary.get("scheduled", "n/a")),
         ("Ended", summary.get("total", "n/a")),
         ("Success rate", rate(summary.get("success_rate"))),
         ("Failure rate", rate(summary.get("failure_rate"))),
         ("Timeout rate", rate(summary.get("timeout_rate"))),
         ("Retry rate", rate(summary.get("retry_rate"))),
+        ("Lost rate", rate(summary.get("lost_rate"))),
         ("Duration p50", _seconds_text(duration.get("p50"))),
         ("Duration p95", _seconds_text(duration.get("p95"))),
         ("Queue wait p50", _seconds_text(wait.get("p50"))),

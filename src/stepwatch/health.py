@@ -22,6 +22,8 @@ rule                         severity   fires when
                              warning    or 6x over 6 h and 30 min
 ``ComponentDown``            critical   a check fails (warning for non-critical checks)
 ``TelemetryExportFailing``   warning    the latest export failed
+``ExecutionsLost``           warning    an execution name had executions ``lost`` (their
+                                        process died while they ran) in the window
 ============================ ========== ==============================================
 
 The rate rules and the burn rate are gated by ``min_executions`` (in the
@@ -460,6 +462,8 @@ class HealthEvaluator:
         self.queue_depth = queue_depth
         self.remote_running = remote_running
         """Other processes' running executions as (name, id, last_progress_at): the group."""
+        self.scheduled: Callable[[], int] | None = None
+        """Work enqueued for later and not due yet (left out of ``QueueBacklog``)."""
         self._lock = threading.Lock()
         self._checks: dict[str, _CheckRunner] = {}
         self._firing: dict[str, Alert] = {}
@@ -541,6 +545,28 @@ class HealthEvaluator:
                     )
         return findings
 
+    def _lost_findings(self) -> list[_Finding]:
+        """``ExecutionsLost``: not gated by volume; one lost execution is news."""
+        if self.reader is None:
+            return []
+        window = self.rules.window
+        findings = []
+        for name, by_outcome in execution_outcomes(self.reader).items():
+            lost = by_outcome.get(Outcome.LOST.value, 0.0)
+            if lost > 0:
+                findings.append(
+                    _Finding(
+                        semconv.RULE_EXECUTIONS_LOST,
+                        Severity.WARNING,
+                        {"name": name},
+                        lost,
+                        0.0,
+                        f"{int(lost)} executions of {name!r} were lost over the last "
+                        f"{window:g} s: their process died while they ran",
+                    )
+                )
+        return findings
+
     def _burn_findings(self) -> list[_Finding]:
         rules = self.rules
         reader = self.reader
@@ -603,6 +629,8 @@ class HealthEvaluator:
                 if dict(attributes).get(semconv.WORKFLOW_EXECUTION_STATE)
                 == ExecutionState.PENDING.value
             )
+            # Scheduled work (not due yet) is in the pending level, and is no backlog.
+            depth -= self.scheduled() if self.scheduled is not None else 0
         if depth is None or depth <= self.rules.queue_depth:
             return []
         return [
@@ -736,6 +764,7 @@ class HealthEvaluator:
         findings: list[_Finding] = []
         for produce in (
             self._rate_findings,
+            self._lost_findings,
             self._burn_findings,
             self._queue_findings,
             lambda: self._stuck_findings(now),

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import datetime
 import functools
 import inspect
 import itertools
@@ -70,6 +71,7 @@ __all__ = [
     "enqueue",
     "execution",
     "register_outcome",
+    "remember_dead_run",
     "step",
     "unregister_outcome",
 ]
@@ -1432,6 +1434,30 @@ def _reset_started_lock() -> None:
 os.register_at_fork(after_in_child=_reset_started_lock)
 
 
+_dead_runs: OrderedDict[str, int] = OrderedDict()
+"""Execution id -> the latest attempt a dead process of the group ran (newest last)."""
+
+
+def remember_dead_run(execution_id: str, attempt: int) -> None:
+    """Attempt ``attempt`` of ``execution_id`` ran in a process of the group that died.
+
+    A later start of that execution from a carrier (the engine redelivering
+    it) is then the next attempt and never takes its enqueue out of
+    ``pending`` again, in this process and in children forked after. Bounded
+    like the carriers this process started (:data:`MAX_STARTED_CARRIERS`).
+    Called by the process group (see :mod:`stepwatch.group`); never raises.
+
+    .. versionadded:: 0.3.0
+    """
+    if not isinstance(execution_id, str) or attrs.valid_attempt(attempt) is None:
+        return
+    with _started_lock:
+        _dead_runs[execution_id] = max(attempt, _dead_runs.get(execution_id, 0))
+        _dead_runs.move_to_end(execution_id)
+        if len(_dead_runs) > MAX_STARTED_CARRIERS:
+            _dead_runs.popitem(last=False)
+
+
 def _carrier_attempt(carrier: Mapping[str, Any], told: int | None) -> tuple[int, bool]:
     """Which attempt a start from ``carrier`` is, and whether it takes the enqueue out of pending.
 
@@ -1450,6 +1476,10 @@ def _carrier_attempt(carrier: Mapping[str, Any], told: int | None) -> tuple[int,
         enqueue_id = enqueue_id[:_MAX_ENQUEUE_ID_LENGTH]  # ours are 32 hex digits
         with _started_lock:
             earlier = _started_carriers.get(enqueue_id)
+            if earlier is None and _dead_runs:
+                # This enqueue's attempt ran in a process of the group that died: a redelivery.
+                dead = _dead_runs.get(str(carrier.get(semconv.CARRIER_EXECUTION_ID)))
+                earlier = dead if dead is not None and dead >= enqueued_for else None
             attempt = told or (enqueued_for if earlier is None else earlier + 1)
             _started_carriers[enqueue_id] = max(attempt, earlier or 0)
             _started_carriers.move_to_end(enqueue_id)
@@ -1481,6 +1511,29 @@ def _queue_wait(now: float, enqueued_at: float | None) -> float | None:
     return max(wait, 0.0)
 
 
+def _carrier_time(carrier: Mapping[str, Any], key: str, what: str) -> float | None:
+    """A time a carrier holds under ``key`` (epoch seconds), ``None`` when absent or invalid.
+
+    Only plain strings and numbers are read (a hostile object's ``__float__`` never runs);
+    an invalid value is reported by its type, never by its ``repr``.
+    """
+    raw = carrier.get(key)
+    if raw is None:
+        return None
+    try:
+        value = float(raw) if type(raw) in (str, int, float) else None
+    except ValueError:
+        value = None
+    if value is None or not math.isfinite(value):
+        report(
+            f"carrier.{what}_at",
+            f"stepwatch: carrier has an invalid {what} time (%s); ignored",
+            _type_name(raw),
+        )
+        return None
+    return value
+
+
 def _extract(
     carrier: Mapping[str, Any], parent: Context
 ) -> tuple[Context, list[Link], float | None]:
@@ -1502,20 +1555,11 @@ def _extract(
                 ctx = extracted
     except Exception:
         report("carrier.extract", "stepwatch: could not extract trace context", exc_info=True)
-    enqueued_at: float | None = None
-    raw = carrier.get(semconv.CARRIER_ENQUEUED_AT)
-    if raw is not None:
-        try:
-            enqueued_at = float(raw) if type(raw) in (str, int, float) else None
-        except ValueError:
-            enqueued_at = None
-        if enqueued_at is None or not math.isfinite(enqueued_at):
-            enqueued_at = None
-            report(
-                "carrier.enqueued_at",
-                "stepwatch: carrier has an invalid enqueue time (%s); ignored",
-                _type_name(raw),
-            )
+    enqueued_at = _carrier_time(carrier, semconv.CARRIER_ENQUEUED_AT, "enqueue")
+    due_at = _carrier_time(carrier, semconv.CARRIER_DUE_AT, "due")
+    if enqueued_at is not None and due_at is not None:
+        # Scheduled work waits in the queue from when it is due, not from its enqueue.
+        enqueued_at = max(enqueued_at, due_at)
     return ctx, links, enqueued_at
 
 
@@ -2193,6 +2237,25 @@ def current_step() -> Step | None:
     return value if isinstance(value, Step) else None
 
 
+def _due_at(
+    now: float, eta: float | datetime.datetime | None, countdown: float | None
+) -> float | None:
+    """When scheduled work is due (epoch seconds), or ``None``: not scheduled, or invalid."""
+    if eta is None and countdown is None:
+        return None
+    try:
+        if eta is not None:
+            due = eta.timestamp() if isinstance(eta, datetime.datetime) else float(eta)
+        else:
+            due = now + float(countdown)  # type: ignore[arg-type]
+        if isinstance(eta, bool) or isinstance(countdown, bool) or not math.isfinite(due):
+            raise ValueError(due)
+    except Exception:
+        report("enqueue.due", "stepwatch: enqueue eta=%r countdown=%r ignored", eta, countdown)
+        return None
+    return due if due > now else None
+
+
 def enqueue(
     name: str,
     *,
@@ -2200,6 +2263,8 @@ def enqueue(
     carrier: MutableMapping[str, str] | None = None,
     queue: str = "default",
     attempt: int = 1,
+    eta: float | datetime.datetime | None = None,
+    countdown: float | None = None,
 ) -> dict[str, str]:
     """Record that an execution was queued and return a carrier to start it with.
 
@@ -2220,6 +2285,12 @@ def enqueue(
         attempt: The attempt this enqueue is for: an engine that re-enqueues a
             failed execution passes its next attempt number, so that attempt's
             queue wait starts here and it leaves ``pending`` once.
+        eta: When the work becomes due (epoch seconds or an aware
+            ``datetime``), for scheduled work (Celery ``eta``, delayed
+            queues): until then it counts as ``scheduled``, not as queued
+            (``summary().scheduled``; ``queue_depth`` and ``QueueBacklog``
+            count ready work only), and its queue wait starts then.
+        countdown: Seconds from now until it is due (instead of ``eta``).
 
     Returns:
         A plain ``dict[str, str]`` (the given carrier's contents plus stepwatch's
@@ -2227,6 +2298,7 @@ def enqueue(
         returned as far as it could be filled.
 
     .. versionadded:: 0.1.0
+    .. versionchanged:: 0.3.0 ``eta`` and ``countdown``.
     """
     result: dict[str, str] = {}
     try:
@@ -2262,6 +2334,9 @@ def enqueue(
         result[semconv.CARRIER_QUEUE] = queue_name
         result[semconv.CARRIER_ATTEMPT] = str(for_attempt)
         result[semconv.CARRIER_ENQUEUE_ID] = uuid.uuid4().hex
+        due_at = _due_at(now, eta, countdown)
+        if due_at is not None:
+            result[semconv.CARRIER_DUE_AT] = repr(due_at)
         if _suppressed(otel_context.get_current()):
             return result
         at = _ns(now)
@@ -2289,6 +2364,8 @@ def enqueue(
         observer = tel.observer
         if observer is not None:
             data = semconv.ExecutionQueuedData(name=name, queue=queue_name, attempt=for_attempt)
+            if due_at is not None:
+                data["due_at"] = due_at
             observer.enqueued(execution_id, data, now)
     except Exception:
         report("enqueue", "stepwatch: enqueue failed", exc_info=True)

@@ -21,12 +21,14 @@ from typing import Any, Final
 from stepwatch import _checks as checks
 from stepwatch._models import json_ready
 
-__all__ = ["DEFAULT_MAX_ID_LENGTH", "MIN_ID_LENGTH", "Limits"]
+__all__ = ["DEFAULT_MAX_ID_LENGTH", "LONGEST_ID_LENGTH", "MIN_ID_LENGTH", "Limits"]
 
 DEFAULT_MAX_ID_LENGTH: Final = 256
 """Characters an execution id keeps by default (:attr:`Limits.max_id_length`)."""
 MIN_ID_LENGTH: Final = 32
 """The least :attr:`Limits.max_id_length` may be: room for a prefix and the hash suffix."""
+LONGEST_ID_LENGTH: Final = 1024
+"""The most :attr:`Limits.max_id_length` may be: what every process-group reader accepts."""
 _SUFFIX_LENGTH: Final = 17
 """``~`` and 16 hex digits."""
 
@@ -57,7 +59,7 @@ class Limits:
         max_sse_clients: Concurrent ``/events`` streams (503 past it).
         history_steps: Step names per execution name whose typical time the
             ETA learns (those with the most time kept).
-        max_id_length: Characters an execution id keeps (at least 32). A
+        max_id_length: Characters an execution id keeps (32 to 1,024). A
             longer id (from the host, a carrier or :func:`stepwatch.enqueue`)
             is cut to its first ``max_id_length - 17`` characters plus ``~``
             and 16 hex digits of a BLAKE2b hash of the whole id
@@ -94,6 +96,11 @@ class Limits:
             if item.name != "retention":
                 minimum = MIN_ID_LENGTH if item.name == "max_id_length" else 1
                 checks.count(getattr(self, item.name), item.name, minimum=minimum)
+        if self.max_id_length > LONGEST_ID_LENGTH:
+            raise ValueError(
+                f"max_id_length: at most {LONGEST_ID_LENGTH} (what process-group readers "
+                f"accept), got {self.max_id_length}"
+            )
 
     def bounded_id(self, execution_id: str) -> str:
         """``execution_id`` within ``max_id_length`` characters (unchanged when it fits).

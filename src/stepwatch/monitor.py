@@ -47,11 +47,13 @@ from stepwatch import _attributes as attrs
 from stepwatch import _checks as checks
 from stepwatch import _fork, _telemetry
 from stepwatch._flush import DEFAULT_FLUSH_TIMEOUT, BoundedFlush, FailureBoard
+from stepwatch._lost import record_lost
 from stepwatch._observer import MonitorObserver
 from stepwatch._queues import QueueDepths
 from stepwatch._safety import report
 from stepwatch.events import Callback, EventBus, ExecutionEvent, Subscription
 from stepwatch.group import (
+    COMPONENT,
     DEFAULT_PUBLISH_INTERVAL,
     GroupWindows,
     ProcessGroup,
@@ -68,6 +70,7 @@ from stepwatch.health import (
     SystemHealth,
     worst_status,
 )
+from stepwatch.instrument import remember_dead_run
 from stepwatch.limits import Limits
 from stepwatch.progress import (
     DurationHistory,
@@ -85,7 +88,7 @@ from stepwatch.semconv import (
     Severity,
 )
 from stepwatch.summary import MetricsSummary, summarize
-from stepwatch.windows import HealthWindows, Windows
+from stepwatch.windows import Attributes, HealthWindows, Windows
 
 if TYPE_CHECKING:
     from stepwatch._pipeline import Pipeline
@@ -282,13 +285,23 @@ class Monitor:
             self.export_status,
             self._queues.total,
         )
+        self._evaluator.scheduled = self._scheduled
         self.group: ProcessGroup | None = None
         """This process's membership of a process group, or ``None``."""
         if multiprocess_dir is not None:
             self.group = ProcessGroup(
-                multiprocess_dir, self._group_document, self.clock, publish_interval
+                multiprocess_dir,
+                self._group_document,
+                self.clock,
+                publish_interval,
+                on_lost=self._record_lost,
+                on_adopt=self._adopt_pending,
+                on_dead=_remember_dead_runs,
             )
             self._evaluator.remote_running = self._remote_running
+            if publish_interval is not None:
+                group = self.group
+                self._evaluator.add_check(COMPONENT, group.health, critical=False, timeout=5.0)
         self._windows: Windows = self._connect_windows()
         # Made in a forked child (a prefork pool's worker_process_init, say):
         # it may leave with os._exit too, so it flushes per execution.
@@ -433,9 +446,11 @@ class Monitor:
         loop, self._loop = self._loop, None
         if loop is not None:
             loop.stop(5.0 if deadline is None else remaining())
+        group = self.group
+        if group is not None:
+            group.sweep()  # a member leaving (a burst worker) still ends a dead peer's runs
         self.uninstall()
         self.bus.close()
-        group = self.group
         if group is not None:
             group.stop(remaining())
             group.publish()  # the last word: nothing running here any more
@@ -614,6 +629,24 @@ class Monitor:
             if p.started_at is not None and p.state == ExecutionState.EXECUTING.value
         ]
 
+    def _record_lost(self, records: list[ExecutionProgress], at: float) -> None:
+        """A dead group member's running executions, claimed by this member: end them ``lost``."""
+        recorded = record_lost(self._telemetry, self._observer, records, at)
+        if recorded and self.group is not None:
+            self.group.publish()  # the group sees them ended now, not a second later
+
+    def _adopt_pending(self, levels: dict[tuple[str, Attributes], float]) -> None:
+        """Carry on the ``pending`` of a dead member whose file this member retired.
+
+        Its enqueues (or its starts of others' enqueues) still count in the
+        group's backlog; only the group's view is fed (the exported metric
+        is this process's own).
+        """
+        for (metric, attributes), value in levels.items():
+            self.reader.add(metric, value, dict(attributes))
+        if self.group is not None:
+            self.group.publish()
+
     def _group_document(self) -> dict[str, Any]:
         """What this process publishes to its group."""
         self.reader.refresh()
@@ -622,6 +655,7 @@ class Monitor:
             self.tracker.finished_records(),
             self.reader.export_windows(),
             self._evaluator.alerts(active=True, limit=1_000),
+            self.tracker.scheduled(),
         )
 
     def events(
@@ -712,7 +746,25 @@ class Monitor:
             )
         checks.name(name, "name", optional=True)
         self._windows.refresh()
-        return summarize(self._windows, float(window), name, self._queues.total())
+        return summarize(
+            self._windows, float(window), name, self._queues.total(), self._scheduled(name)
+        )
+
+    def _scheduled(self, name: str | None = None) -> int:
+        """Work enqueued for later and not due yet: this process's, plus the group's
+        (a peer's as of its last publish, dead or alive: its work still waits)."""
+        now = self.clock()
+        found = [self.tracker.scheduled()]
+        if self.group is not None:
+            found.extend(peer.scheduled for peer in self.group.peers())
+        return sum(
+            count
+            for by_name in found
+            for key, by_due in by_name.items()
+            if name is None or key == name
+            for due, count in by_due.items()
+            if due > now
+        )
 
     def health(self, *, refresh: bool = False, max_age: float | None = None) -> SystemHealth:
         """The last evaluated health; evaluates now when asked, never evaluated, or stale.
@@ -966,6 +1018,12 @@ class Monitor:
 
     def __repr__(self) -> str:
         return f"<stepwatch.Monitor installed={self.installed}>"
+
+
+def _remember_dead_runs(records: list[ExecutionProgress]) -> None:
+    """A dead group member's runs: a redelivery of one here is its next attempt."""
+    for record in records:
+        remember_dead_run(record.execution_id, record.attempt)
 
 
 def _fold_deprecated(limits: Limits, **given: Any) -> Limits:

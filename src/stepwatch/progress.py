@@ -17,6 +17,7 @@ nothing; an execution's end stores one frozen :class:`ExecutionProgress`.
 
 from __future__ import annotations
 
+import math
 import statistics
 import threading
 from collections import OrderedDict, deque
@@ -734,6 +735,7 @@ class _Pending:
     queue: str
     enqueued_at: float
     attempt: int = 1
+    due_at: float | None = None
 
     def progress(self) -> ExecutionProgress:
         return ExecutionProgress(
@@ -797,11 +799,18 @@ class ProgressTracker:
 
     # ------------------------------------------------------------------ feeding
     def enqueued(
-        self, name: str, execution_id: str, queue: str, at: float, attempt: int = 1
+        self,
+        name: str,
+        execution_id: str,
+        queue: str,
+        at: float,
+        attempt: int = 1,
+        due_at: float | None = None,
     ) -> None:
-        """An execution (its ``attempt``) was queued by :func:`stepwatch.enqueue`."""
+        """An execution (its ``attempt``) was queued by :func:`stepwatch.enqueue`
+        (scheduled for ``due_at`` when given)."""
         with self._lock:
-            self._pending[execution_id] = _Pending(execution_id, name, queue, at, attempt)
+            self._pending[execution_id] = _Pending(execution_id, name, queue, at, attempt, due_at)
             self._pending.move_to_end(execution_id)
             self._evict(at)
 
@@ -815,7 +824,10 @@ class ProgressTracker:
         """An execution ended: keep what its final progress needs, learn its duration.
 
         Returns whether its ``sla.violated`` was already announced while it ran
-        (:meth:`newly_late`), so its end does not announce it again.
+        (:meth:`newly_late`), so its end does not announce it again. A pending
+        record of the same id for this attempt or an earlier one is settled (an
+        execution ended elsewhere, e.g. ``lost`` in a dead member of the group,
+        is no longer queued here); a later attempt's stays.
         """
         ended_at = execution.ended_at
         now = ended_at if ended_at is not None else self._clock()
@@ -823,6 +835,9 @@ class ProgressTracker:
         with self._lock:
             if self._running.get(execution.id) is execution:
                 del self._running[execution.id]
+            pending = self._pending.get(execution.id)
+            if pending is not None and pending.attempt <= execution.attempt:
+                del self._pending[execution.id]
             self._finished[execution.id] = (now, record)
             self._finished.move_to_end(execution.id)
             self._evict(now)
@@ -882,6 +897,22 @@ class ProgressTracker:
         with self._lock:
             ended = [record for _, record in self._finished.values()]
         return [record.progress() for record in ended]
+
+    def scheduled(self) -> dict[str, dict[int, int]]:
+        """Per execution name, when the pending executions this process queued for later
+        fall due: ``{due second (rounded up): how many}``, those not due yet only.
+
+        .. versionadded:: 0.3.0
+        """
+        now = self._clock()
+        found: dict[str, dict[int, int]] = {}
+        with self._lock:
+            for pending in self._pending.values():
+                if pending.due_at is not None and pending.due_at > now:
+                    by_due = found.setdefault(pending.name, {})
+                    due = math.ceil(pending.due_at)
+                    by_due[due] = by_due.get(due, 0) + 1
+        return found
 
     def running(self) -> list[ExecutionView]:
         """The executions running now (read-only views)."""

@@ -22,6 +22,20 @@ is said next to the rule:
 - ``ComponentDown``: component checks are in-process; the fleet rule fires
   when a scrape target (an engine process) is down.
 - ``TelemetryExportFailing``: fires on the Collector's own export failure counters.
+- ``QueueBacklog``: the pending count summed over the fleet is clamped at 0.
+  Each process exports its own side of a queue (the producer's +1 at
+  enqueue, the worker's -1 at start), at its own export interval, so the sum
+  can dip below zero for an interval or two (export skew), or for good when
+  a producer's series expired while its workers' did not.
+- ``ExecutionsLost``: counts ``outcome=lost``, which only a surviving member
+  of a process group records (see ``docs/process-group.md``); a fleet
+  without a shared directory never sees ``lost``: the killed process's spans
+  are never ended and its series stop when the Collector expires them.
+
+A killed instance's last ``workflow.execution.active`` values stop counting
+once its series disappear: the Collector's ``prometheus`` exporter drops a
+series not updated for ``metric_expiration`` (5 minutes in the shipped
+``gateway.yaml``), after which Prometheus marks it stale.
 """
 
 from __future__ import annotations
@@ -121,7 +135,7 @@ def alerting_rules(rules: Rules | None = None) -> dict[str, Any]:
             "alert": semconv.RULE_QUEUE_BACKLOG,
             "expr": (
                 f"(\n  sum({PROMETHEUS_NAMES['queue_depth']})\n"
-                f'  or sum({PROMETHEUS_NAMES["active"]}{{{STATE}="pending"}})\n'
+                f'  or clamp_min(sum({PROMETHEUS_NAMES["active"]}{{{STATE}="pending"}}), 0)\n'
                 f") > {rules.queue_depth}"
             ),
             "for": hold,
@@ -150,6 +164,24 @@ def alerting_rules(rules: Rules | None = None) -> dict[str, Any]:
             },
         },
     ]
+    result.append(
+        {
+            "alert": semconv.RULE_EXECUTIONS_LOST,
+            "expr": (
+                f'{by_name}(increase({executions}{{{STATE}="executing",'
+                f'{OUTCOME}="{semconv.Outcome.LOST.value}"}}[{window}])) > 0'
+            ),
+            "for": hold,
+            "labels": {"severity": "warning"},
+            "annotations": {
+                "summary": "Executions of {{ $labels.workflow_definition_name }} lost",
+                "description": (
+                    "{{ $value }} executions of {{ $labels.workflow_definition_name }} were "
+                    f"lost over the last {window}: their process died while they ran."
+                ),
+            },
+        }
+    )
     budget = 1.0 - rules.sla_objective
     for label, severity, factor, long_window, short_window in BURN_RATES:
 

@@ -27,6 +27,7 @@ from opentelemetry.semconv.attributes.exception_attributes import (
 __all__ = [
     "APPROVAL_METRIC_ATTRIBUTES",
     "CARRIER_ATTEMPT",
+    "CARRIER_DUE_AT",
     "CARRIER_ENQUEUED_AT",
     "CARRIER_ENQUEUE_ID",
     "CARRIER_EXECUTION_ID",
@@ -144,6 +145,9 @@ CARRIER_NAME: Final = "stepwatch-definition-name"
 CARRIER_QUEUE: Final = "stepwatch-queue"
 CARRIER_ATTEMPT: Final = "stepwatch-attempt"
 """The attempt an enqueue was for (``enqueue(..., attempt=n)``; 1 when not given)."""
+CARRIER_DUE_AT: Final = "stepwatch-due-at"
+"""When scheduled work becomes due (epoch seconds; ``enqueue(..., eta=/countdown=)``):
+its queue wait starts then, and until then it counts as ``scheduled``, not queued."""
 CARRIER_ENQUEUE_ID: Final = "stepwatch-enqueue-id"
 """A unique id per :func:`stepwatch.enqueue` call: a process that starts the same
 carrier again knows it is the next attempt of the same enqueue."""
@@ -168,10 +172,14 @@ class Outcome(enum.StrEnum):
     execution attempt that ends by being scheduled again
     (:meth:`stepwatch.Execution.retry`, or an engine's retry exception mapped
     by an integration): neither a success nor a failure, it is left out of the
-    failure and timeout rates, which count final outcomes.
+    failure and timeout rates, which count final outcomes. ``LOST`` marks an
+    execution whose process died while it ran (SIGKILL, the OOM killer): a
+    member of its process group that outlives it ends it so, once group-wide
+    (see :mod:`stepwatch.group`); it is a final outcome of that attempt.
 
     .. versionadded:: 0.1.0
     .. versionchanged:: 0.2.0 ``RETRY``.
+    .. versionchanged:: 0.3.0 ``LOST``.
     """
 
     SUCCESS = "success"
@@ -180,6 +188,7 @@ class Outcome(enum.StrEnum):
     CANCELLATION = "cancellation"
     SKIP = "skip"
     RETRY = "retry"
+    LOST = "lost"
 
 
 FINAL_OUTCOMES: Final = frozenset(o for o in Outcome if o is not Outcome.RETRY)
@@ -214,6 +223,11 @@ class EventType(enum.StrEnum):
     EXECUTION_CANCELLED = "execution.cancelled"
     EXECUTION_TIMEOUT = "execution.timeout"
     EXECUTION_RETRIED = "execution.retried"
+    EXECUTION_LOST = "execution.lost"
+    """Recorded by the process group member that found the execution's process dead.
+
+    .. versionadded:: 0.3.0
+    """
     STEP_STARTED = "step.started"
     STEP_COMPLETED = "step.completed"
     STEP_FAILED = "step.failed"
@@ -239,6 +253,7 @@ EXECUTION_END_EVENTS: Final[dict[Outcome, EventType]] = {
     Outcome.CANCELLATION: EventType.EXECUTION_CANCELLED,
     Outcome.SKIP: EventType.EXECUTION_COMPLETED,
     Outcome.RETRY: EventType.EXECUTION_RETRIED,
+    Outcome.LOST: EventType.EXECUTION_LOST,
 }
 """The lifecycle event that ends an execution of each outcome."""
 
@@ -249,6 +264,7 @@ STEP_END_EVENTS: Final[dict[Outcome, EventType]] = {
     Outcome.TIMEOUT: EventType.STEP_FAILED,
     Outcome.CANCELLATION: EventType.STEP_FAILED,
     Outcome.RETRY: EventType.STEP_FAILED,
+    Outcome.LOST: EventType.STEP_FAILED,
 }
 """The lifecycle event that ends a step of each outcome (the outcome rides in its data)."""
 
@@ -269,6 +285,8 @@ class ExecutionQueuedData(TypedDict):
     name: str
     queue: str
     attempt: int
+    due_at: NotRequired[float]
+    """When scheduled work becomes due (``enqueue(..., eta=/countdown=)``), epoch seconds."""
 
 
 class ExecutionStartedData(TypedDict):
@@ -282,7 +300,11 @@ class ExecutionStartedData(TypedDict):
 
 
 class ExecutionEndedData(TypedDict):
-    """``execution.completed``, ``.failed``, ``.timeout``, ``.cancelled``, ``.retried``."""
+    """``execution.completed``, ``.failed``, ``.timeout``, ``.cancelled``, ``.retried``, ``.lost``.
+
+    ``.lost`` is recorded by the member of a process group that found the
+    execution's process dead.
+    """
 
     name: str
     outcome: str
@@ -416,8 +438,8 @@ _APPROVAL_SPAN: Final = {
     "reason": WORKFLOW_APPROVAL_REASON,
 }
 SPAN_EVENT_KEYS: Final[dict[EventType, Mapping[str, str | None]]] = {
-    EventType.EXECUTION_CREATED: {"name": None, "queue": None, "attempt": None},
-    EventType.EXECUTION_QUEUED: {"name": None, "queue": None, "attempt": None},
+    EventType.EXECUTION_CREATED: {"name": None, "queue": None, "attempt": None, "due_at": None},
+    EventType.EXECUTION_QUEUED: {"name": None, "queue": None, "attempt": None, "due_at": None},
     EventType.EXECUTION_STARTED: {
         **_ON_SPAN_ELSEWHERE,
         "queue_wait": WORKFLOW_EXECUTION_QUEUE_WAIT,
@@ -539,6 +561,8 @@ RULE_STUCK_EXECUTIONS: Final = "StuckExecutions"
 RULE_SLA_BURN_RATE: Final = "SLABurnRate"
 RULE_COMPONENT_DOWN: Final = "ComponentDown"
 RULE_TELEMETRY_EXPORT_FAILING: Final = "TelemetryExportFailing"
+RULE_EXECUTIONS_LOST: Final = "ExecutionsLost"
+"""Warning: executions were lost (their process died while they ran) in the rules window."""
 RULE_NAMES: Final = (
     RULE_HIGH_FAILURE_RATE,
     RULE_HIGH_TIMEOUT_RATE,
@@ -547,6 +571,7 @@ RULE_NAMES: Final = (
     RULE_SLA_BURN_RATE,
     RULE_COMPONENT_DOWN,
     RULE_TELEMETRY_EXPORT_FAILING,
+    RULE_EXECUTIONS_LOST,
 )
 """The built-in alert rule names: stable, and the same in the Prometheus export."""
 

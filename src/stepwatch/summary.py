@@ -151,17 +151,22 @@ class MetricsSummary:
         steps: Per step type (steps without one under ``"unspecified"``).
         sla: SLA violations and compliance.
         active_executions: Executions running now.
-        queue_depth: Executions queued now (from ``observe_queue_depth``
-            callbacks when any, else from ``workflow.execution.active{state=pending}``).
+        queue_depth: Executions queued and ready now (from ``observe_queue_depth``
+            callbacks when any, else ``workflow.execution.active{state=pending}``
+            less ``scheduled``).
         retry_rate: Ratio 0-1 of the attempts that ended by being scheduled
             again (``retry``), ``None`` when ``total`` is 0.
         executions: Executions that reached a final outcome in the window
             (attempts that were not retried): what the rates divide by.
         attempts: Attempts that ended in the window, retried ones included.
+        lost_rate: Ratio 0-1 of final outcomes that are ``lost`` (the
+            execution's process died while it ran; see :mod:`stepwatch.group`).
+        scheduled: Executions enqueued for later (``enqueue(..., eta=/countdown=)``)
+            and not due yet: not backlog, so not in ``queue_depth``.
 
     .. versionadded:: 0.1.0
     .. versionchanged:: 0.2.0 ``retry_rate``; the other rates count final outcomes only.
-    .. versionchanged:: 0.3.0 ``executions`` and ``attempts``.
+    .. versionchanged:: 0.3.0 ``executions``, ``attempts``, ``lost_rate``, ``scheduled``.
     """
 
     window: float
@@ -181,6 +186,8 @@ class MetricsSummary:
     retry_rate: float | None = None
     executions: int = 0
     attempts: int = 0
+    lost_rate: float | None = None
+    scheduled: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """Return JSON-ready values."""
@@ -226,8 +233,14 @@ def summarize(
     window: float,
     name: str | None,
     queue_depth: float | None,
+    scheduled: int = 0,
 ) -> MetricsSummary:
-    """Compute a :class:`MetricsSummary` from the reader (already refreshed by the caller)."""
+    """Compute a :class:`MetricsSummary` from the reader (already refreshed by the caller).
+
+    ``queue_depth`` is the brokers' (ready work) when observed; ``scheduled``
+    the work enqueued for later and not due yet, which the pending level
+    includes and ``queue_depth`` does not.
+    """
     outcomes = {outcome.value: 0 for outcome in Outcome}
     for execution_name, counts in execution_outcomes(reader, window).items():
         if name is None or execution_name == name:
@@ -274,7 +287,7 @@ def summarize(
             pending += value
         else:
             active += value
-    depth = queue_depth if queue_depth is not None else pending
+    depth = queue_depth if queue_depth is not None else pending - scheduled
 
     return MetricsSummary(
         window=window,
@@ -308,4 +321,6 @@ def summarize(
         retry_rate=_ratio(retries, total),
         executions=final,
         attempts=total,
+        lost_rate=_ratio(outcomes[Outcome.LOST.value], final),
+        scheduled=scheduled,
     )

@@ -388,11 +388,13 @@
     const figures = [
       figure("Running", summary.active_executions),
       figure("Queued", summary.queue_depth),
+      figure("Scheduled", summary.scheduled === undefined ? "n/a" : summary.scheduled),
       figure("Ended", summary.total),
       figure("Success rate", percentText(summary.success_rate)),
       figure("Failure rate", percentText(summary.failure_rate)),
       figure("Timeout rate", percentText(summary.timeout_rate)),
       figure("Retry rate", percentText(summary.retry_rate)),
+      figure("Lost rate", percentText(summary.lost_rate)),
       figure("Duration p50", secondsText(summary.duration.p50)),
       figure("Duration p95", secondsText(summary.duration.p95)),
       figure("Queue wait p50", secondsText(summary.queue_wait.p50)),

@@ -11,11 +11,15 @@ What each Celery event becomes:
 
 - ``before_task_publish``: :func:`stepwatch.enqueue` (name = the task name,
   id = the task id, queue = the routing key, attempt = the message's
-  ``retries`` + 1); the carrier goes into the message headers under
+  ``retries`` + 1, ``eta`` = the message's ``eta``, which ``countdown=`` and
+  ``eta=`` set: such a task is ``scheduled``, not backlog, until due, and its
+  queue wait starts then); the carrier goes into the message headers under
   :data:`~stepwatch.semconv.CARRIER_HEADER`, never into the task's arguments.
-- ``task_prerun``: the execution starts (attempt = ``request.retries`` + 1),
-  attached to the context, so ``stepwatch.step`` and ``current_execution()``
-  work inside the task.
+- ``task_prerun``: the execution starts (attempt = ``request.retries`` + 1,
+  plus one when the broker redelivers the message,
+  ``request.delivery_info["redelivered"]``: with ``acks_late``, after the
+  worker that ran it died), attached to the context, so ``stepwatch.step``
+  and ``current_execution()`` work inside the task.
 - ``task_success`` / ``task_failure`` / ``task_retry``: the execution ends as
   ``success``, ``failure`` (``timeout`` for ``SoftTimeLimitExceeded`` and
   ``TimeLimitExceeded``), or ``retry``; ``self.retry()`` republishes the
@@ -35,6 +39,7 @@ execution ends (see ``docs/processes.md``).
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Callable, Collection
 from typing import Any, Final
 
@@ -63,6 +68,19 @@ def _request_carrier(request: Any) -> dict[str, str] | None:
     return carrier_of(found if found is not None else getattr(request, CARRIER_HEADER, None))
 
 
+def _eta(value: object) -> datetime.datetime | None:
+    """A message's ``eta`` header (ISO 8601 text in protocol 2; naive means UTC)."""
+    try:
+        if isinstance(value, str):
+            value = datetime.datetime.fromisoformat(value)
+        if not isinstance(value, datetime.datetime):
+            return None
+        return value if value.tzinfo is not None else value.replace(tzinfo=datetime.UTC)
+    except Exception:
+        report("celery.eta", "stepwatch: a Celery message's eta %r was not understood", value)
+        return None
+
+
 # ------------------------------------------------------------------------ receivers
 def _on_publish(
     sender: Any = None,
@@ -79,6 +97,7 @@ def _on_publish(
             execution_id=str(headers["id"]),
             queue=routing_key or "celery",
             attempt=attempt_after(headers.get("retries")),
+            eta=_eta(headers.get("eta")),
         )
     except Exception:
         report("celery.publish", "stepwatch: recording a Celery publish failed", exc_info=True)
@@ -89,12 +108,11 @@ def _on_prerun(task_id: str | None = None, task: Any = None, **_: Any) -> None:
         if task_id is None or task is None:
             return
         request = task.request
-        _runs.start(
-            task_id,
-            task.name,
-            carrier=_request_carrier(request),
-            attempt=attempt_after(getattr(request, "retries", 0)),
-        )
+        attempt = attempt_after(getattr(request, "retries", 0))
+        delivery = getattr(request, "delivery_info", None)
+        if isinstance(delivery, dict) and delivery.get("redelivered") is True:
+            attempt += 1  # the broker gave it again: its earlier delivery's worker died
+        _runs.start(task_id, task.name, carrier=_request_carrier(request), attempt=attempt)
     except Exception:
         report(
             "celery.prerun", "stepwatch: starting a Celery task's execution failed", exc_info=True

@@ -80,6 +80,7 @@ class StepwatchMiddleware(Middleware):
                 execution_id=message.message_id,
                 queue=message.queue_name,
                 attempt=attempt_after(message.options.get("retries", 0)),
+                countdown=delay / 1000 if isinstance(delay, int | float) and delay > 0 else None,
             )
         except Exception:
             report("dramatiq.enqueue", "stepwatch: recording an enqueue failed", exc_info=True)

@@ -29,6 +29,7 @@ What each Huey event becomes:
 
 from __future__ import annotations
 
+import datetime
 import weakref
 from collections.abc import Callable, Collection
 from typing import Any, Final
@@ -62,10 +63,26 @@ def _take_carrier(huey: Any, task: Any) -> dict[str, str] | None:
     return carrier_of(huey.get(_key(task)))
 
 
+def _eta(huey: Any, task: Any) -> datetime.datetime | None:
+    """A scheduled task's time (Huey keeps naive UTC datetimes unless ``utc=False``)."""
+    eta = getattr(task, "eta", None)
+    if not isinstance(eta, datetime.datetime):
+        return None
+    if eta.tzinfo is None and getattr(huey, "utc", True):
+        return eta.replace(tzinfo=datetime.UTC)
+    return eta  # aware, or naive local time (utc=False)
+
+
 def _stamp(huey: Any, task: Any, attempt: int) -> None:
     huey.put(
         _key(task),
-        stepwatch.enqueue(task.name, execution_id=task.id, queue=huey.name, attempt=attempt),
+        stepwatch.enqueue(
+            task.name,
+            execution_id=task.id,
+            queue=huey.name,
+            attempt=attempt,
+            eta=_eta(huey, task),
+        ),
     )
 
 

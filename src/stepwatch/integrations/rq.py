@@ -20,8 +20,12 @@ RQ has no signals or middleware, so this wraps three of its public methods
   job's arguments. A job that already carries an unstarted carrier
   is being moved (the scheduler moving a due job, a deferred job released):
   no new enqueue.
+  A scheduled job (``enqueue_at``/``enqueue_in``) is enqueued with its
+  scheduled time as ``eta``: ``scheduled``, not backlog, until due.
 - ``Job.perform`` in the work horse: the execution (attempt from the
-  carrier), attached to the context, so ``stepwatch.step`` works inside.
+  carrier; a job run again without a new carrier, as RQ retries a job whose
+  horse was killed, is the next attempt: the job's own record, ``job.meta``,
+  counts its starts), attached to the context, so ``stepwatch.step`` works inside.
   ``JobTimeoutException`` ends it as ``timeout``; a failure RQ will retry
   (``Retry(max=...)`` with retries left), or a returned ``Retry``, as
   ``retry``, with the next attempt's carrier saved in ``job.meta``.
@@ -57,6 +61,8 @@ from stepwatch.semconv import (
 __all__ = ["RQInstrumentor"]
 
 _CANCELLED: Final = "cancelled before it ran"
+_RETRIES: Final = f"{CARRIER_HEADER}-retries"
+"""The ``job.meta`` key holding the job's retries when it was first enqueued."""
 _runs = TaskRuns()
 
 
@@ -83,7 +89,7 @@ def _find(meta: dict[str, Any]) -> tuple[str | None, dict[str, str] | None]:
     return None, None
 
 
-def _stamp(job: Any, queue_name: object, attempt: int = 1) -> None:
+def _stamp(job: Any, queue_name: object, attempt: int = 1, eta: Any = None) -> None:
     """Record an enqueue of ``job`` and put its carrier in ``job.meta`` (unless one waits there).
 
     The carrier goes under ``"stepwatch"``, or ``"stepwatch-carrier"`` when the
@@ -104,6 +110,7 @@ def _stamp(job: Any, queue_name: object, attempt: int = 1) -> None:
             execution_id=str(job.id),
             queue=str(queue_name or "default"),
             attempt=attempt,
+            eta=eta,
         )
         if key is None:
             report(
@@ -114,6 +121,9 @@ def _stamp(job: Any, queue_name: object, attempt: int = 1) -> None:
             )
             return
         meta[key] = carrier
+        retries = _count(getattr(job, "retries_left", None))
+        if retries is not None:
+            meta.setdefault(_RETRIES, retries)
     except Exception:
         report("rq.enqueue", "stepwatch: recording an RQ enqueue failed", exc_info=True)
 
@@ -123,6 +133,34 @@ def _enqueue_job(
 ) -> Any:
     job = args[0] if args else kwargs.get("job")
     _stamp(job, getattr(queue, "name", None))
+    return wrapped(*args, **kwargs)
+
+
+def _count(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
+def _attempt(job: Any) -> int | None:
+    """The attempt of this run from RQ's own job record: the retries used so far, plus one.
+
+    RQ retries a job whose horse was killed from the worker's copy of the job
+    (the horse's changes to ``job.meta`` are lost with it), so the count of
+    retries left, which RQ keeps, is what tells a rerun; ``None`` when unknown.
+    """
+    meta = _meta(job)
+    first = _count(meta.get(_RETRIES)) if meta is not None else None
+    left = _count(getattr(job, "retries_left", None))
+    if first is None or left is None or left > first:
+        return None
+    return first - left + 1
+
+
+def _schedule_job(
+    wrapped: Callable[..., Any], queue: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    job = args[0] if args else kwargs.get("job")
+    when = args[1] if len(args) > 1 else kwargs.get("datetime")
+    _stamp(job, getattr(queue, "name", None), eta=when)
     return wrapped(*args, **kwargs)
 
 
@@ -145,7 +183,9 @@ def _perform(
         if meta is not None and key is not None:
             del meta[key]  # only stepwatch's own carrier: the job's metadata stays its own
             job.save_meta()  # started: a later requeue of this job is not a move of this enqueue
-        scope = stepwatch.execution(str(job.func_name), execution_id=str(job.id), carrier=carrier)
+        scope = stepwatch.execution(
+            str(job.func_name), execution_id=str(job.id), carrier=carrier, attempt=_attempt(job)
+        )
     except Exception:
         report("rq.perform", "stepwatch: reading an RQ job failed", exc_info=True)
         return wrapped(*args, **kwargs)
@@ -189,7 +229,7 @@ def _cancel(
 
 _WRAPPED: Final = (
     ("rq.queue", "Queue.enqueue_job", _enqueue_job),
-    ("rq.queue", "Queue.schedule_job", _enqueue_job),
+    ("rq.queue", "Queue.schedule_job", _schedule_job),
     ("rq.job", "Job.perform", _perform),
     ("rq.job", "Job.cancel", _cancel),
 )
