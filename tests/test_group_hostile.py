@@ -50,7 +50,7 @@ def _published(group_dir: Path, ids: tuple[str, ...] = ("peer-a",)) -> dict[str,
         assert member.group is not None
         member.group.publish()
         document: dict[str, Any] = json.loads(member.group.path.read_text())
-        for scope in scopes:
+        for scope in reversed(scopes):  # last entered, first left
             scope.__exit__(None, None, None)
         member.group.path.unlink()
         return document
