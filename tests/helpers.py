@@ -11,6 +11,9 @@ from pathlib import Path
 
 import pytest
 
+import stepwatch
+from stepwatch.testing import FakeClock
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -56,3 +59,17 @@ def run_engine(module: str, *args: str, **environment: str) -> subprocess.Comple
         cwd=ROOT,
         check=False,
     )
+
+
+def run_ended_history(clock: FakeClock) -> None:
+    """Four ended runs of 10 s, oldest first: ``nightly`` n-0, n-1 (fails), n-2; ``hourly`` h-0."""
+    for index in range(3):
+        try:
+            with stepwatch.execution("nightly", execution_id=f"n-{index}"):
+                clock.advance(10)
+                if index == 1:
+                    raise RuntimeError("boom")
+        except RuntimeError:
+            pass
+    with stepwatch.execution("hourly", execution_id="h-0"):
+        clock.advance(10)

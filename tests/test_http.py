@@ -22,6 +22,7 @@ import stepwatch
 from stepwatch import Rules
 from stepwatch.http import ServerHandle, make_wsgi_app
 from stepwatch.testing import Harness, capture
+from tests.helpers import run_ended_history
 
 WAIT = 30.0  # upper bound for waits; never reached when things work
 
@@ -560,16 +561,7 @@ def test_an_event_that_is_not_json_never_ends_a_stream() -> None:
 
 
 def test_executions_route_answers_the_history_query(sw: Harness) -> None:
-    for index in range(3):
-        try:
-            with stepwatch.execution("nightly", execution_id=f"n-{index}"):
-                sw.clock.advance(10)
-                if index == 1:
-                    raise RuntimeError("boom")
-        except RuntimeError:
-            pass
-    with stepwatch.execution("hourly", execution_id="h-0"):
-        pass
+    run_ended_history(sw.clock)
     handle = sw.monitor.serve()
     try:
 

@@ -18,6 +18,7 @@ from stepwatch.limits import Limits
 from stepwatch.progress import DurationHistory, StepProfile, StepView, blend_eta, keep_steps
 from stepwatch.semconv import Outcome
 from stepwatch.testing import Harness, capture
+from tests.helpers import run_ended_history
 
 
 def test_mid_execution_progress(sw: Harness) -> None:
@@ -567,16 +568,7 @@ def test_current_step_is_a_step_still_running_when_a_parallel_one_ends(sw: Harne
 
 def test_executions_lists_running_pending_and_ended_runs_with_filters(sw: Harness) -> None:
     start = sw.clock()
-    for index in range(3):
-        try:
-            with stepwatch.execution("nightly", execution_id=f"n-{index}"):
-                sw.clock.advance(10)
-                if index == 1:
-                    raise RuntimeError("boom")
-        except RuntimeError:
-            pass
-    with stepwatch.execution("hourly", execution_id="h-0"):
-        sw.clock.advance(10)
+    run_ended_history(sw.clock)
     stepwatch.enqueue("nightly", execution_id="n-queued")
     with stepwatch.execution("nightly", execution_id="n-running"):
         sw.clock.advance(5)
