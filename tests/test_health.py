@@ -559,3 +559,12 @@ def test_silence_rejects_what_it_cannot_silence(
 ) -> None:
     with pytest.raises(error, match="rule" if rule != "QueueBacklog" else "for_seconds"):
         sw.monitor.silence(rule, seconds)  # type: ignore[arg-type]
+
+
+def test_a_wall_clock_stepped_back_never_lengthens_a_silence(strict: Harness) -> None:
+    strict.monitor.observe_queue_depth(lambda: 500.0)
+    strict.monitor.silence("QueueBacklog", 60)
+    strict.clock.set(strict.clock() - 3600)  # the wall clock steps back an hour
+    assert _rules_firing(strict) == set()
+    strict.clock.advance(61)
+    assert _rules_firing(strict) == {"QueueBacklog"}

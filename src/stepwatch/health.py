@@ -470,7 +470,7 @@ class HealthEvaluator:
         self._pending_since: dict[str, float] = {}
         self._held: dict[str, int] = {}  # consecutive evaluations a pending condition held
         self._absent: dict[str, int] = {}  # consecutive evaluations a firing one was absent
-        self._silences: dict[str, float] = {}  # rule -> silenced until (the Monitor's clock)
+        self._silences: dict[str, float] = {}  # rule -> silenced until (the steady clock)
         self._announced: set[str] = set()  # firing alerts whose alert.fired was published
         self._resolved: deque[Alert] = deque(maxlen=MAX_RESOLVED_ALERTS)
         self._health: SystemHealth | None = None
@@ -777,7 +777,7 @@ class HealthEvaluator:
                 report("health.rule", "stepwatch: evaluating a health rule failed", exc_info=True)
         with self._lock:
             self._apply(findings, now, steady)
-            firing = self._reported(now)
+            firing = self._reported(steady)
             status = _status(firing, components)
             previous = self._health
             self._health = SystemHealth(status, components, firing, now)
@@ -835,15 +835,16 @@ class HealthEvaluator:
                 self._announced.discard(identifier)
                 self.bus.publish(EventType.ALERT_RESOLVED, None, resolved.to_dict(), now)
         for identifier, alert in self._firing.items():
-            if identifier not in self._announced and not self._silenced(alert.rule, now):
+            if identifier not in self._announced and not self._silenced(alert.rule, steady):
                 self._announced.add(identifier)
                 self.bus.publish(EventType.ALERT_FIRED, None, alert.to_dict(), now)
 
-    def _silenced(self, rule: str, now: float) -> bool:
+    def _silenced(self, rule: str, steady: float) -> bool:
+        """Whether ``rule`` is silenced at ``steady`` (the steady clock, like ``for_seconds``)."""
         until = self._silences.get(rule)
         if until is None:
             return False
-        if now < until:
+        if steady < until:
             return True
         del self._silences[rule]
         return False
@@ -861,18 +862,18 @@ class HealthEvaluator:
         """
         checks.choice(rule, "rule", semconv.RULE_NAMES)
         for_seconds = checks.seconds(for_seconds, "for_seconds", allow_zero=True)
-        until = self.clock() + for_seconds
+        ends = self._steady() + for_seconds  # a wall clock stepped back never lengthens it
         with self._lock:
             if for_seconds > 0:
-                self._silences[rule] = until
+                self._silences[rule] = ends
             else:
                 self._silences.pop(rule, None)
-        return until
+        return self.clock() + for_seconds
 
-    def _reported(self, now: float) -> list[Alert]:
+    def _reported(self, steady: float) -> list[Alert]:
         """Firing alerts not silenced, oldest first (under the lock)."""
         return sorted(
-            (a for a in self._firing.values() if not self._silenced(a.rule, now)),
+            (a for a in self._firing.values() if not self._silenced(a.rule, steady)),
             key=lambda a: (a.started_at, a.id),
         )
 
@@ -903,7 +904,7 @@ class HealthEvaluator:
         wanted = checks.member(severity, "severity", Severity, optional=True)
         checks.count(limit, "limit", minimum=0)
         with self._lock:
-            firing = self._reported(self.clock())
+            firing = self._reported(self._steady())
             resolved = list(reversed(self._resolved))
         candidates = (
             firing if active is True else resolved if active is False else firing + resolved
