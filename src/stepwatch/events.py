@@ -31,7 +31,7 @@ import threading
 import time
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 from stepwatch import _checks as checks
 from stepwatch._models import iso, json_ready
@@ -43,6 +43,19 @@ _logger = logging.getLogger(__name__)
 
 _MAX_LOGGED_ERROR_TYPES = 16
 """Error types logged (with a traceback) per subscription; the rest are only counted."""
+
+
+def _workflow(entry: ExecutionEvent | _Entry, names: Mapping[str, str]) -> object:
+    """The workflow of a history slot: its data's ``name``, else its execution's, if known."""
+    keys = None if isinstance(entry, ExecutionEvent) else entry[5]
+    if keys is None:  # the data is the event's dict
+        data: Mapping[str, object] = entry[4]
+        if "name" in data:
+            return data["name"]
+    elif "name" in keys:  # recorded by value: data is the values for ``keys``
+        values = cast("tuple[object, ...]", entry[4])
+        return values[keys.index("name")]
+    return names.get(entry[3] or "")
 
 
 def _built(entry: _Entry) -> ExecutionEvent:
@@ -522,18 +535,18 @@ class EventBus:
             return events
         names = self._names
         kinds = wanted if isinstance(wanted, frozenset) or wanted is None else frozenset({wanted})
-        chosen = [
-            event
-            for event in self.tail(since or 0, execution_id=execution_id)[0]
-            if (kinds is None or event.type in kinds)
-            and (start is None or event.timestamp >= start)
-            and (end is None or event.timestamp < end)
-            and (
-                workflow is None
-                or event.data.get("name", names.get(event.execution_id or "")) == workflow
-            )
-        ]
-        return chosen if limit is None else chosen[len(chosen) - min(limit, len(chosen)) :]
+
+        def where(entry: ExecutionEvent | _Entry) -> bool:
+            """The filters a history slot is checked against before its event is built."""
+            timestamp = entry[2]
+            if (start is not None and timestamp < start) or (end is not None and timestamp >= end):
+                return False
+            if kinds is not None and entry[1] not in kinds:
+                return False
+            return workflow is None or _workflow(entry, names) == workflow
+
+        events, _ = self.tail(since or 0, execution_id=execution_id, limit=limit, where=where)
+        return events
 
     def tail(
         self,
@@ -542,6 +555,7 @@ class EventBus:
         execution_id: str | None = None,
         event_type: EventType | None = None,
         limit: int | None = None,
+        where: Callable[[ExecutionEvent | _Entry], bool] | None = None,
     ) -> tuple[list[ExecutionEvent], int]:
         """The matching events published after ``after`` (a ``seq``), and the newest ``seq``.
 
@@ -550,6 +564,8 @@ class EventBus:
         never scanned again. ``limit`` keeps the most recent ones (a reader
         that lags further loses the oldest). The cost follows what was
         published since ``after``; publishing does no work per reader.
+        ``where`` (for :meth:`events`) checks each history slot, under the
+        lock, before its event is built.
 
         .. versionadded:: 0.2.0
         """
@@ -565,8 +581,10 @@ class EventBus:
                 entry = ring[seq % size]
                 if entry is None:  # pragma: no cover - every slot up to ``newest`` is stored
                     break
-                if (execution_id is None or entry[3] == execution_id) and (
-                    event_type is None or entry[1] is event_type
+                if (
+                    (execution_id is None or entry[3] == execution_id)
+                    and (event_type is None or entry[1] is event_type)
+                    and (where is None or where(entry))
                 ):
                     if not isinstance(entry, ExecutionEvent):
                         entry = ring[seq % size] = _built(entry)
